@@ -1,0 +1,106 @@
+//! Typed errors of building and running a job.
+
+use std::sync::Arc;
+
+/// Any error a user function, source or sink reports. Boxed so that callers keep their own
+/// error types; [`JobError`] says where it happened.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a job could not start or did not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The configuration or the job graph cannot run (for example zero workers, or no sink).
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    /// A user function returned an error for a record (for example from `try_map`).
+    #[error("operator `{operator}` failed on worker {worker}: {source}")]
+    UserFunction {
+        /// Name of the operator whose function failed.
+        operator: Arc<str>,
+        /// Index of the worker it ran on.
+        worker: usize,
+        /// The error the function returned.
+        source: BoxError,
+    },
+    /// A source could not be created or failed while reading.
+    #[error("source `{source_name}` failed on worker {worker}: {source}")]
+    Source {
+        /// Name of the source.
+        source_name: Arc<str>,
+        /// Index of the worker it ran on.
+        worker: usize,
+        /// The underlying error.
+        source: BoxError,
+    },
+    /// A sink could not be created, or failed to write, flush or close.
+    #[error("sink `{sink}` failed on worker {worker}: {source}")]
+    Sink {
+        /// Name of the sink.
+        sink: Arc<str>,
+        /// Index of the worker it ran on.
+        worker: usize,
+        /// The underlying error.
+        source: BoxError,
+    },
+    /// User code panicked on a worker thread. The other workers were stopped.
+    #[error("worker {worker} panicked in `{task}`: {message}")]
+    Panicked {
+        /// Index of the worker whose thread panicked.
+        worker: usize,
+        /// The task (chain ending in a sink or exchange) that was running.
+        task: Arc<str>,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// A worker thread could not be started.
+    #[error("could not start worker {worker}: {source}")]
+    Spawn {
+        /// Index of the worker.
+        worker: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A record could not be processed by a user function: reported through
+/// [`Emit::fail`](crate::Emit::fail) and turned into [`JobError::UserFunction`].
+#[derive(Debug)]
+pub struct Failure {
+    pub(crate) operator: Option<Arc<str>>,
+    pub(crate) error: BoxError,
+}
+
+impl Failure {
+    /// A failure carrying the user function's error; the engine adds the operator's name.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self {
+            operator: None,
+            error: error.into(),
+        }
+    }
+
+    /// The operator the failure is attributed to, once the engine has tagged it.
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
+    /// The user function's error.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.error.as_ref()
+    }
+
+    pub(crate) fn tag(&mut self, operator: &Arc<str>) {
+        if self.operator.is_none() {
+            self.operator = Some(operator.clone());
+        }
+    }
+
+    pub(crate) fn into_job_error(self, worker: usize) -> JobError {
+        JobError::UserFunction {
+            operator: self.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
+            worker,
+            source: self.error,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The job graph as it is built: named nodes, task factories, exchange edges.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::error::JobError;
+use crate::exchange::PrepareEdge;
+use crate::flow::Flow;
+use crate::metrics::{MetricsRegistry, NodeCounters, NodeKind};
+use crate::signal::WorkerSignal;
+use crate::source::WorkerContext;
+use crate::task::Task;
+
+/// Builds one worker's instance of a task. Called on the worker thread at start-up.
+pub(crate) type TaskFactory =
+    Box<dyn Fn(&BuildCtx) -> Result<Box<dyn Task>, JobError> + Send + Sync>;
+
+/// Everything a job is made of before it runs.
+#[derive(Default)]
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<(Arc<str>, NodeKind)>,
+    pub(crate) tasks: Vec<TaskFactory>,
+    pub(crate) edges: Vec<Arc<dyn PrepareEdge>>,
+}
+
+impl Graph {
+    /// Adds a node and returns its id. Repeated names get a `#n` suffix so metrics stay
+    /// distinguishable (`map`, `map#2`, ...).
+    pub(crate) fn add_node(&mut self, name: &str, kind: NodeKind) -> usize {
+        let same = self
+            .nodes
+            .iter()
+            .filter(|(n, _)| n.split('#').next() == Some(name))
+            .count();
+        let name: Arc<str> = if same == 0 {
+            Arc::from(name)
+        } else {
+            Arc::from(format!("{name}#{}", same + 1))
+        };
+        self.nodes.push((name, kind));
+        self.nodes.len() - 1
+    }
+
+    pub(crate) fn rename(&mut self, node: usize, name: &str) {
+        if let Some(entry) = self.nodes.get_mut(node) {
+            entry.0 = Arc::from(name);
+        }
+    }
+}
+
+/// What a worker knows while it builds its instance of the job's flows.
+///
+/// Opaque to users; it reaches [`FlowBuilder::build`] implementations.
+pub struct BuildCtx {
+    pub(crate) worker: WorkerContext,
+    pub(crate) signals: Arc<[Arc<WorkerSignal>]>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) metrics: Arc<MetricsRegistry>,
+}
+
+impl std::fmt::Debug for BuildCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildCtx")
+            .field("worker", &self.worker.worker)
+            .field("workers", &self.worker.workers)
+            .finish()
+    }
+}
+
+impl BuildCtx {
+    /// The worker being built.
+    pub fn worker(&self) -> &WorkerContext {
+        &self.worker
+    }
+
+    pub(crate) fn counters(&self, node: usize) -> NodeCounters {
+        NodeCounters::new(self.metrics.clone(), self.worker.worker, node)
+    }
+
+    pub(crate) fn node_name(&self, node: usize) -> Arc<str> {
+        self.metrics.node_name(node)
+    }
+}
+
+/// A recipe for one worker's instance of a flow: what a [`Stream`](crate::Stream) holds.
+///
+/// Each `Stream` method wraps the builder it had in a new one, so the finished type describes
+/// the whole fused chain and `build` yields a fully monomorphized flow.
+pub trait FlowBuilder: Send + Sync + 'static {
+    /// The type of the records of the stream.
+    type Out;
+    /// The per-worker flow it builds.
+    type Flow: Flow<Out = Self::Out> + 'static;
+
+    /// Builds the flow for the worker described by `ctx`.
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError>;
+}

@@ -1,0 +1,380 @@
+//! Building, configuring, starting and waiting for a job.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::error::JobError;
+use crate::graph::{BuildCtx, Graph};
+use crate::idle::IdleStrategy;
+use crate::metrics::{JobMetrics, MetricsRegistry, NodeKind};
+use crate::signal::WorkerSignal;
+use crate::source::{SourceFactory, WorkerContext};
+use crate::stream::{SourceBuilder, Stream};
+use crate::worker::{self, WorkerEvent, WorkerSetup};
+
+/// How a job runs: plain data with defaults; every latency-relevant knob is here.
+///
+/// ```
+/// use rill_engine::{Config, IdleStrategy};
+/// let config = Config::default().with_workers(2).with_idle(IdleStrategy::Spin);
+/// assert_eq!(config.workers, 2);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Number of worker threads, each running the whole pipeline on its share of the input.
+    /// Default: the number of available cores.
+    pub workers: usize,
+    /// Pin worker i to core i (mod the number of cores). Default: off.
+    pub pin_workers: bool,
+    /// Capacity, in messages, of each SPSC ring of an exchange. Default: 1024.
+    pub ring_capacity: usize,
+    /// What an idle worker does. Default: spin 50 us, yield 500 us, then park.
+    pub idle: IdleStrategy,
+    /// Records a task processes per poll before the worker moves to its next task: bounds how
+    /// long one task can keep the others (and the rings they drain) waiting. Default: 256.
+    pub batch_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            pin_workers: false,
+            ring_capacity: 1024,
+            idle: IdleStrategy::default(),
+            batch_size: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the number of workers.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+    /// Sets whether workers are pinned to cores.
+    pub fn with_pinning(mut self, pin: bool) -> Self {
+        self.pin_workers = pin;
+        self
+    }
+    /// Sets the capacity of each exchange ring.
+    pub fn with_ring_capacity(mut self, capacity: usize) -> Self {
+        self.ring_capacity = capacity;
+        self
+    }
+    /// Sets the idle strategy.
+    pub fn with_idle(mut self, idle: IdleStrategy) -> Self {
+        self.idle = idle;
+        self
+    }
+    /// Sets the per-poll record budget.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+}
+
+/// State shared by the handle and the workers of a running job.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Graceful stop: sources end, everything in flight drains, sinks close.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Immediate stop after a failure (or when the handle is dropped).
+    pub(crate) abort: AtomicBool,
+    pub(crate) signals: Arc<[Arc<WorkerSignal>]>,
+}
+
+impl Shared {
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for s in self.signals.iter() {
+            s.notify();
+        }
+    }
+}
+
+/// A job being built: add sources, chain operators, end in sinks, then [`run`](Self::run).
+///
+/// ```
+/// use rill_engine::{Config, Job};
+/// use rill_connectors::{MemorySource, CollectSink};
+///
+/// let job = Job::new("relay");
+/// let out = CollectSink::default();
+/// job.source(MemorySource::new(vec!["a", "b", "c"])).sink(out.clone());
+/// job.run(Config::default().with_workers(2))?.await_termination()?;
+/// let mut got = out.take();
+/// got.sort();
+/// assert_eq!(got, ["a", "b", "c"]);
+/// # Ok::<(), rill_engine::JobError>(())
+/// ```
+#[derive(Default)]
+pub struct Job {
+    name: String,
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let graph = self.graph.borrow();
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("nodes", &graph.nodes)
+            .finish()
+    }
+}
+
+impl Job {
+    /// An empty job.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            graph: Rc::default(),
+        }
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds a source; every worker creates its own instance and reads its share.
+    pub fn source<S: SourceFactory>(&self, factory: S) -> Stream<SourceBuilder<S>> {
+        let node = self
+            .graph
+            .borrow_mut()
+            .add_node(factory.name(), NodeKind::Source);
+        Stream::from_parts(self.graph.clone(), SourceBuilder { factory, node }, node)
+    }
+
+    /// Starts the job's workers and returns at once with a handle to it.
+    pub fn run(self, config: Config) -> Result<JobHandle, JobError> {
+        if config.workers == 0 {
+            return Err(JobError::Invalid("workers must be at least 1".into()));
+        }
+        if config.ring_capacity == 0 {
+            return Err(JobError::Invalid("ring_capacity must be at least 1".into()));
+        }
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        if graph.tasks.is_empty() {
+            return Err(JobError::Invalid(format!(
+                "job `{}` has no sink: nothing would run",
+                self.name
+            )));
+        }
+        let workers = config.workers;
+        let metrics = Arc::new(MetricsRegistry::new(graph.nodes.clone(), workers));
+        for edge in &graph.edges {
+            edge.prepare(workers, config.ring_capacity);
+        }
+        let signals: Arc<[Arc<WorkerSignal>]> = (0..workers)
+            .map(|_| Arc::new(WorkerSignal::new()))
+            .collect();
+        let shared = Arc::new(Shared {
+            stop: Arc::new(AtomicBool::new(false)),
+            abort: AtomicBool::new(false),
+            signals: signals.clone(),
+        });
+        let cores = if config.pin_workers {
+            core_affinity::get_core_ids().filter(|c| !c.is_empty())
+        } else {
+            None
+        };
+        let factories = Arc::new(graph.tasks);
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let started = Instant::now();
+        let mut threads = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let setup = WorkerSetup {
+                ctx: BuildCtx {
+                    worker: WorkerContext {
+                        worker: w,
+                        workers,
+                        signal: signals[w].clone(),
+                        started,
+                    },
+                    signals: signals.clone(),
+                    stop: shared.stop.clone(),
+                    metrics: metrics.clone(),
+                },
+                factories: factories.clone(),
+                shared: shared.clone(),
+                config: config.clone(),
+                core: cores.as_ref().map(|c| c[w % c.len()]),
+                events: events_tx.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("rill-{}-w{w}", self.name))
+                .spawn(move || worker::run(setup));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(source) => {
+                    shared.request_abort();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(JobError::Spawn { worker: w, source });
+                }
+            }
+        }
+        Ok(JobHandle {
+            name: self.name,
+            threads,
+            events,
+            shared,
+            metrics,
+            reported: 0,
+            first_error: None,
+            finished: false,
+            outcome_taken: false,
+        })
+    }
+}
+
+/// Stops a running job gracefully from any thread (a signal handler, another service).
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    shared: Arc<Shared>,
+}
+
+impl StopHandle {
+    /// Asks the job to stop: sources end, records in flight drain, sinks flush and close.
+    /// Returns at once; the job's `await_termination` returns when it is done.
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+}
+
+/// A running job.
+///
+/// Dropping the handle without waiting aborts the job (workers stop at once, without
+/// draining) and joins its threads.
+#[derive(Debug)]
+pub struct JobHandle {
+    name: String,
+    threads: Vec<JoinHandle<()>>,
+    events: Receiver<WorkerEvent>,
+    shared: Arc<Shared>,
+    metrics: Arc<MetricsRegistry>,
+    reported: usize,
+    first_error: Option<JobError>,
+    finished: bool,
+    outcome_taken: bool,
+}
+
+impl JobHandle {
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Live counters: records in and out of every node, summed over the workers.
+    pub fn metrics(&self) -> JobMetrics {
+        self.metrics.snapshot()
+    }
+
+    /// Asks the job to stop gracefully (see [`StopHandle::stop`]).
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+
+    /// A handle that can stop the job from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits until every worker has finished: every bounded source has ended and all output
+    /// is flushed and closed, or the job was stopped, or it failed. Returns the final metrics,
+    /// or the first error (a user function's error or panic, a source or sink failure); on an
+    /// error the other workers are stopped at once, so this never hangs on a failed job.
+    pub fn await_termination(mut self) -> Result<JobMetrics, JobError> {
+        match self.wait(None) {
+            Some(result) => result,
+            None => unreachable!("waiting without a deadline always ends with a result"),
+        }
+    }
+
+    /// Like [`await_termination`](Self::await_termination), but gives up after `timeout`,
+    /// returning `None` while the job is still running.
+    pub fn await_termination_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<JobMetrics, JobError>> {
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Whether every worker has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished || self.threads.iter().all(|t| t.is_finished())
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Option<Result<JobMetrics, JobError>> {
+        while !self.finished && self.reported < self.threads.len() {
+            let event = match deadline {
+                None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => self.events.recv_deadline(at),
+            };
+            match event {
+                Ok(WorkerEvent::Finished) => self.reported += 1,
+                Ok(WorkerEvent::Failed(error)) => {
+                    self.reported += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(error);
+                        self.shared.request_abort();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                // Every worker sends before exiting, so this only happens once all have.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if !self.finished {
+            self.finished = true;
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        if self.outcome_taken {
+            return Some(Err(JobError::Invalid(
+                "the job's outcome was already returned".into(),
+            )));
+        }
+        self.outcome_taken = true;
+        Some(match self.first_error.take() {
+            Some(e) => Err(e),
+            None => Ok(self.metrics.snapshot()),
+        })
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.request_abort();
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}

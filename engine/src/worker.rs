@@ -1,0 +1,128 @@
+//! The worker thread: build this worker's tasks, run them round robin, idle when there is
+//! nothing to do, report how it ended.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::error::JobError;
+use crate::graph::{BuildCtx, TaskFactory};
+use crate::idle::{Idler, Wait};
+use crate::job::{Config, Shared};
+use crate::task::{Task, TaskPoll};
+
+/// How a worker ended, sent to the job handle over the control channel.
+#[derive(Debug)]
+pub(crate) enum WorkerEvent {
+    Finished,
+    Failed(JobError),
+}
+
+pub(crate) struct WorkerSetup {
+    pub(crate) ctx: BuildCtx,
+    pub(crate) factories: Arc<Vec<TaskFactory>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) config: Config,
+    pub(crate) core: Option<core_affinity::CoreId>,
+    pub(crate) events: Sender<WorkerEvent>,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+pub(crate) fn run(setup: WorkerSetup) {
+    setup.ctx.worker.signal.register_current_thread();
+    if let Some(core) = setup.core {
+        // Pinning is a request: a failure (restricted cpuset) leaves the thread unpinned.
+        let _ = core_affinity::set_for_current(core);
+    }
+    let result = build_and_run(&setup);
+    let event = match result {
+        Ok(()) => WorkerEvent::Finished,
+        Err(error) => WorkerEvent::Failed(error),
+    };
+    // The handle may be gone (dropped without waiting): nobody to tell.
+    let _ = setup.events.send(event);
+}
+
+fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
+    let worker = setup.ctx.worker.worker;
+    let mut tasks: Vec<Box<dyn Task>> = Vec::with_capacity(setup.factories.len());
+    for factory in setup.factories.iter() {
+        let task = catch_unwind(AssertUnwindSafe(|| factory(&setup.ctx))).map_err(|p| {
+            JobError::Panicked {
+                worker,
+                task: Arc::from("<building tasks>"),
+                message: panic_message(p.as_ref()),
+            }
+        })??;
+        tasks.push(task);
+    }
+    run_loop(setup, tasks)
+}
+
+fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), JobError> {
+    let worker = setup.ctx.worker.worker;
+    let signal = &setup.ctx.worker.signal;
+    let budget = setup.config.batch_size.max(1);
+    let mut idler = Idler::new(setup.config.idle);
+    loop {
+        if setup.shared.abort.load(Ordering::Relaxed) {
+            // Another worker failed or the handle was dropped; the error (if any) is theirs.
+            return Ok(());
+        }
+        let mut busy = false;
+        let mut backpressured = false;
+        let mut deadline: Option<Instant> = None;
+        let mut i = 0;
+        while i < tasks.len() {
+            let task = &mut tasks[i];
+            let poll = catch_unwind(AssertUnwindSafe(|| task.run(budget))).map_err(|p| {
+                JobError::Panicked {
+                    worker,
+                    task: task.name().clone(),
+                    message: panic_message(p.as_ref()),
+                }
+            })??;
+            match poll {
+                TaskPoll::Busy => busy = true,
+                TaskPoll::Idle { deadline: d } => {
+                    deadline = match (deadline, d) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                TaskPoll::Backpressured => backpressured = true,
+                TaskPoll::Done => {
+                    drop(tasks.swap_remove(i));
+                    busy = true;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        if busy {
+            idler.reset(signal);
+        } else {
+            let wait = if backpressured {
+                Wait::Backpressured
+            } else {
+                Wait::Parkable { deadline }
+            };
+            idler.idle(signal, wait);
+        }
+    }
+}

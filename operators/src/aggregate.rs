@@ -1,0 +1,89 @@
+//! `aggregate`: a running accumulator per key.
+
+use std::hash::Hash;
+
+use rill_engine::keygroup::KeyMap;
+use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
+
+/// The keyed `aggregate` operator: keeps an accumulator per key, created by `init()` for a
+/// new key and updated by `update(&mut acc, value)`; emits `(key, acc)` for every record.
+#[derive(Debug, Clone)]
+pub struct Aggregate<K, A, I, F> {
+    init: I,
+    update: F,
+    state: KeyMap<K, A>,
+}
+
+impl<K, A, I, F> Aggregate<K, A, I, F> {
+    /// An aggregation with accumulator constructor `init` and update function `update`.
+    pub fn new(init: I, update: F) -> Self {
+        Self {
+            init,
+            update,
+            state: KeyMap::default(),
+        }
+    }
+}
+
+impl<K, V, A, I, F> Operator<(K, V)> for Aggregate<K, A, I, F>
+where
+    K: Hash + Eq + Clone,
+    A: Clone,
+    I: Fn() -> A,
+    F: Fn(&mut A, V),
+{
+    type Out = (K, A);
+
+    #[inline]
+    fn on_record<E: Emit<(K, A)>>(&mut self, (key, value): (K, V), out: &mut E) {
+        let acc = match self.state.get_mut(&key) {
+            Some(acc) => acc,
+            None => self.state.entry(key.clone()).or_insert_with(&self.init),
+        };
+        (self.update)(acc, value);
+        let snapshot = acc.clone();
+        out.emit((key, snapshot));
+    }
+}
+
+/// Adds [`aggregate`](AggregateExt::aggregate) to keyed streams.
+pub trait AggregateExt<B: FlowBuilder> {
+    /// Folds the values of each key into an accumulator, emitting it after every record.
+    ///
+    /// ```
+    /// use rill_connectors::{CollectSink, MemorySource};
+    /// use rill_engine::{Config, Job};
+    /// use rill_operators::AggregateExt;
+    ///
+    /// // Running (count, sum) per sensor.
+    /// let job = Job::new("stats");
+    /// let out = CollectSink::default();
+    /// job.source(MemorySource::new(vec![("s1", 2.0), ("s1", 4.0)]))
+    ///     .key_by(|(s, _): &(&str, f64)| *s)
+    ///     .aggregate(|| (0u32, 0.0f64), |acc: &mut (u32, f64), (_, v): (&str, f64)| { acc.0 += 1; acc.1 += v; })
+    ///     .sink(out.clone());
+    /// job.run(Config::default().with_workers(1))?.await_termination()?;
+    /// assert_eq!(out.take(), [("s1", (1, 2.0)), ("s1", (2, 6.0))]);
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    fn aggregate<K, V, A, I, F>(self, init: I, update: F) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
+    where
+        B: FlowBuilder<Out = (K, V)>,
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        A: Clone + Send + Sync + 'static,
+        I: Fn() -> A + Clone + Send + Sync + 'static,
+        F: Fn(&mut A, V) + Clone + Send + Sync + 'static;
+}
+
+impl<B: FlowBuilder> AggregateExt<B> for KeyedStream<B> {
+    fn aggregate<K, V, A, I, F>(self, init: I, update: F) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
+    where
+        B: FlowBuilder<Out = (K, V)>,
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        A: Clone + Send + Sync + 'static,
+        I: Fn() -> A + Clone + Send + Sync + 'static,
+        F: Fn(&mut A, V) + Clone + Send + Sync + 'static,
+    {
+        self.then("aggregate", Aggregate::new(init, update))
+    }
+}

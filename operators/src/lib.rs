@@ -1,0 +1,35 @@
+//! rill's operators, one per module, each an [`Operator`](rill_engine::Operator) plus an
+//! extension trait that adds its method to [`Stream`](rill_engine::Stream) or
+//! [`KeyedStream`](rill_engine::KeyedStream). Import them all with `rill::prelude::*`.
+//!
+//! | method | on | emits |
+//! |---|---|---|
+//! | [`map`](MapExt::map) | `Stream<T>` | `f(x)` for every record |
+//! | [`filter`](FilterExt::filter) | `Stream<T>` | records for which `pred(&x)` holds |
+//! | [`flat_map`](FlatMapExt::flat_map) | `Stream<T>` | every item of `f(x)` |
+//! | [`inspect`](InspectExt::inspect) | `Stream<T>` | every record, after calling `f(&x)` |
+//! | [`try_map`](TryMapExt::try_map) | `Stream<T>` | `f(x)`'s `Ok` values; an `Err` fails the job |
+//! | [`count`](CountExt::count) | `KeyedStream<(K, V)>` | `(key, running count)` per record (update mode) |
+//! | [`reduce`](ReduceExt::reduce) | `KeyedStream<(K, V)>` | `(key, running reduction)` per record |
+//! | [`aggregate`](AggregateExt::aggregate) | `KeyedStream<(K, V)>` | `(key, running accumulator)` per record |
+//! | [`latest_per_key`](LatestPerKeyExt::latest_per_key) | `Stream<(K, V)>` | each key's last value, once, when the input ends |
+
+mod aggregate;
+mod count;
+mod filter;
+mod flat_map;
+mod inspect;
+mod latest_per_key;
+mod map;
+mod reduce;
+mod try_map;
+
+pub use aggregate::{Aggregate, AggregateExt};
+pub use count::{Count, CountExt};
+pub use filter::{Filter, FilterExt};
+pub use flat_map::{FlatMap, FlatMapExt};
+pub use inspect::{Inspect, InspectExt};
+pub use latest_per_key::{LatestPerKey, LatestPerKeyExt};
+pub use map::{Map, MapExt};
+pub use reduce::{Reduce, ReduceExt};
+pub use try_map::{TryMap, TryMapExt};
