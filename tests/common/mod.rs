@@ -1,0 +1,17 @@
+//! Helpers shared by the integration tests.
+
+use std::time::Duration;
+
+use rill::{JobError, JobHandle, JobMetrics};
+
+/// Generous bound on how long any test job may take: far above normal run times (well under a
+/// second), so exceeding it means a hang, reported as a failure instead of a stuck CI run.
+pub const HANG: Duration = Duration::from_secs(120);
+
+/// Waits for a job, failing the test if it does not end within [`HANG`].
+pub fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
+    match handle.await_termination_timeout(HANG) {
+        Some(result) => result,
+        None => panic!("job `{}` did not terminate within {HANG:?}", handle.name()),
+    }
+}
