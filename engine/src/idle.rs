@@ -60,24 +60,34 @@ impl std::fmt::Display for IdleStrategy {
 
 /// Why a round found no work, which bounds how the worker may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// Work can come from another thread (which notifies) or at `deadline` (a timer-driven
     /// source), so parking is allowed.
-    Parkable { deadline: Option<Instant> },
+    Parkable {
+        /// When a timer-driven input has work even without a notification.
+        deadline: Option<Instant>,
+    },
     /// An output ring is full: the receiver is running and will make room, but it does not
     /// notify senders, so this worker must not park (it spins or yields instead).
     Backpressured,
 }
 
-/// The per-worker state machine of an [`IdleStrategy`].
+/// The per-worker state machine of an [`IdleStrategy`]: what the worker loop calls after each
+/// round of polling. Public so that the loom tests drive the real code, and so a thread that
+/// polls on its own (an embedding service) can idle the same way.
+///
+/// The loop it expects: poll everything; if anything was done call [`reset`](Self::reset),
+/// otherwise call [`idle`](Self::idle); repeat. Parking needs two idle rounds in a row: the
+/// first arms the [`WorkerSignal`], the second parks if the round in between found nothing.
 #[derive(Debug)]
-pub(crate) struct Idler {
+pub struct Idler {
     strategy: IdleStrategy,
     idle_since: Option<Instant>,
 }
 
 impl Idler {
-    pub(crate) fn new(strategy: IdleStrategy) -> Self {
+    /// A fresh state machine for `strategy`.
+    pub fn new(strategy: IdleStrategy) -> Self {
         Self {
             strategy,
             idle_since: None,
@@ -85,7 +95,7 @@ impl Idler {
     }
 
     /// The last round made progress.
-    pub(crate) fn reset(&mut self, signal: &WorkerSignal) {
+    pub fn reset(&mut self, signal: &WorkerSignal) {
         self.idle_since = None;
         if signal.is_armed() {
             signal.disarm();
@@ -96,7 +106,7 @@ impl Idler {
     ///
     /// Parking takes two calls: the first arms the signal and returns (so the caller polls
     /// once more with the signal armed), the second parks if that round was idle too.
-    pub(crate) fn idle(&mut self, signal: &WorkerSignal, wait: Wait) {
+    pub fn idle(&mut self, signal: &WorkerSignal, wait: Wait) {
         let may_park = match self.strategy {
             IdleStrategy::Spin => {
                 std::hint::spin_loop();

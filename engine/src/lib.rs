@@ -40,7 +40,7 @@ pub use error::{BoxError, Failure, JobError};
 pub use exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
 pub use flow::{Flow, Progress, Then, Union};
 pub use graph::{BuildCtx, FlowBuilder};
-pub use idle::IdleStrategy;
+pub use idle::{IdleStrategy, Idler, Wait};
 pub use job::{Config, Job, JobHandle, StopHandle};
 pub use message::{Epoch, EventTime, Message};
 pub use metrics::{JobMetrics, NodeCounters, NodeKind, OperatorMetrics};
