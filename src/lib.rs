@@ -17,7 +17,7 @@ pub use rill_engine::{
 /// Everything a job definition needs: `use rill::prelude::*;`.
 pub mod prelude {
     pub use rill_connectors::{
-        CollectSink, Generated, Generator, LatencySink, MemorySource, StdinLines, StdoutLines,
+        CollectSink, DiscardSink, Generated, Generator, LatencySink, MemorySource, StdinLines, StdoutLines,
     };
     pub use rill_engine::{
         Config, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream, Operator,

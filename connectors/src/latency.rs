@@ -2,9 +2,11 @@
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use rill_engine::time::now_nanos;
+
+use rill_engine::time::{nanos_at, now_nanos};
 use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
 
 /// Highest latency the histograms track: a minute, in nanoseconds (larger values are clamped).
@@ -21,8 +23,8 @@ fn new_histogram() -> Histogram<u64> {
 ///
 /// `scheduled` is read from each record by a function, so the sink fits any record that
 /// carries its scheduled time (for example a [`Generated`](crate::Generated) record, or a
-/// count that kept the time of the record that last updated it). Records scheduled before
-/// `measure_from` (the warm-up) are counted but not recorded.
+/// count that kept the time of the record that last updated it). Records scheduled within the
+/// [`warm_up`](Self::warm_up) period after the job's start are not recorded.
 ///
 /// ```
 /// use rill_connectors::{Generator, LatencySink};
@@ -39,7 +41,7 @@ fn new_histogram() -> Histogram<u64> {
 /// ```
 pub struct LatencySink<F, T> {
     scheduled: F,
-    measure_from: u64,
+    warm_up: Duration,
     merged: Arc<Mutex<Histogram<u64>>>,
     _records: PhantomData<fn(T)>,
 }
@@ -48,7 +50,7 @@ impl<F: Clone, T> Clone for LatencySink<F, T> {
     fn clone(&self) -> Self {
         Self {
             scheduled: self.scheduled.clone(),
-            measure_from: self.measure_from,
+            warm_up: self.warm_up,
             merged: self.merged.clone(),
             _records: PhantomData,
         }
@@ -58,7 +60,7 @@ impl<F: Clone, T> Clone for LatencySink<F, T> {
 impl<F, T> std::fmt::Debug for LatencySink<F, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LatencySink")
-            .field("measure_from", &self.measure_from)
+            .field("warm_up", &self.warm_up)
             .finish()
     }
 }
@@ -72,15 +74,16 @@ where
     pub fn new(scheduled: F) -> Self {
         Self {
             scheduled,
-            measure_from: 0,
+            warm_up: Duration::ZERO,
             merged: Arc::new(Mutex::new(new_histogram())),
             _records: PhantomData,
         }
     }
 
-    /// Ignores records scheduled before `nanos` (on [`rill_engine::time`]'s clock).
-    pub fn measure_from(mut self, nanos: u64) -> Self {
-        self.measure_from = nanos;
+    /// Ignores records scheduled less than `warm_up` after the job started (the same instant
+    /// a [`Generator`](crate::Generator) counts its schedule from).
+    pub fn warm_up(mut self, warm_up: Duration) -> Self {
+        self.warm_up = warm_up;
         self
     }
 }
@@ -99,10 +102,10 @@ where
 {
     type Sink = LatencyRecorder<F>;
 
-    fn create(&self, _ctx: &WorkerContext) -> Result<Self::Sink, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Sink, BoxError> {
         Ok(LatencyRecorder {
             scheduled: self.scheduled.clone(),
-            measure_from: self.measure_from,
+            measure_from: nanos_at(ctx.started() + self.warm_up),
             histogram: new_histogram(),
             merged: self.merged.clone(),
         })

@@ -5,16 +5,19 @@
 //! | [`MemorySource`] | source, bounded | tests, embedding, benchmarks: a `Vec` or an iterator per worker |
 //! | [`StdinLines`] / [`StdoutLines`] | source / sink | command-line pipelines |
 //! | [`CollectSink`] | sink | tests and embedding: read results back in the same process |
+//! | [`DiscardSink`] | sink | benchmarks: drops every record |
 //! | [`Generator`] | source | open-loop load at a fixed rate, each record stamped with its *scheduled* time |
 //! | [`LatencySink`] | sink | per-record latency from the scheduled time into an HdrHistogram |
 
 mod collect;
+mod discard;
 mod generator;
 mod latency;
 mod memory;
 mod stdio;
 
 pub use collect::{CollectSink, CollectWriter};
+pub use discard::{Discard, DiscardSink};
 pub use generator::{Generated, Generator, GeneratorInstance};
 pub use latency::{LatencyRecorder, LatencySink};
 pub use memory::{FnPartition, MemorySource, MemorySourceInstance, Partition, VecPartition};

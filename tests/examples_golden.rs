@@ -1,0 +1,88 @@
+//! Golden-output tests of the examples: run the built example binary, compare with a file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole test suite (`cargo test`), which builds the examples",
+        path.display()
+    );
+    path
+}
+
+fn golden(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn wordcount_stdin_matches_golden_output_at_several_worker_counts() {
+    let input = golden("wordcount.input.txt");
+    let expected = sorted_lines(&golden("wordcount.expected.txt"));
+    for workers in ["1", "2", "4"] {
+        let mut child = Command::new(example_binary("wordcount"))
+            .args(["--stdin", "--workers", workers])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("example starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("feed input");
+        // stdin is dropped here: end of input ends the job.
+        let out = child.wait_with_output().expect("example runs");
+        assert!(
+            out.status.success(),
+            "exit {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = sorted_lines(&String::from_utf8(out.stdout).expect("UTF-8 output"));
+        assert_eq!(got, expected, "{workers} workers");
+    }
+}
+
+#[test]
+fn wordcount_rejects_invalid_utf8_with_a_clear_error() {
+    let mut child = Command::new(example_binary("wordcount"))
+        .args(["--stdin", "--workers", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"fine line\nbad \xff byte\n")
+        .expect("feed input");
+    let out = child.wait_with_output().expect("example runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdin line 2 is not valid UTF-8"), "{stderr}");
+}
