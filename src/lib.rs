@@ -17,11 +17,12 @@ pub use rill_engine::{
 /// Everything a job definition needs: `use rill::prelude::*;`.
 pub mod prelude {
     pub use rill_connectors::{
-        CollectSink, DiscardSink, Generated, Generator, LatencySink, MemorySource, StdinLines, StdoutLines,
+        CollectSink, DiscardSink, Generated, Generator, LatencySink, MemorySource, StdinLines,
+        StdoutLines,
     };
     pub use rill_engine::{
-        Config, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream, Operator,
-        Sink, SinkFactory, Source, SourceFactory, Stream,
+        Config, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream, Operator, Sink,
+        SinkFactory, Source, SourceFactory, Stream,
     };
     pub use rill_operators::{
         AggregateExt, CountExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt, MapExt,

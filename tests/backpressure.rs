@@ -7,13 +7,15 @@ use rill::prelude::*;
 fn skewed_job(workers: usize, records: u64, ring_capacity: usize, batch: usize) -> Vec<(u8, u64)> {
     let job = Job::new("skewed");
     let out = CollectSink::default();
-    job.source(MemorySource::from_fn(move |w, p| (w as u64..records).step_by(p)))
-        // Fan-out: one input record becomes three, so one poll overfills any ring.
-        .flat_map(|x: u64| [x, x + 1, x + 2])
-        // Every record to the same key, hence the same worker.
-        .key_by(|_: &u64| 0u8)
-        .count()
-        .sink(out.clone());
+    job.source(MemorySource::from_fn(move |w, p| {
+        (w as u64..records).step_by(p)
+    }))
+    // Fan-out: one input record becomes three, so one poll overfills any ring.
+    .flat_map(|x: u64| [x, x + 1, x + 2])
+    // Every record to the same key, hence the same worker.
+    .key_by(|_: &u64| 0u8)
+    .count()
+    .sink(out.clone());
     let config = Config::default()
         .with_workers(workers)
         .with_ring_capacity(ring_capacity)
@@ -46,7 +48,10 @@ fn two_chained_exchanges_with_tiny_rings_finish() {
         .key_by(|x: &u64| *x % 3)
         .count()
         .sink(out.clone());
-    let config = Config::default().with_workers(4).with_ring_capacity(1).with_batch_size(7);
+    let config = Config::default()
+        .with_workers(4)
+        .with_ring_capacity(1)
+        .with_batch_size(7);
     common::finish(job.run(config).expect("starts")).expect("succeeds");
     let results = out.take();
     assert_eq!(results.len(), 30_000);

@@ -84,5 +84,8 @@ fn wordcount_rejects_invalid_utf8_with_a_clear_error() {
     let out = child.wait_with_output().expect("example runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stdin line 2 is not valid UTF-8"), "{stderr}");
+    assert!(
+        stderr.contains("stdin line 2 is not valid UTF-8"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,15 @@ use rill::prelude::*;
 fn try_map_error_ends_the_job_naming_the_operator() {
     let job = Job::new("parse");
     job.source(MemorySource::new(
-        (0..1000).map(|i| if i == 777 { "oops".to_string() } else { i.to_string() }).collect(),
+        (0..1000)
+            .map(|i| {
+                if i == 777 {
+                    "oops".to_string()
+                } else {
+                    i.to_string()
+                }
+            })
+            .collect(),
     ))
     .try_map(|s: String| s.parse::<u64>())
     .key_by(|n: &u64| n % 10)
@@ -19,7 +27,9 @@ fn try_map_error_ends_the_job_naming_the_operator() {
     let err = common::finish(job.run(Config::default().with_workers(2)).expect("starts"))
         .expect_err("the bad record fails the job");
     match err {
-        JobError::UserFunction { operator, source, .. } => {
+        JobError::UserFunction {
+            operator, source, ..
+        } => {
             assert_eq!(&*operator, "try_map");
             assert!(source.to_string().contains("invalid digit"), "{source}");
         }
@@ -126,7 +136,8 @@ fn sink_error_ends_the_job() {
 #[test]
 fn invalid_configurations_are_refused() {
     let job = Job::new("no-workers");
-    job.source(MemorySource::new(vec![1])).sink(CollectSink::default());
+    job.source(MemorySource::new(vec![1]))
+        .sink(CollectSink::default());
     assert!(matches!(
         job.run(Config::default().with_workers(0)),
         Err(JobError::Invalid(_))
@@ -134,7 +145,10 @@ fn invalid_configurations_are_refused() {
 
     let job = Job::new("no-sink");
     let _dangling = job.source(MemorySource::new(vec![1]));
-    assert!(matches!(job.run(Config::default()), Err(JobError::Invalid(_))));
+    assert!(matches!(
+        job.run(Config::default()),
+        Err(JobError::Invalid(_))
+    ));
 }
 
 #[test]

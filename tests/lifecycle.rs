@@ -38,7 +38,9 @@ fn a_paced_generator_with_parking_workers_wakes_on_time() {
         .key_by(|g: &Generated<u64>| g.seq % 4)
         .into_stream()
         .sink(out.clone());
-    let config = Config::default().with_workers(2).with_idle(IdleStrategy::Park);
+    let config = Config::default()
+        .with_workers(2)
+        .with_idle(IdleStrategy::Park);
     common::finish(job.run(config).expect("starts")).expect("succeeds");
     let mut seqs: Vec<u64> = out.take().into_iter().map(|(_, g)| g.seq).collect();
     seqs.sort_unstable();
@@ -51,10 +53,13 @@ fn stop_drains_in_flight_records_and_closes_sinks() {
     let latency = LatencySink::new(|x: &(u64, (u64, u64))| (x.1).1);
     job.source(Generator::new(50_000.0, |i| i))
         .key_by(|g: &Generated<u64>| g.seq % 8)
-        .aggregate(|| (0u64, 0u64), |acc: &mut (u64, u64), g: Generated<u64>| {
-            acc.0 += 1;
-            acc.1 = g.scheduled_nanos;
-        })
+        .aggregate(
+            || (0u64, 0u64),
+            |acc: &mut (u64, u64), g: Generated<u64>| {
+                acc.0 += 1;
+                acc.1 = g.scheduled_nanos;
+            },
+        )
         .sink(latency.clone());
     let mut handle = job.run(Config::default().with_workers(2)).expect("starts");
     std::thread::sleep(Duration::from_millis(100));
@@ -64,10 +69,16 @@ fn stop_drains_in_flight_records_and_closes_sinks() {
         .await_termination_timeout(common::HANG)
         .expect("terminates")
         .expect("a stopped job ends successfully");
-    let emitted = metrics.get("generator").expect("source metrics").records_out;
+    let emitted = metrics
+        .get("generator")
+        .expect("source metrics")
+        .records_out;
     let written = metrics.get("latency").expect("sink metrics").records_in;
     assert!(emitted > 0);
-    assert_eq!(emitted, written, "everything emitted before the stop reached the sink");
+    assert_eq!(
+        emitted, written,
+        "everything emitted before the stop reached the sink"
+    );
     // The sinks closed: their histograms were merged.
     assert_eq!(latency.histogram().len(), written);
 }
@@ -86,10 +97,22 @@ fn metrics_count_records_in_and_out_of_every_node() {
         .expect("succeeds");
     let get = |name: &str| m.get(name).unwrap_or_else(|| panic!("no node {name}: {m}"));
     assert_eq!(get("memory").records_out, 100);
-    assert_eq!((get("filter").records_in, get("filter").records_out), (100, 25));
-    assert_eq!((get("flat_map").records_in, get("flat_map").records_out), (25, 50));
-    assert_eq!((get("key_by").records_in, get("key_by").records_out), (50, 50));
-    assert_eq!((get("count").records_in, get("count").records_out), (50, 50));
+    assert_eq!(
+        (get("filter").records_in, get("filter").records_out),
+        (100, 25)
+    );
+    assert_eq!(
+        (get("flat_map").records_in, get("flat_map").records_out),
+        (25, 50)
+    );
+    assert_eq!(
+        (get("key_by").records_in, get("key_by").records_out),
+        (50, 50)
+    );
+    assert_eq!(
+        (get("count").records_in, get("count").records_out),
+        (50, 50)
+    );
     assert_eq!(get("collect").records_in, 50);
     assert_eq!(out.len(), 50);
 }
@@ -97,11 +120,15 @@ fn metrics_count_records_in_and_out_of_every_node() {
 #[test]
 fn live_metrics_grow_while_an_unbounded_job_runs() {
     let job = Job::new("live");
-    job.source(Generator::new(20_000.0, |i| i)).sink(CollectSink::default());
+    job.source(Generator::new(20_000.0, |i| i))
+        .sink(CollectSink::default());
     let handle = job.run(Config::default().with_workers(1)).expect("starts");
     let mut seen = 0;
     for _ in 0..2_000 {
-        seen = handle.metrics().get("generator").map_or(0, |m| m.records_out);
+        seen = handle
+            .metrics()
+            .get("generator")
+            .map_or(0, |m| m.records_out);
         if seen >= 100 {
             break;
         }
@@ -135,6 +162,10 @@ fn union_merges_differently_shaped_streams() {
     totals.sort();
     assert_eq!(
         totals,
-        [("u1".to_string(), 13), ("u2".to_string(), 4), ("u3".to_string(), 1)]
+        [
+            ("u1".to_string(), 13),
+            ("u2".to_string(), 4),
+            ("u3".to_string(), 1)
+        ]
     );
 }

@@ -22,7 +22,11 @@ fn run_wordcount(lines: Vec<String>, workers: usize) -> Vec<(String, u64)> {
         .count()
         .sink(out.clone());
     let handle = job
-        .run(Config::default().with_workers(workers).with_ring_capacity(64))
+        .run(
+            Config::default()
+                .with_workers(workers)
+                .with_ring_capacity(64),
+        )
         .expect("job starts");
     common::finish(handle).expect("job succeeds");
     out.take()
@@ -43,7 +47,10 @@ fn lines() -> impl Strategy<Value = Vec<String>> {
     let word = prop::sample::select(vec!["a", "b", "rill", "Rill", "über", "日本", "x,", "42"]);
     let space = prop::sample::select(vec![" ", "  ", "\t", "\u{3000}", "\u{a0}", " \u{2009}"]);
     let line = prop::collection::vec((word, space), 0..12).prop_map(|parts| {
-        parts.into_iter().map(|(w, s)| format!("{w}{s}")).collect::<String>()
+        parts
+            .into_iter()
+            .map(|(w, s)| format!("{w}{s}"))
+            .collect::<String>()
     });
     prop::collection::vec(line, 0..60)
 }
@@ -59,24 +66,27 @@ fn update_mode_counts_match_sequential_reference_at_1_2_4_workers() {
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     runner
-        .run(&(lines(), prop::sample::select(vec![1usize, 2, 4])), |(lines, workers)| {
-            let expected = reference(&lines);
-            let updates = run_wordcount(lines, workers);
-            // Update mode: every word's counts are exactly 1, 2, ..., n, each once.
-            let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
-            for (w, n) in updates {
-                seen.entry(w).or_default().push(n);
-            }
-            prop_assert_eq!(seen.len(), expected.len());
-            for (word, counts) in seen {
-                let n = expected.get(&word).copied();
-                prop_assert!(n.is_some(), "unexpected word {:?}", word);
-                // Per key, updates come from one worker in order: no sort needed.
-                let want: Vec<u64> = (1..=n.unwrap_or(0)).collect();
-                prop_assert_eq!(counts, want, "word {:?} at {} workers", word, workers);
-            }
-            Ok(())
-        })
+        .run(
+            &(lines(), prop::sample::select(vec![1usize, 2, 4])),
+            |(lines, workers)| {
+                let expected = reference(&lines);
+                let updates = run_wordcount(lines, workers);
+                // Update mode: every word's counts are exactly 1, 2, ..., n, each once.
+                let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+                for (w, n) in updates {
+                    seen.entry(w).or_default().push(n);
+                }
+                prop_assert_eq!(seen.len(), expected.len());
+                for (word, counts) in seen {
+                    let n = expected.get(&word).copied();
+                    prop_assert!(n.is_some(), "unexpected word {:?}", word);
+                    // Per key, updates come from one worker in order: no sort needed.
+                    let want: Vec<u64> = (1..=n.unwrap_or(0)).collect();
+                    prop_assert_eq!(counts, want, "word {:?} at {} workers", word, workers);
+                }
+                Ok(())
+            },
+        )
         .expect("word count matches the reference");
 }
 

@@ -91,7 +91,10 @@ where
 impl<F, T> LatencySink<F, T> {
     /// The merged histogram of every worker that has closed (all of them once the job ended).
     pub fn histogram(&self) -> Histogram<u64> {
-        self.merged.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.merged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

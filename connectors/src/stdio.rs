@@ -5,7 +5,9 @@ use std::io::{BufRead, Write};
 use std::marker::PhantomData;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use rill_engine::{BoxError, Emit, Progress, Sink, SinkFactory, Source, SourceFactory, WorkerContext};
+use rill_engine::{
+    BoxError, Emit, Progress, Sink, SinkFactory, Source, SourceFactory, WorkerContext,
+};
 
 /// Errors of the stdio connectors.
 #[derive(Debug, thiserror::Error)]

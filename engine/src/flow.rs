@@ -56,8 +56,11 @@ pub trait Flow {
 
     /// Pulls up to about `budget` input records and pushes them through the chain into `out`,
     /// stopping early when `out.should_yield()`. Must not block.
-    fn poll<E: Emit<Self::Out>>(&mut self, out: &mut E, budget: usize)
-        -> Result<Progress, JobError>;
+    fn poll<E: Emit<Self::Out>>(
+        &mut self,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, JobError>;
 }
 
 /// A flow followed by one more operator.

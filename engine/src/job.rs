@@ -332,7 +332,10 @@ impl JobHandle {
     fn wait(&mut self, deadline: Option<Instant>) -> Option<Result<JobMetrics, JobError>> {
         while !self.finished && self.reported < self.threads.len() {
             let event = match deadline {
-                None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                None => self
+                    .events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
                 Some(at) => self.events.recv_deadline(at),
             };
             match event {

@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(hash_key("a"), 3_942_075_450_632_955_914);
         assert_eq!(hash_key(&17u32), 3_612_253_015_575_491_874);
         assert_eq!(hash_key(&(1u8, "xy")), 11_024_137_942_045_588_632);
-        assert_eq!(hash_key("hello world, long key"), 10_870_937_133_206_708_113);
+        assert_eq!(
+            hash_key("hello world, long key"),
+            10_870_937_133_206_708_113
+        );
         assert_eq!(key_group("word"), 2660);
         assert_eq!(key_group("word"), key_group(&String::from("word")));
         assert_ne!(hash_key("a"), hash_key("a\0"));
@@ -151,7 +154,10 @@ mod tests {
             }
             let expected = 10_000 / workers;
             for n in per_worker {
-                assert!(n > expected * 8 / 10 && n < expected * 12 / 10, "{n} vs {expected}");
+                assert!(
+                    n > expected * 8 / 10 && n < expected * 12 / 10,
+                    "{n} vs {expected}"
+                );
             }
         }
     }

@@ -69,8 +69,11 @@ pub trait Source {
 
     /// Emits available records. Returns [`Progress::Done`] once the input is exhausted (bounded
     /// sources) and never again emits after that.
-    fn poll<E: Emit<Self::Out>>(&mut self, out: &mut E, budget: usize)
-        -> Result<Progress, BoxError>;
+    fn poll<E: Emit<Self::Out>>(
+        &mut self,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, BoxError>;
 }
 
 /// Creates one [`Source`] per worker. Shared by the worker threads while they start.

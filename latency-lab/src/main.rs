@@ -103,7 +103,12 @@ fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
             .with_start_delay(start_delay),
     )
     // A little per-record work before the exchange: derive the key.
-    .map(move |g: Generated<u64>| (g.value.wrapping_mul(0x9E37_79B9_7F4A_7C15) % keys, g.scheduled_nanos))
+    .map(move |g: Generated<u64>| {
+        (
+            g.value.wrapping_mul(0x9E37_79B9_7F4A_7C15) % keys,
+            g.scheduled_nanos,
+        )
+    })
     .key_by(|(key, _): &(u64, u64)| *key)
     // Running count per key; the output keeps the scheduled time of the record that caused it,
     // so the sink measures that record's latency.
@@ -171,7 +176,11 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_secs_f64(args.warmup),
                 Duration::from_secs_f64(args.duration),
             );
-            print_row("baseline", &Summary::from_histogram(rate, args.duration, &h), None);
+            print_row(
+                "baseline",
+                &Summary::from_histogram(rate, args.duration, &h),
+                None,
+            );
         }
         let mut runs = Vec::with_capacity(args.runs);
         for run in 1..=args.runs {

@@ -66,7 +66,11 @@ pub trait AggregateExt<B: FlowBuilder> {
     /// assert_eq!(out.take(), [("s1", (1, 2.0)), ("s1", (2, 6.0))]);
     /// # Ok::<(), rill_engine::JobError>(())
     /// ```
-    fn aggregate<K, V, A, I, F>(self, init: I, update: F) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
+    fn aggregate<K, V, A, I, F>(
+        self,
+        init: I,
+        update: F,
+    ) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
         K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -76,7 +80,11 @@ pub trait AggregateExt<B: FlowBuilder> {
 }
 
 impl<B: FlowBuilder> AggregateExt<B> for KeyedStream<B> {
-    fn aggregate<K, V, A, I, F>(self, init: I, update: F) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
+    fn aggregate<K, V, A, I, F>(
+        self,
+        init: I,
+        update: F,
+    ) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
         K: Hash + Eq + Clone + Send + Sync + 'static,
