@@ -35,26 +35,35 @@ fn sorted_lines(text: &str) -> Vec<String> {
     lines
 }
 
+/// Runs an example with `args`, feeding `input` on stdin and then closing it.
+fn run_example(name: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(example_binary(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("feed input");
+    // stdin is dropped here: end of input ends a bounded job.
+    child.wait_with_output().expect("example runs")
+}
+
 #[test]
 fn wordcount_stdin_matches_golden_output_at_several_worker_counts() {
     let input = golden("wordcount.input.txt");
     let expected = sorted_lines(&golden("wordcount.expected.txt"));
     for workers in ["1", "2", "4"] {
-        let mut child = Command::new(example_binary("wordcount"))
-            .args(["--stdin", "--workers", workers])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("example starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("feed input");
-        // stdin is dropped here: end of input ends the job.
-        let out = child.wait_with_output().expect("example runs");
+        let out = run_example(
+            "wordcount",
+            &["--stdin", "--workers", workers],
+            input.as_bytes(),
+        );
         assert!(
             out.status.success(),
             "exit {:?}: {}",
@@ -68,20 +77,11 @@ fn wordcount_stdin_matches_golden_output_at_several_worker_counts() {
 
 #[test]
 fn wordcount_rejects_invalid_utf8_with_a_clear_error() {
-    let mut child = Command::new(example_binary("wordcount"))
-        .args(["--stdin", "--workers", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("example starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"fine line\nbad \xff byte\n")
-        .expect("feed input");
-    let out = child.wait_with_output().expect("example runs");
+    let out = run_example(
+        "wordcount",
+        &["--stdin", "--workers", "2"],
+        b"fine line\nbad \xff byte\n",
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
