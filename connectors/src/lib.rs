@@ -8,10 +8,14 @@
 //! | [`DiscardSink`] | sink | benchmarks: drops every record |
 //! | [`Generator`] | source | open-loop load at a fixed rate, each record stamped with its *scheduled* time |
 //! | [`LatencySink`] | sink | per-record latency from the scheduled time into an HdrHistogram |
+//! | [`kafka::KafkaSource`] / [`kafka::KafkaSink`] | source / sink | Kafka over its wire protocol (librdkafka), feature `kafka` |
+//! | [`kafka::EmbeddedKafka`] | | librdkafka's in-process mock cluster, for zero-setup runs and tests |
 
 mod collect;
 mod discard;
 mod generator;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod latency;
 mod memory;
 mod stdio;

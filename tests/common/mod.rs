@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use rill::{JobError, JobHandle, JobMetrics};
@@ -7,6 +10,8 @@ use rill::{JobError, JobHandle, JobMetrics};
 /// Generous bound on how long any test job may take: far above normal run times (well under a
 /// second), so exceeding it means a hang, reported as a failure instead of a stuck CI run.
 pub const HANG: Duration = Duration::from_secs(120);
+
+pub mod kafka;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].
 pub fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {

@@ -1,0 +1,26 @@
+//! Kafka, spoken over its real wire protocol through librdkafka (`rdkafka`).
+//!
+//! - [`KafkaSource`]: every worker is one consumer of the same group, so Kafka spreads the
+//!   partitions over the workers; each worker polls its own consumer without blocking and pushes
+//!   every record through its pipeline at once. A parked worker is woken by librdkafka's queue
+//!   callback the moment a record arrives.
+//! - [`KafkaSink`]: one producer per worker; delivery failures fail the job; everything is
+//!   flushed before the job's handle returns.
+//! - [`EmbeddedKafka`]: librdkafka's in-process mock cluster, so examples and tests need no
+//!   broker. Its limits are listed on the type; figures measured on it are not Kafka figures.
+//!
+//! Defaults favour latency over batching: the consumer's `fetch.wait.max.ms` is 5 (librdkafka's
+//! 500 ms default dominates latency when traffic is light) and the producer's `linger.ms` is 0
+//! (librdkafka's default is 5). Every librdkafka property can be overridden with `set`.
+
+mod embedded;
+mod error;
+mod record;
+mod sink;
+mod source;
+
+pub use embedded::EmbeddedKafka;
+pub use error::KafkaConnectorError;
+pub use record::{DecodeError, KafkaRecord, Origin};
+pub use sink::{KafkaOutput, KafkaProducerSink, KafkaSink, ToKafka};
+pub use source::{KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, StartFrom};

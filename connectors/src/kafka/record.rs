@@ -1,0 +1,157 @@
+//! A consumed Kafka record and its decoders.
+
+use std::sync::Arc;
+
+/// Where a record came from: enough to find it again (and to name it in a dead-letter queue).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A record decoding failure, naming the record it happened on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The key or value is absent (a null in Kafka terms).
+    #[error("record {origin} has no {part}")]
+    Missing {
+        /// The record.
+        origin: Origin,
+        /// "key" or "value".
+        part: &'static str,
+    },
+    /// The key or value is not UTF-8.
+    #[error("{part} of record {origin} is not valid UTF-8: {source}")]
+    Utf8 {
+        /// The record.
+        origin: Origin,
+        /// "key" or "value".
+        part: &'static str,
+        /// Where decoding failed.
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// The value is not the JSON the job expects.
+    #[error("value of record {origin} is not the expected JSON: {source}")]
+    Json {
+        /// The record.
+        origin: Origin,
+        /// What serde_json reported.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One record read from Kafka, owned (it outlives the consumer's buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// Topic it was read from.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds since the Unix epoch, if the record has one.
+    pub timestamp: Option<i64>,
+    /// Key bytes (`None`: a null key).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None`: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order; a header may have no value.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl KafkaRecord {
+    /// Where the record came from.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+
+    /// The value's bytes, or an error naming the record if it is null.
+    pub fn value_bytes(&self) -> Result<&[u8], DecodeError> {
+        self.value.as_deref().ok_or_else(|| DecodeError::Missing {
+            origin: self.origin(),
+            part: "value",
+        })
+    }
+
+    /// The key's bytes, or an error naming the record if it is null.
+    pub fn key_bytes(&self) -> Result<&[u8], DecodeError> {
+        self.key.as_deref().ok_or_else(|| DecodeError::Missing {
+            origin: self.origin(),
+            part: "key",
+        })
+    }
+
+    /// The value as UTF-8 text.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rill_connectors::kafka::KafkaRecord;
+    /// let r = KafkaRecord { topic: Arc::from("t"), partition: 0, offset: 7, timestamp: None,
+    ///     key: None, value: Some(b"\xff".to_vec()), headers: vec![] };
+    /// let err = r.value_str().unwrap_err();
+    /// assert!(err.to_string().starts_with("value of record t/0@7 is not valid UTF-8"));
+    /// ```
+    pub fn value_str(&self) -> Result<&str, DecodeError> {
+        let bytes = self.value_bytes()?;
+        std::str::from_utf8(bytes).map_err(|source| DecodeError::Utf8 {
+            origin: self.origin(),
+            part: "value",
+            source,
+        })
+    }
+
+    /// The key as UTF-8 text.
+    pub fn key_str(&self) -> Result<&str, DecodeError> {
+        let bytes = self.key_bytes()?;
+        std::str::from_utf8(bytes).map_err(|source| DecodeError::Utf8 {
+            origin: self.origin(),
+            part: "key",
+            source,
+        })
+    }
+
+    /// The value decoded from JSON into `T`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rill_connectors::kafka::KafkaRecord;
+    /// #[derive(serde::Deserialize, Debug, PartialEq)]
+    /// struct Click { user: String, n: u32 }
+    /// let r = KafkaRecord { topic: Arc::from("t"), partition: 1, offset: 0, timestamp: None,
+    ///     key: None, value: Some(br#"{"user":"u1","n":3}"#.to_vec()), headers: vec![] };
+    /// assert_eq!(r.value_json::<Click>()?, Click { user: "u1".into(), n: 3 });
+    /// # Ok::<(), rill_connectors::kafka::DecodeError>(())
+    /// ```
+    pub fn value_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        let bytes = self.value_bytes()?;
+        serde_json::from_slice(bytes).map_err(|source| DecodeError::Json {
+            origin: self.origin(),
+            source,
+        })
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}

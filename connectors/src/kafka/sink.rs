@@ -1,0 +1,309 @@
+//! Writing to Kafka: one producer per worker.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
+
+use super::KafkaConnectorError;
+
+/// What a [`KafkaSink`] needs from a record: topic (optional, else the sink's), key, value and
+/// headers. Implemented for [`KafkaOutput`], for `String`/`Vec<u8>` values and for
+/// `(key, value)` pairs of them.
+pub trait ToKafka {
+    /// The topic for this record (like Spark's `topic` column); `None` uses the sink's topic.
+    fn topic(&self) -> Option<&str> {
+        None
+    }
+    /// Key bytes, if any.
+    fn key(&self) -> Option<&[u8]>;
+    /// Value bytes, if any (`None` writes a tombstone).
+    fn value(&self) -> Option<&[u8]>;
+    /// Headers to attach.
+    fn headers(&self) -> &[(String, Vec<u8>)] {
+        &[]
+    }
+}
+
+/// A record to write, with every field a Kafka record can have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaOutput {
+    /// Topic; `None` uses the sink's default topic.
+    pub topic: Option<String>,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ToKafka for KafkaOutput {
+    fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+    fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+}
+
+impl ToKafka for String {
+    fn key(&self) -> Option<&[u8]> {
+        None
+    }
+    fn value(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
+}
+
+impl ToKafka for Vec<u8> {
+    fn key(&self) -> Option<&[u8]> {
+        None
+    }
+    fn value(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> ToKafka for (K, V) {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.0.as_ref())
+    }
+    fn value(&self) -> Option<&[u8]> {
+        Some(self.1.as_ref())
+    }
+}
+
+/// Writes records to Kafka, one producer per worker.
+///
+/// Sends are asynchronous: `write` hands the record to librdkafka, which batches (for at most
+/// `linger.ms`, 0 by default here) and retries transient failures itself. A record that still
+/// fails (retries exhausted, message too large, unknown topic) fails the job with
+/// [`KafkaConnectorError::Delivery`] at the next flush; nothing is dropped silently. When the
+/// input ends (or the job is stopped) the sink waits until every record is acknowledged.
+///
+/// ```no_run
+/// use rill_connectors::kafka::KafkaSink;
+/// let sink = KafkaSink::<(String, String)>::new("localhost:9092")
+///     .topic("output-wordcount")
+///     .set("linger.ms", "1");
+/// ```
+pub struct KafkaSink<T> {
+    brokers: String,
+    topic: Option<String>,
+    overrides: Vec<(String, String)>,
+    flush_timeout: Duration,
+    _records: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for KafkaSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            overrides: self.overrides.clone(),
+            flush_timeout: self.flush_timeout,
+            _records: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for KafkaSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl<T> KafkaSink<T> {
+    /// A sink writing to the cluster at `brokers`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: None,
+            overrides: Vec::new(),
+            flush_timeout: Duration::from_secs(60),
+            _records: PhantomData,
+        }
+    }
+
+    /// The topic for records that do not name one.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// Sets any librdkafka producer property, overriding rill's defaults.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long closing the sink may wait for acknowledgements (default 60 s).
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+}
+
+impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
+    type Sink = KafkaProducerSink;
+
+    fn create(&self, _ctx: &WorkerContext) -> Result<KafkaProducerSink, BoxError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            // librdkafka waits 5 ms by default to fill batches: pure latency on this path.
+            .set("linger.ms", "0");
+        for (k, v) in &self.overrides {
+            config.set(k, v);
+        }
+        let failure = Arc::new(Mutex::new(None));
+        let producer: BaseProducer<DeliveryContext> = config
+            .create_with_context(DeliveryContext {
+                failure: failure.clone(),
+            })
+            .map_err(KafkaConnectorError::Config)?;
+        Ok(KafkaProducerSink {
+            producer,
+            default_topic: self.topic.clone(),
+            failure,
+            flush_timeout: self.flush_timeout,
+        })
+    }
+
+    fn name(&self) -> &str {
+        "kafka"
+    }
+}
+
+/// Records the first failed delivery; the sink reports it at its next flush.
+struct DeliveryContext {
+    failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| KafkaConnectorError::Delivery {
+                topic: msg.topic().to_string(),
+                source: e.clone(),
+            });
+        }
+    }
+}
+
+/// One worker's [`KafkaSink`].
+pub struct KafkaProducerSink {
+    producer: BaseProducer<DeliveryContext>,
+    default_topic: Option<String>,
+    failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+    flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaProducerSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducerSink")
+            .field("default_topic", &self.default_topic)
+            .field("in_flight", &self.producer.in_flight_count())
+            .finish()
+    }
+}
+
+impl KafkaProducerSink {
+    fn check_deliveries(&self) -> Result<(), BoxError> {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: ToKafka> Sink<T> for KafkaProducerSink {
+    fn write(&mut self, item: T) -> Result<(), BoxError> {
+        let topic = item
+            .topic()
+            .or(self.default_topic.as_deref())
+            .ok_or(KafkaConnectorError::NoTopic)?;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(key) = item.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = item.value() {
+            record = record.payload(value);
+        }
+        if !item.headers().is_empty() {
+            let headers = item
+                .headers()
+                .iter()
+                .fold(OwnedHeaders::new(), |hs, (k, v)| {
+                    hs.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    })
+                });
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                // librdkafka's queue is full: back-pressure from the broker. Serve delivery
+                // reports (which frees room) and try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(1));
+                    self.check_deliveries()?;
+                }
+                Err((e, _)) => {
+                    return Err(KafkaConnectorError::Delivery {
+                        topic: topic.to_string(),
+                        source: e,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), BoxError> {
+        // Non-blocking: serve delivery reports, surface failures.
+        self.producer.poll(Duration::ZERO);
+        self.check_deliveries()
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        if self.producer.flush(self.flush_timeout).is_err() {
+            self.check_deliveries()?;
+            return Err(KafkaConnectorError::FlushTimeout {
+                in_flight: self.producer.in_flight_count(),
+            }
+            .into());
+        }
+        self.check_deliveries()
+    }
+}

@@ -1,0 +1,435 @@
+//! Reading Kafka topics: one consumer per worker, all in the job's consumer group.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
+
+use super::{KafkaConnectorError, KafkaRecord};
+
+/// Where a partition is read from when this job first gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// From the group's committed offset; from the earliest offset if there is none.
+    #[default]
+    Committed,
+    /// From the earliest available offset, whatever the group committed.
+    Earliest,
+    /// From the end: only records produced after the partition is assigned.
+    Latest,
+}
+
+/// Librdkafka's poll loop also serves its main queue (logs, statistics); a parked worker is
+/// woken at least this often to do so, even when no record arrives.
+const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The next offset to read, per partition, of the records a worker has handed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the next record to read (last handed on + 1).
+    pub next_offset: i64,
+}
+
+type PositionTable = Arc<Mutex<Vec<PartitionPosition>>>;
+
+fn lock(table: &Mutex<Vec<PartitionPosition>>) -> MutexGuard<'_, Vec<PartitionPosition>> {
+    // Positions are plain values updated in place: a panic cannot leave one half-written.
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The positions of every worker of a [`KafkaSource`]: what the checkpoint stores and what a
+/// restart seeks to. Readable from any thread while the job runs.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePositions {
+    workers: Arc<Mutex<Vec<PositionTable>>>,
+}
+
+impl SourcePositions {
+    fn register(&self, table: PositionTable) {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(table);
+    }
+
+    /// Every partition currently owned by a worker, with the next offset to read, sorted.
+    pub fn snapshot(&self) -> Vec<PartitionPosition> {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<PartitionPosition> =
+            workers.iter().flat_map(|t| lock(t).clone()).collect();
+        all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        all
+    }
+}
+
+/// Reads Kafka topics as [`KafkaRecord`]s.
+///
+/// Every worker creates one consumer in the group `group_id`, so Kafka assigns each partition
+/// to exactly one worker (a worker may get none when there are fewer partitions than workers).
+/// Each worker polls its own consumer without blocking and pushes each record through its
+/// pipeline at once; a parked worker is woken by librdkafka's queue callback.
+///
+/// Offsets are not auto-committed. The source commits the positions of what it handed on
+/// when a partition is revoked (so the next owner continues after them: nothing handed on is
+/// read twice) and when the source ends; checkpoints will commit after they complete.
+///
+/// ```no_run
+/// use rill_connectors::kafka::{KafkaSource, StartFrom};
+/// let source = KafkaSource::new("localhost:9092", "wordcount")
+///     .topics(["input-text"])
+///     .start_from(StartFrom::Earliest)
+///     .set("fetch.wait.max.ms", "1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    brokers: String,
+    group_id: String,
+    topics: Vec<String>,
+    start: StartFrom,
+    overrides: Vec<(String, String)>,
+    positions: SourcePositions,
+}
+
+impl KafkaSource {
+    /// A source reading from the cluster at `brokers` as consumer group `group_id`. Name the
+    /// topics with [`topics`](Self::topics) (a name starting with `^` is a regex pattern).
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            topics: Vec::new(),
+            start: StartFrom::default(),
+            overrides: Vec::new(),
+            positions: SourcePositions::default(),
+        }
+    }
+
+    /// The topics to subscribe to; `^name.*` subscribes to every topic matching the regex.
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where partitions are first read from (default: the committed offset, else earliest).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets any librdkafka consumer property, overriding rill's defaults.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    /// A live view of the positions of every worker's consumer.
+    pub fn positions(&self) -> SourcePositions {
+        self.positions.clone()
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // librdkafka's 500 ms default is the latency floor of a quiet topic.
+            .set("fetch.wait.max.ms", "5")
+            .set("fetch.error.backoff.ms", "10")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "500");
+        for (k, v) in &self.overrides {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+impl SourceFactory for KafkaSource {
+    type Source = KafkaConsumerSource;
+
+    fn create(&self, ctx: &WorkerContext) -> Result<KafkaConsumerSource, BoxError> {
+        if self.topics.is_empty() {
+            return Err("KafkaSource has no topics: call .topics([...])".into());
+        }
+        let positions: PositionTable = Arc::default();
+        self.positions.register(positions.clone());
+        let context = RebalanceContext {
+            start: self.start,
+            positions: positions.clone(),
+            assigned_before: Mutex::default(),
+            error: Mutex::default(),
+        };
+        let mut consumer: BaseConsumer<RebalanceContext> = self
+            .client_config()
+            .create_with_context(context)
+            .map_err(KafkaConnectorError::Config)?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(KafkaConnectorError::Client)?;
+        let waker = ctx.waker();
+        consumer.set_nonempty_callback(move || waker.wake());
+        Ok(KafkaConsumerSource {
+            consumer,
+            positions,
+            last_topic: None,
+        })
+    }
+
+    fn name(&self) -> &str {
+        "kafka"
+    }
+}
+
+/// Handles partition assignment: applies the start position and commits on revoke.
+struct RebalanceContext {
+    start: StartFrom,
+    positions: PositionTable,
+    /// Partitions this worker was assigned earlier in this run: `Earliest`/`Latest` apply only
+    /// the first time, later assignments continue from the committed offsets.
+    assigned_before: Mutex<HashSet<(String, i32)>>,
+    error: Mutex<Option<KafkaError>>,
+}
+
+impl RebalanceContext {
+    fn record_error(&self, e: KafkaError) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    /// Commits the positions of `partitions` (all owned ones if `None`), and forgets them.
+    fn commit_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: Option<&TopicPartitionList>,
+    ) {
+        let mut table = lock(&self.positions);
+        let mut commit = TopicPartitionList::new();
+        table.retain(|p| {
+            let revoked =
+                partitions.is_none_or(|tpl| tpl.find_partition(&p.topic, p.partition).is_some());
+            if revoked {
+                let _ = commit.add_partition_offset(
+                    &p.topic,
+                    p.partition,
+                    Offset::Offset(p.next_offset),
+                );
+            }
+            !revoked
+        });
+        drop(table);
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                self.record_error(e);
+            }
+        }
+    }
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = match self.start {
+                    StartFrom::Committed => None,
+                    StartFrom::Earliest => Some(Offset::Beginning),
+                    StartFrom::Latest => Some(Offset::End),
+                };
+                let mut before = self
+                    .assigned_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let owned: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                for (topic, partition) in owned {
+                    if let (Some(offset), true) = (start, before.insert((topic.clone(), partition)))
+                    {
+                        if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                            self.record_error(e);
+                        }
+                    }
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Everything handed on from these partitions has gone through this worker's
+                // pipeline: commit so the next owner starts after it.
+                if !consumer.assignment_lost() {
+                    self.commit_positions(consumer, Some(tpl));
+                } else {
+                    // Lost (not revoked): another member may already own them; drop positions.
+                    lock(&self.positions)
+                        .retain(|p| tpl.find_partition(&p.topic, p.partition).is_none());
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => Err(KafkaError::Rebalance(other.into())),
+        };
+        if let Err(e) = result {
+            self.record_error(e);
+        }
+    }
+}
+
+/// One worker's [`KafkaSource`]: its consumer and the positions of what it handed on.
+pub struct KafkaConsumerSource {
+    consumer: BaseConsumer<RebalanceContext>,
+    positions: PositionTable,
+    last_topic: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for KafkaConsumerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumerSource")
+            .field("positions", &*lock(&self.positions))
+            .finish()
+    }
+}
+
+impl KafkaConsumerSource {
+    /// The next offset to read of every partition this worker owns.
+    pub fn positions(&self) -> Vec<PartitionPosition> {
+        lock(&self.positions).clone()
+    }
+
+    fn advance(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        let mut table = lock(&self.positions);
+        match table
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == *topic)
+        {
+            Some(p) => p.next_offset = offset + 1,
+            None => table.push(PartitionPosition {
+                topic: topic.clone(),
+                partition,
+                next_offset: offset + 1,
+            }),
+        }
+    }
+}
+
+/// The shared name of `topic`: records of one topic share one allocation.
+fn cached_topic(cache: &mut Option<Arc<str>>, topic: &str) -> Arc<str> {
+    match cache {
+        Some(t) if &**t == topic => t.clone(),
+        _ => cache.insert(Arc::from(topic)).clone(),
+    }
+}
+
+impl Source for KafkaConsumerSource {
+    type Out = KafkaRecord;
+
+    fn poll<E: Emit<KafkaRecord>>(
+        &mut self,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, BoxError> {
+        let mut emitted = 0;
+        while emitted < budget && !out.should_yield() {
+            let record = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(msg)) => {
+                    let topic = cached_topic(&mut self.last_topic, msg.topic());
+                    KafkaRecord {
+                        topic,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        timestamp: msg.timestamp().to_millis(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                        headers: msg
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e))
+                    if matches!(
+                        e,
+                        KafkaError::MessageConsumptionFatal(_)
+                            | KafkaError::Global(RDKafkaErrorCode::Fatal)
+                    ) =>
+                {
+                    return Err(KafkaConnectorError::FatalConsumer(e).into());
+                }
+                // Transient (broker down, transport failure): librdkafka reconnects and
+                // retries by itself; no record is lost, only delayed.
+                Some(Err(_)) => continue,
+            };
+            self.advance(&record.topic, record.partition, record.offset);
+            out.emit(record);
+            emitted += 1;
+        }
+        let failure = self
+            .consumer
+            .context()
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = failure {
+            return Err(KafkaConnectorError::Client(e).into());
+        }
+        Ok(if emitted > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle {
+                deadline: Some(Instant::now() + MAIN_QUEUE_INTERVAL),
+            }
+        })
+    }
+}
+
+impl Drop for KafkaConsumerSource {
+    fn drop(&mut self) {
+        // The source has ended (stop, end of a bounded run, or failure): commit what was
+        // handed on so a restart of the group continues after it.
+        self.consumer
+            .context()
+            .commit_positions(&self.consumer, None);
+    }
+}
