@@ -23,4 +23,6 @@ pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};
 pub use sink::{KafkaOutput, KafkaProducerSink, KafkaSink, ToKafka};
-pub use source::{KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, StartFrom};
+pub use source::{
+    KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
+};

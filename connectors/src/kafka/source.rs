@@ -1,6 +1,7 @@
 //! Reading Kafka topics: one consumer per worker, all in the job's consumer group.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,26 @@ impl SourcePositions {
     }
 }
 
+/// Counters of a [`KafkaSource`], over all its workers.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+}
+
+impl SourceStats {
+    /// Successful offset commits (on revoke and at the end).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Offset commits the broker refused (for example during a rebalance). Each one may make
+    /// the partition's next owner re-read records handed on since the last successful commit.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits.load(Ordering::Relaxed)
+    }
+}
+
 /// Reads Kafka topics as [`KafkaRecord`]s.
 ///
 /// Every worker creates one consumer in the group `group_id`, so Kafka assigns each partition
@@ -82,7 +103,12 @@ impl SourcePositions {
 ///
 /// Offsets are not auto-committed. The source commits the positions of what it handed on
 /// when a partition is revoked (so the next owner continues after them: nothing handed on is
-/// read twice) and when the source ends; checkpoints will commit after they complete.
+/// read twice) and when the source ends; checkpoints will commit after they complete. A broker
+/// may refuse the revoke-time commit (librdkafka's mock cluster does while a new member is
+/// joining; real brokers accept it from the current generation): then the next owner re-reads
+/// from the previous commit, which [`SourceStats::failed_commits`] counts, unless it is a
+/// worker of the same job: partitions moving between this job's workers always resume exactly
+/// where the job was.
 ///
 /// ```no_run
 /// use rill_connectors::kafka::{KafkaSource, StartFrom};
@@ -99,6 +125,8 @@ pub struct KafkaSource {
     start: StartFrom,
     overrides: Vec<(String, String)>,
     positions: SourcePositions,
+    stats: Arc<SourceStats>,
+    ownership: Arc<Ownership>,
 }
 
 impl KafkaSource {
@@ -112,6 +140,8 @@ impl KafkaSource {
             start: StartFrom::default(),
             overrides: Vec::new(),
             positions: SourcePositions::default(),
+            stats: Arc::default(),
+            ownership: Arc::default(),
         }
     }
 
@@ -142,13 +172,26 @@ impl KafkaSource {
         self.positions.clone()
     }
 
+    /// Offset-commit counters of every worker's consumer.
+    pub fn stats(&self) -> Arc<SourceStats> {
+        self.stats.clone()
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            // Where a partition with no committed offset starts: consistent with `start`.
+            .set(
+                "auto.offset.reset",
+                if self.start == StartFrom::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            )
             // librdkafka's 500 ms default is the latency floor of a quiet topic.
             .set("fetch.wait.max.ms", "5")
             .set("fetch.error.backoff.ms", "10")
@@ -173,7 +216,8 @@ impl SourceFactory for KafkaSource {
         let context = RebalanceContext {
             start: self.start,
             positions: positions.clone(),
-            assigned_before: Mutex::default(),
+            ownership: self.ownership.clone(),
+            stats: self.stats.clone(),
             error: Mutex::default(),
         };
         let mut consumer: BaseConsumer<RebalanceContext> = self
@@ -198,13 +242,25 @@ impl SourceFactory for KafkaSource {
     }
 }
 
+/// What all workers of one source share about partition ownership: partitions move between
+/// them on every rebalance.
+#[derive(Debug, Default)]
+struct Ownership {
+    /// Partitions some worker of this job was assigned earlier in this run: `Earliest` and
+    /// `Latest` apply only the first time, later assignments continue where the job was.
+    assigned_before: Mutex<HashSet<(String, i32)>>,
+    /// Positions of partitions revoked from a worker whose commit the broker refused: the
+    /// worker of this job that gets the partition next resumes there instead of at the stale
+    /// committed offset.
+    released: Mutex<Vec<PartitionPosition>>,
+}
+
 /// Handles partition assignment: applies the start position and commits on revoke.
 struct RebalanceContext {
     start: StartFrom,
     positions: PositionTable,
-    /// Partitions this worker was assigned earlier in this run: `Earliest`/`Latest` apply only
-    /// the first time, later assignments continue from the committed offsets.
-    assigned_before: Mutex<HashSet<(String, i32)>>,
+    ownership: Arc<Ownership>,
+    stats: Arc<SourceStats>,
     error: Mutex<Option<KafkaError>>,
 }
 
@@ -215,6 +271,10 @@ impl RebalanceContext {
     }
 
     /// Commits the positions of `partitions` (all owned ones if `None`), and forgets them.
+    ///
+    /// A failed commit is not a job failure: nothing is lost, but the partition's next owner
+    /// may re-read what was handed on since the last successful commit. It is counted in
+    /// [`SourceStats`], and the positions are remembered in case the partition comes back.
     fn commit_positions(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -222,6 +282,7 @@ impl RebalanceContext {
     ) {
         let mut table = lock(&self.positions);
         let mut commit = TopicPartitionList::new();
+        let mut released = Vec::new();
         table.retain(|p| {
             let revoked =
                 partitions.is_none_or(|tpl| tpl.find_partition(&p.topic, p.partition).is_some());
@@ -231,15 +292,21 @@ impl RebalanceContext {
                     p.partition,
                     Offset::Offset(p.next_offset),
                 );
+                released.push(p.clone());
             }
             !revoked
         });
         drop(table);
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                self.record_error(e);
-            }
+        if commit.count() == 0 {
+            return;
         }
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => self.stats.commits.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                lock(&self.ownership.released).extend(released);
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 }
 
@@ -264,6 +331,7 @@ impl ConsumerContext for RebalanceContext {
                     StartFrom::Latest => Some(Offset::End),
                 };
                 let mut before = self
+                    .ownership
                     .assigned_before
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
@@ -272,14 +340,31 @@ impl ConsumerContext for RebalanceContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
+                let mut released = lock(&self.ownership.released);
                 for (topic, partition) in owned {
-                    if let (Some(offset), true) = (start, before.insert((topic.clone(), partition)))
-                    {
+                    let first_time = before.insert((topic.clone(), partition));
+                    let resume = released
+                        .iter()
+                        .position(|p| p.partition == partition && *p.topic == *topic)
+                        .map(|i| released.swap_remove(i));
+                    let offset = match (resume, first_time, start) {
+                        (Some(p), _, _) => {
+                            let offset = Some(Offset::Offset(p.next_offset));
+                            // Owned again: its position must be committed or released later
+                            // even if nothing new is handed on before then.
+                            lock(&self.positions).push(p);
+                            offset
+                        }
+                        (None, true, Some(start)) => Some(start),
+                        _ => None,
+                    };
+                    if let Some(offset) = offset {
                         if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
                             self.record_error(e);
                         }
                     }
                 }
+                drop(released);
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
