@@ -127,7 +127,11 @@ pub struct KafkaSource {
     positions: SourcePositions,
     stats: Arc<SourceStats>,
     ownership: Arc<Ownership>,
+    bounded: bool,
 }
+
+/// How long bounded-mode metadata and offset look-ups may take at start-up.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaSource {
     /// A source reading from the cluster at `brokers` as consumer group `group_id`. Name the
@@ -142,7 +146,22 @@ impl KafkaSource {
             positions: SourcePositions::default(),
             stats: Arc::default(),
             ownership: Arc::default(),
+            bounded: false,
         }
+    }
+
+    /// Reads only what the topics hold when the job starts, then ends (Spark's batch read,
+    /// `Trigger.AvailableNow`): the job terminates by itself once every partition is read up
+    /// to the end offset observed at start, after flushing its sinks. This is how an archived
+    /// dead-letter topic is replayed.
+    ///
+    /// A bounded source does not join the consumer group: partition i of the sorted partition
+    /// list is read by worker i mod P, from the position `start_from` gives (`Committed` uses
+    /// the group's committed offsets), and the positions reached are committed to the group at
+    /// the end. Topic patterns are not supported in this mode.
+    pub fn bounded(mut self) -> Self {
+        self.bounded = true;
+        self
     }
 
     /// The topics to subscribe to; `^name.*` subscribes to every topic matching the regex.
@@ -204,6 +223,88 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// Bounded mode: assigns this worker its share of the partitions, from their start
+    /// positions, and returns the end offset of each (the high watermark at start).
+    fn assign_share(
+        &self,
+        consumer: &BaseConsumer<RebalanceContext>,
+        ctx: &WorkerContext,
+        positions: &PositionTable,
+    ) -> Result<Vec<PartitionPosition>, KafkaConnectorError> {
+        let mut all = Vec::new();
+        for topic in &self.topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
+                .map_err(KafkaConnectorError::Client)?;
+            for t in metadata.topics() {
+                if let Some(e) = t.error() {
+                    return Err(KafkaConnectorError::Client(KafkaError::MetadataFetch(
+                        e.into(),
+                    )));
+                }
+                for p in t.partitions() {
+                    all.push((t.name().to_string(), p.id()));
+                }
+            }
+        }
+        all.sort();
+        let mine: Vec<(String, i32)> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % ctx.workers() == ctx.worker())
+            .map(|(_, tp)| tp)
+            .collect();
+        let mut committed = TopicPartitionList::new();
+        for (topic, partition) in &mine {
+            committed.add_partition(topic, *partition);
+        }
+        let committed = if self.start == StartFrom::Committed && !mine.is_empty() {
+            consumer
+                .committed_offsets(committed, LOOKUP_TIMEOUT)
+                .map_err(KafkaConnectorError::Client)?
+        } else {
+            committed
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = Vec::with_capacity(mine.len());
+        for (topic, partition) in mine {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, LOOKUP_TIMEOUT)
+                .map_err(KafkaConnectorError::Client)?;
+            let from = match self.start {
+                StartFrom::Earliest => low,
+                StartFrom::Latest => high,
+                StartFrom::Committed => match committed
+                    .find_partition(&topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => o.clamp(low, high),
+                    _ => low,
+                },
+            };
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(from))
+                .map_err(KafkaConnectorError::Client)?;
+            let topic: Arc<str> = Arc::from(topic.as_str());
+            lock(positions).push(PartitionPosition {
+                topic: topic.clone(),
+                partition,
+                next_offset: from,
+            });
+            ends.push(PartitionPosition {
+                topic,
+                partition,
+                next_offset: high,
+            });
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(KafkaConnectorError::Client)?;
+        Ok(ends)
+    }
+}
+
 impl SourceFactory for KafkaSource {
     type Source = KafkaConsumerSource;
 
@@ -224,16 +325,22 @@ impl SourceFactory for KafkaSource {
             .client_config()
             .create_with_context(context)
             .map_err(KafkaConnectorError::Config)?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(KafkaConnectorError::Client)?;
+        let ends = if self.bounded {
+            Some(self.assign_share(&consumer, ctx, &positions)?)
+        } else {
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(KafkaConnectorError::Client)?;
+            None
+        };
         let waker = ctx.waker();
         consumer.set_nonempty_callback(move || waker.wake());
         Ok(KafkaConsumerSource {
             consumer,
             positions,
             last_topic: None,
+            ends,
         })
     }
 
@@ -400,6 +507,8 @@ pub struct KafkaConsumerSource {
     consumer: BaseConsumer<RebalanceContext>,
     positions: PositionTable,
     last_topic: Option<Arc<str>>,
+    /// Bounded mode: the offset each owned partition is read up to (exclusive).
+    ends: Option<Vec<PartitionPosition>>,
 }
 
 impl std::fmt::Debug for KafkaConsumerSource {
@@ -414,6 +523,41 @@ impl KafkaConsumerSource {
     /// The next offset to read of every partition this worker owns.
     pub fn positions(&self) -> Vec<PartitionPosition> {
         lock(&self.positions).clone()
+    }
+
+    /// Bounded mode: the end offset of a partition (`None` when unbounded).
+    fn end_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.ends.as_ref().and_then(|ends| {
+            ends.iter()
+                .find(|e| e.partition == partition && &*e.topic == topic)
+                .map(|e| e.next_offset)
+        })
+    }
+
+    /// Bounded mode: whether every owned partition has been read up to its end. Uses the
+    /// consumer's fetch position too, which moves past offsets that hold no record
+    /// (transaction markers, compacted records).
+    fn reached_ends(&self) -> bool {
+        let Some(ends) = &self.ends else {
+            return false;
+        };
+        let fetched = self.consumer.position().ok();
+        let table = lock(&self.positions);
+        ends.iter().all(|end| {
+            let handed_on = table
+                .iter()
+                .find(|p| p.partition == end.partition && p.topic == end.topic)
+                .map_or(0, |p| p.next_offset);
+            let fetch_position = fetched
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(&end.topic, end.partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            handed_on.max(fetch_position) >= end.next_offset
+        })
     }
 
     fn advance(&self, topic: &Arc<str>, partition: i32, offset: i64) {
@@ -453,6 +597,12 @@ impl Source for KafkaConsumerSource {
             let record = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(msg)) => {
+                    if let Some(end) = self.end_of(msg.topic(), msg.partition()) {
+                        // Produced after the bounded run started: not part of this run.
+                        if msg.offset() >= end {
+                            continue;
+                        }
+                    }
                     let topic = cached_topic(&mut self.last_topic, msg.topic());
                     KafkaRecord {
                         topic,
@@ -498,6 +648,9 @@ impl Source for KafkaConsumerSource {
             .take();
         if let Some(e) = failure {
             return Err(KafkaConnectorError::Client(e).into());
+        }
+        if self.ends.is_some() && emitted < budget && self.reached_ends() {
+            return Ok(Progress::Done);
         }
         Ok(if emitted > 0 {
             Progress::Busy
