@@ -11,6 +11,7 @@ use rill::{JobError, JobHandle, JobMetrics};
 /// second), so exceeding it means a hang, reported as a failure instead of a stuck CI run.
 pub const HANG: Duration = Duration::from_secs(120);
 
+pub mod broker;
 pub mod kafka;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].

@@ -130,6 +130,10 @@ pub struct KafkaSource {
     bounded: bool,
 }
 
+/// How long a leaving source waits for its revocation (which commits what it handed on)
+/// before giving up and letting the consumer close.
+const FINAL_COMMIT_REJOIN: Duration = Duration::from_secs(10);
+
 /// How long bounded-mode metadata and offset look-ups may take at start-up.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -215,7 +219,12 @@ impl KafkaSource {
             .set("fetch.wait.max.ms", "5")
             .set("fetch.error.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "500");
+            .set("heartbeat.interval.ms", "500")
+            // Incremental rebalancing: a member keeps its partitions while the group re-forms
+            // and gives up only those that move, once the group is stable again, so its
+            // commit of what it handed on is accepted (brokers refuse commits while a group
+            // is re-forming under the eager protocol: noida-db and librdkafka's mock do).
+            .set("partition.assignment.strategy", "cooperative-sticky");
         for (k, v) in &self.overrides {
             config.set(k, v);
         }
@@ -377,40 +386,49 @@ impl RebalanceContext {
         slot.get_or_insert(e);
     }
 
-    /// Commits the positions of `partitions` (all owned ones if `None`), and forgets them.
-    ///
-    /// A failed commit is not a job failure: nothing is lost, but the partition's next owner
-    /// may re-read what was handed on since the last successful commit. It is counted in
-    /// [`SourceStats`], and the positions are remembered in case the partition comes back.
-    fn commit_positions(
+    /// Removes the positions of `partitions` (all owned ones if `None`) from this worker's
+    /// table, as a commit request.
+    fn take_positions(
         &self,
-        consumer: &BaseConsumer<Self>,
         partitions: Option<&TopicPartitionList>,
-    ) {
+    ) -> (TopicPartitionList, Vec<PartitionPosition>) {
         let mut table = lock(&self.positions);
         let mut commit = TopicPartitionList::new();
-        let mut released = Vec::new();
+        let mut taken = Vec::new();
         table.retain(|p| {
-            let revoked =
+            let selected =
                 partitions.is_none_or(|tpl| tpl.find_partition(&p.topic, p.partition).is_some());
-            if revoked {
+            if selected {
                 let _ = commit.add_partition_offset(
                     &p.topic,
                     p.partition,
                     Offset::Offset(p.next_offset),
                 );
-                released.push(p.clone());
+                taken.push(p.clone());
             }
-            !revoked
+            !selected
         });
-        drop(table);
+        (commit, taken)
+    }
+
+    /// Commits the positions of `partitions` (all owned ones if `None`), and forgets them.
+    ///
+    /// A failed commit is not a job failure: nothing is lost, but the partition's next owner
+    /// may re-read what was handed on since the last successful commit. It is counted in
+    /// [`SourceStats`], and the positions are kept for the job's other workers.
+    fn commit_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: Option<&TopicPartitionList>,
+    ) {
+        let (commit, taken) = self.take_positions(partitions);
         if commit.count() == 0 {
             return;
         }
         match consumer.commit(&commit, CommitMode::Sync) {
             Ok(()) => self.stats.commits.fetch_add(1, Ordering::Relaxed),
             Err(_) => {
-                lock(&self.ownership.released).extend(released);
+                lock(&self.ownership.released).extend(taken);
                 self.stats.failed_commits.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -666,8 +684,48 @@ impl Drop for KafkaConsumerSource {
     fn drop(&mut self) {
         // The source has ended (stop, end of a bounded run, or failure): commit what was
         // handed on so a restart of the group continues after it.
-        self.consumer
-            .context()
-            .commit_positions(&self.consumer, None);
+        let context = self.consumer.context();
+        if self.ends.is_some() {
+            // Bounded: not a group member, a plain commit.
+            context.commit_positions(&self.consumer, None);
+            let _ = self.consumer.unassign();
+            return;
+        }
+        // A group member leaves by unsubscribing: the revocation that follows commits what was
+        // handed on (the same path as any revocation). Waiting until nothing is assigned before
+        // the consumer closes also avoids librdkafka's hang when a rebalance is delivered
+        // during close (confluentinc/librdkafka#4527, #4884).
+        let _ = self.consumer.unsubscribe_and_wait(FINAL_COMMIT_REJOIN);
+        // Revocation never came (the group was re-forming for too long): count it.
+        let (left, taken) = context.take_positions(None);
+        if left.count() > 0 {
+            lock(&context.ownership.released).extend(taken);
+            context.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Leaving the group cleanly.
+trait Unsubscribe {
+    /// Unsubscribes and serves the resulting revocation until nothing is assigned, or `wait`
+    /// has passed (then `Err`).
+    fn unsubscribe_and_wait(&self, wait: Duration) -> Result<(), ()>;
+}
+
+impl Unsubscribe for BaseConsumer<RebalanceContext> {
+    fn unsubscribe_and_wait(&self, wait: Duration) -> Result<(), ()> {
+        self.unsubscribe();
+        let deadline = Instant::now() + wait;
+        loop {
+            let assigned = self.assignment().map(|a| a.count()).unwrap_or(0);
+            if assigned == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(());
+            }
+            // Serves the revocation; any record polled now was never handed on.
+            let _ = self.poll(Duration::from_millis(50));
+        }
     }
 }
