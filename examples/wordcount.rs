@@ -17,9 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
+#[path = "support/mod.rs"]
+mod support;
+
 use clap::Parser;
-use rill::connectors::kafka::{EmbeddedKafka, KafkaRecord, KafkaSink, KafkaSource, StartFrom};
+use rill::connectors::kafka::{EmbeddedKafka, KafkaRecord, KafkaSink, KafkaSource};
 use rill::prelude::*;
 
 #[global_allocator]
@@ -104,23 +106,11 @@ fn kafka_job(brokers: &str, args: &Args, source: KafkaSource, linger_ms: &str) -
 fn count_kafka(brokers: &str, args: &Args, config: Config) -> anyhow::Result<()> {
     let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
     let handle = kafka_job(brokers, args, source, "0").run(config)?;
-    let stopper = handle.stop_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("installing signal handlers")?;
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            stopper.stop();
-        }
-    });
     eprintln!(
         "counting words of `{}` into `{}` on {brokers}; SIGTERM or Ctrl-C stops",
         args.input, args.output
     );
-    handle.await_termination()?;
-    Ok(())
+    support::run_until_signal(handle)
 }
 
 /// Embedded Kafka: feed the demo text, count it with a bounded run, print the final counts.
@@ -139,10 +129,7 @@ fn demo(args: &Args, config: Config) -> anyhow::Result<()> {
         .await_termination()?;
 
     // Count: a bounded run of the streaming job's pipeline.
-    let source = KafkaSource::new(&brokers, args.group.clone())
-        .topics([args.input.clone()])
-        .start_from(StartFrom::Earliest)
-        .bounded();
+    let source = support::bounded(&brokers, &args.group, &args.input);
     kafka_job(&brokers, args, source, EmbeddedKafka::PRODUCER_LINGER_MS)
         .run(config)?
         .await_termination()?;
@@ -150,12 +137,11 @@ fn demo(args: &Args, config: Config) -> anyhow::Result<()> {
     // Read the updates back; the last one per word is its count.
     let read = Job::new("read");
     let updates = CollectSink::default();
-    read.source(
-        KafkaSource::new(&brokers, "rill-wordcount-reader")
-            .topics([args.output.clone()])
-            .start_from(StartFrom::Earliest)
-            .bounded(),
-    )
+    read.source(support::bounded(
+        &brokers,
+        "rill-wordcount-reader",
+        &args.output,
+    ))
     .try_map(
         |r: KafkaRecord| -> Result<(i32, i64, String, String), rill::BoxError> {
             Ok((

@@ -104,34 +104,40 @@ fn wordcount_demo_counts_the_demo_text_on_an_embedded_kafka() {
     assert_eq!(got, sorted_lines(&golden("wordcount.demo.expected.txt")));
 }
 
-#[test]
-fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
+/// Runs a Kafka example against an embedded Kafka: creates `topics`, starts the example with
+/// `--brokers` and `args`, writes `input` (topic, key, value), reads `n` records of `output`,
+/// stops the example with SIGTERM and checks it exits 0. Returns (key, value) strings.
+fn run_kafka_example(
+    name: &str,
+    args: &[&str],
+    topics: &[&str],
+    input: &[(&str, &str, &str)],
+    output: &str,
+    n: usize,
+) -> Vec<(String, String)> {
     use rill::connectors::kafka::EmbeddedKafka;
 
     let kafka = EmbeddedKafka::start().expect("mock cluster");
-    kafka.create_topic("input-text", 2).expect("topic");
-    kafka.create_topic("output-wordcount", 2).expect("topic");
+    for topic in topics {
+        kafka.create_topic(topic, 2).expect("topic");
+    }
     let brokers = kafka.bootstrap_servers();
-    let child = Command::new(example_binary("wordcount"))
-        .args(["--brokers", &brokers, "--workers", "2"])
-        .args(["--input", "input-text", "--output", "output-wordcount"])
+    let child = Command::new(example_binary(name))
+        .args(["--brokers", &brokers])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("example starts");
-    let lines = [("1", "a b a"), ("2", "b c"), ("3", "a")];
-    let lines: Vec<(Vec<u8>, Vec<u8>)> = lines
-        .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
-    common::kafka::produce(&brokers, "input-text", &lines);
-    let updates = common::kafka::read(
-        &brokers,
-        "output-wordcount",
-        6,
-        std::time::Duration::from_secs(60),
-    );
-    // SIGTERM: the example stops the job gracefully and exits 0.
+    for (topic, key, value) in input {
+        common::kafka::produce(
+            &brokers,
+            topic,
+            &[(key.as_bytes().to_vec(), value.as_bytes().to_vec())],
+        );
+    }
+    let records = common::kafka::read(&brokers, output, n, std::time::Duration::from_secs(60));
+    // SIGTERM: the example stops its job gracefully and exits 0.
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -144,14 +150,37 @@ fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    let text = |b: Option<Vec<u8>>| String::from_utf8(b.unwrap_or_default()).expect("UTF-8");
+    records
+        .into_iter()
+        .map(|(k, v, _)| (text(k), text(v)))
+        .collect()
+}
 
+#[test]
+fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
+    let updates = run_kafka_example(
+        "wordcount",
+        &[
+            "--workers",
+            "2",
+            "--input",
+            "input-text",
+            "--output",
+            "output-wordcount",
+        ],
+        &["input-text", "output-wordcount"],
+        &[
+            ("input-text", "1", "a b a"),
+            ("input-text", "2", "b c"),
+            ("input-text", "3", "a"),
+        ],
+        "output-wordcount",
+        6,
+    );
     let mut per_word: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (key, value, _) in updates {
-        let word = String::from_utf8(key.expect("keyed by word")).expect("UTF-8 word");
-        per_word
-            .entry(word)
-            .or_default()
-            .push(String::from_utf8(value.expect("a count")).expect("UTF-8 count"));
+    for (word, n) in updates {
+        per_word.entry(word).or_default().push(n);
     }
     let expected: std::collections::BTreeMap<String, Vec<String>> = [
         ("a", vec!["1", "2", "3"]),
@@ -164,5 +193,96 @@ fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
     assert_eq!(
         per_word, expected,
         "update mode: every count of every word, in order"
+    );
+}
+
+#[test]
+fn relay_and_union_demos_match_golden_output() {
+    for name in ["relay", "union"] {
+        let out = run_example(name, &[], b"");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = sorted_lines(&String::from_utf8(out.stdout).expect("UTF-8 output"));
+        assert_eq!(
+            got,
+            sorted_lines(&golden(&format!("{name}.demo.expected.txt"))),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn relay_on_kafka_starts_a_new_session_after_thirty_idle_minutes() {
+    let minute = 60_000;
+    let event = |user: &str, min: i64| {
+        format!(
+            r#"{{"user":"{user}","ts":{},"event":"view"}}"#,
+            min * minute
+        )
+    };
+    let (a, b, c) = (event("u7", 0), event("u7", 29), event("u7", 60));
+    let out = run_kafka_example(
+        "relay",
+        &[],
+        &["client-event", "client-event-sessionized"],
+        &[
+            ("client-event", "u7", &a),
+            ("client-event", "u7", &b),
+            ("client-event", "u7", &c),
+        ],
+        "client-event-sessionized",
+        3,
+    );
+    let sessions: Vec<String> = out
+        .iter()
+        .map(|(user, json)| {
+            assert_eq!(user, "u7", "keyed by user");
+            let v: serde_json::Value = serde_json::from_str(json).expect("JSON output");
+            assert_eq!(v["event"], "view", "the event's fields are kept");
+            v["session_id"].as_str().expect("session id").to_string()
+        })
+        .collect();
+    assert_eq!(sessions, ["u7-0", "u7-0", &format!("u7-{}", 60 * minute)]);
+}
+
+#[test]
+fn union_on_kafka_converts_both_shapes_into_one() {
+    let out = run_kafka_example(
+        "union",
+        &[],
+        &[
+            "client-event-web",
+            "client-event-app",
+            "client-event-unified",
+        ],
+        &[
+            (
+                "client-event-web",
+                "u1",
+                r#"{"userId":"u1","page":"/p","timestamp":5000}"#,
+            ),
+            (
+                "client-event-app",
+                "u2",
+                r#"{"user":"u2","screen":"S","ts_sec":7}"#,
+            ),
+        ],
+        "client-event-unified",
+        2,
+    );
+    let mut got: Vec<serde_json::Value> = out
+        .iter()
+        .map(|(_, json)| serde_json::from_str(json).expect("JSON output"))
+        .collect();
+    got.sort_by_key(|v| v["user"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        got,
+        [
+            serde_json::json!({"user": "u1", "source": "web", "view": "/p", "ts": 5000}),
+            serde_json::json!({"user": "u2", "source": "app", "view": "S", "ts": 7000}),
+        ]
     );
 }

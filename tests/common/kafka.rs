@@ -12,6 +12,21 @@ use rdkafka::{Offset, TopicPartitionList};
 /// A record as read back: key, value, headers.
 pub type Read = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, Vec<u8>>);
 
+/// Every partition of `topic`, positioned at `offset` (use `Offset::Invalid` for none).
+fn partitions(consumer: &BaseConsumer, topic: &str, offset: Offset) -> TopicPartitionList {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), offset)
+                .expect("partition");
+        }
+    }
+    tpl
+}
+
 /// Produces `(key, value)` records to `topic` and waits until all are acknowledged.
 pub fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
@@ -46,16 +61,7 @@ pub fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Read
         .set("fetch.wait.max.ms", "5")
         .create()
         .expect("test consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
+    let tpl = partitions(&consumer, topic, Offset::Beginning);
     consumer.assign(&tpl).expect("assign");
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
@@ -87,15 +93,7 @@ pub fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
         .set("group.id", group)
         .create()
         .expect("test consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition(topic, p.id());
-        }
-    }
+    let tpl = partitions(&consumer, topic, Offset::Invalid);
     let committed = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .expect("committed offsets");
