@@ -21,11 +21,11 @@ pub mod prelude {
         StdoutLines,
     };
     pub use rill_engine::{
-        Config, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream, Operator, Sink,
-        SinkFactory, Source, SourceFactory, Stream,
+        Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream,
+        Operator, Sink, SinkFactory, Source, SourceFactory, Stream,
     };
     pub use rill_operators::{
-        AggregateExt, CountExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt, MapExt,
-        ReduceExt, TryMapExt,
+        AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt,
+        MapExt, ReduceExt, TryMapExt,
     };
 }

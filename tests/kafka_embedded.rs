@@ -270,3 +270,103 @@ fn bounded_runs_read_what_was_there_at_start_and_end_by_themselves() {
     want.sort();
     assert_eq!(got, want, "only the records added since the last run");
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct Click {
+    user: String,
+    n: u32,
+}
+
+#[test]
+fn bad_records_go_to_the_dead_letter_topic_whole_and_the_job_goes_on() {
+    use rill::connectors::kafka::dead_letter_headers as h;
+
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    for topic in ["clicks", "clicks-out", "clicks-dlq"] {
+        kafka.create_topic(topic, 1).expect("topic");
+    }
+    let brokers = kafka.bootstrap_servers();
+    const MAX_VALUE: usize = 64 * 1024;
+    let oversized = format!(r#"{{"user":"big","n":1,"pad":"{}"}}"#, "x".repeat(100_000));
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed", br#"{"user": "u1", "n": "#.to_vec()),
+        ("not-utf8", b"\xff\xfe{\"user\"".to_vec()),
+        ("empty", Vec::new()),
+        ("oversized", oversized.into_bytes()),
+    ];
+    let mut input: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for i in 0..50u32 {
+        input.push((
+            format!("g{i}").into_bytes(),
+            format!(r#"{{"user":"u{i}","n":{i}}}"#).into_bytes(),
+        ));
+        if let Some((key, value)) = bad.get(i as usize / 12) {
+            if i % 12 == 5 {
+                input.push((key.as_bytes().to_vec(), value.clone()));
+            }
+        }
+    }
+    produce(&brokers, "clicks", &input);
+
+    let job = Job::new("clicks");
+    job.dead_letter(KafkaSink::new(brokers.clone()).topic("clicks-dlq"));
+    job.source(
+        KafkaSource::new(brokers.clone(), "clicks")
+            .topics(["clicks"])
+            .start_from(StartFrom::Earliest)
+            .bounded(),
+    )
+    .decode(|r: &KafkaRecord| -> Result<Click, rill::BoxError> {
+        if r.value.as_ref().map_or(0, Vec::len) > MAX_VALUE {
+            return Err(format!("value larger than {MAX_VALUE} bytes").into());
+        }
+        Ok(r.value_json::<Click>()?)
+    })
+    .map(|c: Click| (c.user, c.n.to_string()))
+    .sink(KafkaSink::new(brokers.clone()).topic("clicks-out"));
+    let metrics = common::finish(job.run(Config::default().with_workers(2)).expect("starts"))
+        .expect("bad records do not fail the job");
+
+    let out = read(&brokers, "clicks-out", 50, Duration::from_secs(30));
+    let dlq = read(&brokers, "clicks-dlq", bad.len(), Duration::from_secs(30));
+    assert_eq!(out.len(), 50, "every good record in the output");
+    assert_eq!(
+        dlq.len(),
+        bad.len(),
+        "every bad record in the dead-letter topic"
+    );
+    assert_eq!(
+        metrics.get("dead_letter").map(|m| m.records_in),
+        Some(bad.len() as u64)
+    );
+    for (key, value, headers) in &dlq {
+        let key = String::from_utf8(key.clone().expect("original key kept")).expect("UTF-8 key");
+        let original = bad.iter().find(|(k, _)| *k == key).expect("a bad record");
+        assert_eq!(
+            value.as_deref().unwrap_or_default(),
+            &original.1[..],
+            "{key}: original bytes"
+        );
+        assert_eq!(
+            headers.get(h::STAGE).map(Vec::as_slice),
+            Some(&b"decode"[..])
+        );
+        assert_eq!(
+            headers.get(h::TOPIC).map(Vec::as_slice),
+            Some(&b"clicks"[..])
+        );
+        assert_eq!(
+            headers.get(h::PARTITION).map(Vec::as_slice),
+            Some(&b"0"[..])
+        );
+        let offset: i64 = String::from_utf8_lossy(&headers[h::OFFSET])
+            .parse()
+            .expect("offset");
+        let position = input
+            .iter()
+            .position(|(k, _)| k == key.as_bytes())
+            .expect("produced");
+        assert_eq!(offset, position as i64, "{key}: the offset it was read at");
+        assert!(!headers[h::ERROR].is_empty(), "{key}: the error is named");
+    }
+}

@@ -69,6 +69,9 @@ pub enum JobError {
 pub struct Failure {
     pub(crate) operator: Option<Arc<str>>,
     pub(crate) error: BoxError,
+    pub(crate) origin: Option<crate::dead_letter::Origin>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
 }
 
 impl Failure {
@@ -77,7 +80,19 @@ impl Failure {
         Self {
             operator: None,
             error: error.into(),
+            origin: None,
+            key: None,
+            value: None,
         }
+    }
+
+    /// Keeps the failed record's origin and original bytes, for the dead-letter sink. Copies
+    /// the bytes: only failures pay for it.
+    pub fn with_record(mut self, record: &impl crate::dead_letter::RawRecord) -> Self {
+        self.origin = record.origin();
+        self.key = record.raw_key().map(<[u8]>::to_vec);
+        self.value = record.raw_value().map(<[u8]>::to_vec);
+        self
     }
 
     /// The operator the failure is attributed to, once the engine has tagged it.

@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
+use crate::dead_letter::FailureHandler;
 use crate::error::{Failure, JobError};
 use crate::flow::{Flow, Progress};
+use crate::graph::BuildCtx;
 use crate::keygroup::worker_for_key;
 use crate::message::Message;
 use crate::metrics::NodeCounters;
@@ -164,7 +166,7 @@ struct Outbox<M> {
     touched: Vec<bool>,
     signals: Arc<[Arc<WorkerSignal>]>,
     sent: u64,
-    failure: Option<Failure>,
+    failures: FailureHandler,
 }
 
 impl<M> Outbox<M> {
@@ -238,13 +240,11 @@ impl<T, R: Router<T>> Emit<T> for Routed<'_, R, R::Msg> {
         self.outbox.send(dest, Message::Record(msg));
     }
     fn fail(&mut self, failure: Failure) {
-        if self.outbox.failure.is_none() {
-            self.outbox.failure = Some(failure);
-        }
+        self.outbox.failures.handle(failure);
     }
     #[inline]
     fn should_yield(&self) -> bool {
-        self.outbox.backlog > 0 || self.outbox.failure.is_some()
+        self.outbox.backlog > 0 || self.outbox.failures.stops()
     }
 }
 
@@ -260,15 +260,16 @@ pub(crate) struct ExchangeTask<F, R: Router<T>, T> {
 }
 
 impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
+    /// The sending task of exchange node `node` on the worker `ctx` describes.
     pub(crate) fn new(
-        name: Arc<str>,
+        ctx: &BuildCtx,
+        node: usize,
         flow: F,
         router: R,
-        worker: usize,
         producers: Vec<Producer<Message<R::Msg>>>,
-        signals: Arc<[Arc<WorkerSignal>]>,
-        counters: NodeCounters,
     ) -> Self {
+        let (name, worker, signals) = (ctx.node_name(node), ctx.worker.worker, ctx.signals.clone());
+        let (counters, dead_letters) = (ctx.counters(node), ctx.dead_letters());
         let workers = producers.len();
         Self {
             name,
@@ -282,7 +283,7 @@ impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
                 backlog: 0,
                 signals,
                 sent: 0,
-                failure: None,
+                failures: FailureHandler::new(dead_letters),
             },
             counters,
             flow_done: false,
@@ -317,9 +318,7 @@ where
             workers,
         };
         let progress = self.flow.poll(&mut routed, budget)?;
-        if let Some(failure) = self.outbox.failure.take() {
-            return Err(failure.into_job_error(self.outbox.worker));
-        }
+        self.outbox.failures.finish(self.outbox.worker)?;
         if progress == Progress::Done {
             for dest in 0..workers {
                 self.outbox.send(dest, Message::End);

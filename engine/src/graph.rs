@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::dead_letter::{DeadLetterFactory, DeadLetterRoute};
 use crate::error::JobError;
 use crate::exchange::PrepareEdge;
 use crate::flow::Flow;
@@ -21,6 +22,8 @@ pub(crate) struct Graph {
     pub(crate) nodes: Vec<(Arc<str>, NodeKind)>,
     pub(crate) tasks: Vec<TaskFactory>,
     pub(crate) edges: Vec<Arc<dyn PrepareEdge>>,
+    /// The job's dead-letter sink and its metrics node, if any.
+    pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
 }
 
 impl Graph {
@@ -56,6 +59,8 @@ pub struct BuildCtx {
     pub(crate) signals: Arc<[Arc<WorkerSignal>]>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) metrics: Arc<MetricsRegistry>,
+    /// This worker's dead-letter sink, created on the worker thread before its tasks.
+    pub(crate) dead_letters: std::sync::OnceLock<DeadLetterRoute>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -79,6 +84,10 @@ impl BuildCtx {
 
     pub(crate) fn node_name(&self, node: usize) -> Arc<str> {
         self.metrics.node_name(node)
+    }
+
+    pub(crate) fn dead_letters(&self) -> Option<DeadLetterRoute> {
+        self.dead_letters.get().cloned()
     }
 }
 

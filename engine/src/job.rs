@@ -14,6 +14,7 @@ use crate::graph::{BuildCtx, Graph};
 use crate::idle::IdleStrategy;
 use crate::metrics::{JobMetrics, MetricsRegistry, NodeKind};
 use crate::signal::WorkerSignal;
+use crate::sink::SinkFactory;
 use crate::source::{SourceFactory, WorkerContext};
 use crate::stream::{SourceBuilder, Stream};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
@@ -166,6 +167,21 @@ impl Job {
         Stream::from_parts(self.graph.clone(), SourceBuilder { factory, node }, node)
     }
 
+    /// Sends records whose user function fails to `sink` instead of failing the job.
+    ///
+    /// Each failure becomes a [`DeadLetter`](crate::DeadLetter): the failing stage, the error,
+    /// and, where the stage saw the raw record (the `decode` operator), its origin and
+    /// original bytes. Without a dead-letter sink the first failure ends the job.
+    pub fn dead_letter<S>(&self, sink: S)
+    where
+        S: SinkFactory<crate::DeadLetter>,
+        S::Sink: Send + 'static,
+    {
+        let mut graph = self.graph.borrow_mut();
+        let node = graph.add_node("dead_letter", NodeKind::Sink);
+        graph.dead_letter = Some((Arc::new(sink), node));
+    }
+
     /// Starts the job's workers and returns at once with a handle to it.
     pub fn run(self, config: Config) -> Result<JobHandle, JobError> {
         if config.workers == 0 {
@@ -215,7 +231,9 @@ impl Job {
                     signals: signals.clone(),
                     stop: shared.stop.clone(),
                     metrics: metrics.clone(),
+                    dead_letters: std::sync::OnceLock::new(),
                 },
+                dead_letter: graph.dead_letter.clone(),
                 factories: factories.clone(),
                 shared: shared.clone(),
                 config: config.clone(),

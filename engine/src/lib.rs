@@ -17,6 +17,7 @@
 //! Sources and sinks live in `rill-connectors`, operators in `rill-operators`; the `rill`
 //! crate re-exports all three.
 
+mod dead_letter;
 mod error;
 mod exchange;
 mod flow;
@@ -36,6 +37,7 @@ mod task;
 pub mod time;
 mod worker;
 
+pub use dead_letter::{DeadLetter, Origin, RawRecord};
 pub use error::{BoxError, Failure, JobError};
 pub use exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
 pub use flow::{Flow, Progress, Then, Union};

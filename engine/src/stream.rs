@@ -159,13 +159,11 @@ impl<B: FlowBuilder> Stream<B> {
                     .take_senders(worker)
                     .ok_or_else(|| JobError::Invalid("exchange rings were not prepared".into()))?;
                 Ok(Box::new(ExchangeTask::new(
-                    ctx.node_name(node),
+                    ctx,
+                    node,
                     flow,
                     router.clone(),
-                    worker,
                     producers,
-                    ctx.signals.clone(),
-                    ctx.counters(node),
                 )))
             }));
             node
@@ -239,6 +237,7 @@ impl<B: FlowBuilder> Stream<B> {
                 flow,
                 instance,
                 ctx.counters(node),
+                ctx.dead_letters(),
             )))
         }));
     }

@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::dead_letter::{DeadLetterRoute, FailureHandler};
 use crate::error::{BoxError, Failure, JobError};
 use crate::flow::{Flow, Progress};
 use crate::metrics::NodeCounters;
@@ -34,7 +35,7 @@ pub(crate) trait Task {
 struct SinkOut<'a, S> {
     sink: &'a mut S,
     written: u64,
-    failure: Option<Failure>,
+    failures: &'a mut FailureHandler,
     error: Option<BoxError>,
 }
 
@@ -50,13 +51,11 @@ impl<T, S: Sink<T>> Emit<T> for SinkOut<'_, S> {
         }
     }
     fn fail(&mut self, failure: Failure) {
-        if self.failure.is_none() {
-            self.failure = Some(failure);
-        }
+        self.failures.handle(failure);
     }
     #[inline]
     fn should_yield(&self) -> bool {
-        self.failure.is_some() || self.error.is_some()
+        self.failures.stops() || self.error.is_some()
     }
 }
 
@@ -68,6 +67,7 @@ pub(crate) struct SinkTask<F, S, T> {
     sink: S,
     counters: NodeCounters,
     written: u64,
+    failures: FailureHandler,
     _in: PhantomData<fn(T)>,
 }
 
@@ -78,6 +78,7 @@ impl<F, S, T> SinkTask<F, S, T> {
         flow: F,
         sink: S,
         counters: NodeCounters,
+        dead_letters: Option<DeadLetterRoute>,
     ) -> Self {
         Self {
             name,
@@ -86,6 +87,7 @@ impl<F, S, T> SinkTask<F, S, T> {
             sink,
             counters,
             written: 0,
+            failures: FailureHandler::new(dead_letters),
             _in: PhantomData,
         }
     }
@@ -112,14 +114,12 @@ where
         let mut out = SinkOut {
             sink: &mut self.sink,
             written: 0,
-            failure: None,
+            failures: &mut self.failures,
             error: None,
         };
         let progress = self.flow.poll(&mut out, budget)?;
-        let (written, failure, error) = (out.written, out.failure, out.error);
-        if let Some(failure) = failure {
-            return Err(failure.into_job_error(self.worker));
-        }
+        let (written, error) = (out.written, out.error);
+        self.failures.finish(self.worker)?;
         if let Some(e) = error {
             return Err(self.sink_error(e));
         }

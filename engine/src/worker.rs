@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::dead_letter::{DeadLetterFactory, DeadLetters};
 use crate::error::JobError;
 use crate::graph::{BuildCtx, TaskFactory};
 use crate::idle::{Idler, Wait};
@@ -28,6 +29,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) config: Config,
     pub(crate) core: Option<core_affinity::CoreId>,
     pub(crate) events: Sender<WorkerEvent>,
+    pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -57,6 +59,21 @@ pub(crate) fn run(setup: WorkerSetup) {
 
 fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
     let worker = setup.ctx.worker.worker;
+    if let Some((factory, node)) = &setup.dead_letter {
+        let name = setup.ctx.node_name(*node);
+        let sink = factory
+            .create(&setup.ctx.worker)
+            .map_err(|source| JobError::Sink {
+                sink: name.clone(),
+                worker,
+                source,
+            })?;
+        let _ =
+            setup
+                .ctx
+                .dead_letters
+                .set(DeadLetters::route(name, sink, setup.ctx.counters(*node)));
+    }
     let mut tasks: Vec<Box<dyn Task>> = Vec::with_capacity(setup.factories.len());
     for factory in setup.factories.iter() {
         let task = catch_unwind(AssertUnwindSafe(|| factory(&setup.ctx))).map_err(|p| {
@@ -69,6 +86,19 @@ fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
         tasks.push(task);
     }
     run_loop(setup, tasks)
+}
+
+/// Closes this worker's dead-letter sink once all its tasks are done.
+fn close_dead_letters(setup: &WorkerSetup) -> Result<(), JobError> {
+    if let Some(route) = setup.ctx.dead_letters.get() {
+        let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
+        dl.close().map_err(|source| JobError::Sink {
+            sink: dl.name.clone(),
+            worker: setup.ctx.worker.worker,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), JobError> {
@@ -112,7 +142,7 @@ fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), Jo
             i += 1;
         }
         if tasks.is_empty() {
-            return Ok(());
+            return close_dead_letters(setup);
         }
         if busy {
             idler.reset(signal);

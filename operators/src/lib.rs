@@ -8,7 +8,8 @@
 //! | [`filter`](FilterExt::filter) | `Stream<T>` | records for which `pred(&x)` holds |
 //! | [`flat_map`](FlatMapExt::flat_map) | `Stream<T>` | every item of `f(x)` |
 //! | [`inspect`](InspectExt::inspect) | `Stream<T>` | every record, after calling `f(&x)` |
-//! | [`try_map`](TryMapExt::try_map) | `Stream<T>` | `f(x)`'s `Ok` values; an `Err` fails the job |
+//! | [`try_map`](TryMapExt::try_map) | `Stream<T>` | `f(x)`'s `Ok` values; an `Err` fails the job (or is a dead letter) |
+//! | [`decode`](DecodeExt::decode) | `Stream<raw records>` | `f(&x)`'s `Ok` values; an `Err` keeps the raw record for the dead-letter sink |
 //! | [`count`](CountExt::count) | `KeyedStream<(K, V)>` | `(key, running count)` per record (update mode) |
 //! | [`reduce`](ReduceExt::reduce) | `KeyedStream<(K, V)>` | `(key, running reduction)` per record |
 //! | [`aggregate`](AggregateExt::aggregate) | `KeyedStream<(K, V)>` | `(key, running accumulator)` per record |
@@ -16,6 +17,7 @@
 
 mod aggregate;
 mod count;
+mod decode;
 mod filter;
 mod flat_map;
 mod inspect;
@@ -26,6 +28,7 @@ mod try_map;
 
 pub use aggregate::{Aggregate, AggregateExt};
 pub use count::{Count, CountExt};
+pub use decode::{Decode, DecodeExt};
 pub use filter::{Filter, FilterExt};
 pub use flat_map::{FlatMap, FlatMapExt};
 pub use inspect::{Inspect, InspectExt};

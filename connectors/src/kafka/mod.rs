@@ -22,7 +22,7 @@ mod source;
 pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};
-pub use sink::{KafkaOutput, KafkaProducerSink, KafkaSink, ToKafka};
+pub use sink::{dead_letter_headers, KafkaOutput, KafkaProducerSink, KafkaSink, ToKafka};
 pub use source::{
     KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
 };

@@ -2,22 +2,9 @@
 
 use std::sync::Arc;
 
-/// Where a record came from: enough to find it again (and to name it in a dead-letter queue).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// Topic.
-    pub topic: Arc<str>,
-    /// Partition.
-    pub partition: i32,
-    /// Offset within the partition.
-    pub offset: i64,
-}
+use rill_engine::RawRecord;
 
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
-    }
-}
+pub use rill_engine::Origin;
 
 /// A record decoding failure, naming the record it happened on.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +63,7 @@ impl KafkaRecord {
     /// Where the record came from.
     pub fn origin(&self) -> Origin {
         Origin {
-            topic: self.topic.clone(),
+            stream: self.topic.clone(),
             partition: self.partition,
             offset: self.offset,
         }
@@ -153,5 +140,19 @@ impl KafkaRecord {
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// A Kafka record is the raw record of a dead letter: its topic, partition and offset, and
+/// its key and value bytes.
+impl RawRecord for KafkaRecord {
+    fn origin(&self) -> Option<Origin> {
+        Some(KafkaRecord::origin(self))
+    }
+    fn raw_key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn raw_value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
     }
 }

@@ -1,5 +1,6 @@
 //! Writing to Kafka: one producer per worker.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +28,50 @@ pub trait ToKafka {
     /// Value bytes, if any (`None` writes a tombstone).
     fn value(&self) -> Option<&[u8]>;
     /// Headers to attach.
-    fn headers(&self) -> &[(String, Vec<u8>)] {
-        &[]
+    fn headers(&self) -> Cow<'_, [(String, Vec<u8>)]> {
+        Cow::Borrowed(&[])
+    }
+}
+
+/// Header names of a dead letter written to Kafka.
+pub mod dead_letter_headers {
+    /// The operator whose function failed.
+    pub const STAGE: &str = "rill.dlq.stage";
+    /// The error, with its causes.
+    pub const ERROR: &str = "rill.dlq.error";
+    /// The topic the record was read from.
+    pub const TOPIC: &str = "rill.dlq.origin.topic";
+    /// Its partition, decimal.
+    pub const PARTITION: &str = "rill.dlq.origin.partition";
+    /// Its offset, decimal.
+    pub const OFFSET: &str = "rill.dlq.origin.offset";
+}
+
+/// A dead letter goes to Kafka as the original record (same key and value bytes), with its
+/// provenance in headers (see [`dead_letter_headers`]), so that replaying the dead-letter topic
+/// into the original topic (a bounded run) restores the record exactly.
+impl ToKafka for rill_engine::DeadLetter {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+    fn headers(&self) -> Cow<'_, [(String, Vec<u8>)]> {
+        use dead_letter_headers as h;
+        let mut headers = vec![
+            (h::STAGE.to_string(), self.stage.as_bytes().to_vec()),
+            (h::ERROR.to_string(), self.error.as_bytes().to_vec()),
+        ];
+        if let Some(o) = &self.origin {
+            headers.push((h::TOPIC.to_string(), o.stream.as_bytes().to_vec()));
+            headers.push((
+                h::PARTITION.to_string(),
+                o.partition.to_string().into_bytes(),
+            ));
+            headers.push((h::OFFSET.to_string(), o.offset.to_string().into_bytes()));
+        }
+        Cow::Owned(headers)
     }
 }
 
@@ -55,8 +98,8 @@ impl ToKafka for KafkaOutput {
     fn value(&self) -> Option<&[u8]> {
         self.value.as_deref()
     }
-    fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
+    fn headers(&self) -> Cow<'_, [(String, Vec<u8>)]> {
+        Cow::Borrowed(&self.headers)
     }
 }
 
@@ -257,16 +300,14 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
         if let Some(value) = item.value() {
             record = record.payload(value);
         }
-        if !item.headers().is_empty() {
-            let headers = item
-                .headers()
-                .iter()
-                .fold(OwnedHeaders::new(), |hs, (k, v)| {
-                    hs.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    })
-                });
+        let item_headers = item.headers();
+        if !item_headers.is_empty() {
+            let headers = item_headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
+                hs.insert(Header {
+                    key: k,
+                    value: Some(v),
+                })
+            });
             record = record.headers(headers);
         }
         loop {

@@ -1,0 +1,195 @@
+//! Dead letters: records a user function could not process, kept with their origin and
+//! original bytes in a dead-letter sink instead of failing the job.
+//!
+//! Without a dead-letter sink, a [`Failure`](crate::Failure) ends the job (the safe default:
+//! nothing is dropped unnoticed). With one ([`Job::dead_letter`](crate::Job::dead_letter)),
+//! every failure becomes a [`DeadLetter`] written to it and the job goes on.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{BoxError, Failure};
+use crate::metrics::NodeCounters;
+use crate::sink::{Sink, SinkFactory};
+use crate::source::WorkerContext;
+
+/// Where a record came from: a stream (Kafka topic, file), a partition of it, an offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The stream: a Kafka topic, a file path.
+    pub stream: Arc<str>,
+    /// The partition (0 for unpartitioned streams).
+    pub partition: i32,
+    /// The offset (record number for files).
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.stream, self.partition, self.offset)
+    }
+}
+
+/// A record as it arrived, before decoding: what a dead letter keeps of it.
+pub trait RawRecord {
+    /// Where it came from, if known.
+    fn origin(&self) -> Option<Origin>;
+    /// Its key bytes, if any.
+    fn raw_key(&self) -> Option<&[u8]>;
+    /// Its value bytes, if any.
+    fn raw_value(&self) -> Option<&[u8]>;
+}
+
+/// A record that failed, with everything needed to find, understand and replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The operator whose function failed (its name in the job's metrics).
+    pub stage: Arc<str>,
+    /// The error, with its causes.
+    pub error: String,
+    /// Where the record came from, if the failing stage saw the raw record.
+    pub origin: Option<Origin>,
+    /// The record's original key bytes.
+    pub key: Option<Vec<u8>>,
+    /// The record's original value bytes.
+    pub value: Option<Vec<u8>>,
+}
+
+impl DeadLetter {
+    pub(crate) fn from_failure(failure: Failure) -> Self {
+        let mut error = failure.error.to_string();
+        let mut cause = failure.error.source();
+        while let Some(c) = cause {
+            error.push_str(": ");
+            error.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Self {
+            stage: failure.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
+            error,
+            origin: failure.origin,
+            key: failure.key,
+            value: failure.value,
+        }
+    }
+}
+
+/// Creates a worker's dead-letter sink, whatever the sink type.
+pub(crate) trait DeadLetterFactory: Send + Sync {
+    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn Sink<DeadLetter> + Send>, BoxError>;
+}
+
+impl<S> DeadLetterFactory for S
+where
+    S: SinkFactory<DeadLetter>,
+    S::Sink: Send + 'static,
+{
+    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn Sink<DeadLetter> + Send>, BoxError> {
+        Ok(Box::new(SinkFactory::create(self, ctx)?))
+    }
+}
+
+/// One worker's dead-letter sink, shared by its tasks (failures are rare: a lock is fine).
+pub(crate) struct DeadLetters {
+    pub(crate) name: Arc<str>,
+    sink: Box<dyn Sink<DeadLetter> + Send>,
+    counters: NodeCounters,
+    written: u64,
+}
+
+/// A handle on a worker's dead-letter sink.
+pub(crate) type DeadLetterRoute = Arc<Mutex<DeadLetters>>;
+
+impl DeadLetters {
+    pub(crate) fn route(
+        name: Arc<str>,
+        sink: Box<dyn Sink<DeadLetter> + Send>,
+        counters: NodeCounters,
+    ) -> DeadLetterRoute {
+        Arc::new(Mutex::new(Self {
+            name,
+            sink,
+            counters,
+            written: 0,
+        }))
+    }
+
+    pub(crate) fn write(&mut self, letter: DeadLetter) -> Result<(), BoxError> {
+        self.sink.write(letter)?;
+        self.written += 1;
+        self.counters.publish_in(self.written);
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), BoxError> {
+        self.sink.flush()
+    }
+
+    pub(crate) fn close(&mut self) -> Result<(), BoxError> {
+        self.sink.close()
+    }
+}
+
+/// What a task does with the failures its chain reports: route them to the dead-letter sink,
+/// or keep the first one to fail the job with.
+pub(crate) struct FailureHandler {
+    route: Option<DeadLetterRoute>,
+    failure: Option<Failure>,
+    dead_letter_error: Option<BoxError>,
+    routed: bool,
+}
+
+impl FailureHandler {
+    pub(crate) fn new(route: Option<DeadLetterRoute>) -> Self {
+        Self {
+            route,
+            failure: None,
+            dead_letter_error: None,
+            routed: false,
+        }
+    }
+
+    pub(crate) fn handle(&mut self, failure: Failure) {
+        match &self.route {
+            Some(route) if self.dead_letter_error.is_none() => {
+                let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
+                match dl.write(DeadLetter::from_failure(failure)) {
+                    Ok(()) => self.routed = true,
+                    Err(e) => self.dead_letter_error = Some(e),
+                }
+            }
+            Some(_) => {}
+            None => {
+                if self.failure.is_none() {
+                    self.failure = Some(failure);
+                }
+            }
+        }
+    }
+
+    /// Whether the chain must stop pulling input: a failure that will end the job.
+    pub(crate) fn stops(&self) -> bool {
+        self.failure.is_some() || self.dead_letter_error.is_some()
+    }
+
+    /// After a poll: the job's error if there is one; flushes routed dead letters.
+    pub(crate) fn finish(&mut self, worker: usize) -> Result<(), crate::JobError> {
+        if let Some(f) = self.failure.take() {
+            return Err(f.into_job_error(worker));
+        }
+        let route_error = |route: &DeadLetterRoute, source: BoxError| crate::JobError::Sink {
+            sink: route.lock().unwrap_or_else(|e| e.into_inner()).name.clone(),
+            worker,
+            source,
+        };
+        if let (Some(route), Some(e)) = (&self.route, self.dead_letter_error.take()) {
+            return Err(route_error(route, e));
+        }
+        if std::mem::take(&mut self.routed) {
+            if let Some(route) = &self.route {
+                let flushed = route.lock().unwrap_or_else(|e| e.into_inner()).flush();
+                flushed.map_err(|e| route_error(route, e))?;
+            }
+        }
+        Ok(())
+    }
+}
