@@ -17,8 +17,8 @@ pub use rill_engine::{
 /// Everything a job definition needs: `use rill::prelude::*;`.
 pub mod prelude {
     pub use rill_connectors::{
-        CollectSink, DiscardSink, Generated, Generator, LatencySink, MemorySource, StdinLines,
-        StdoutLines,
+        CollectSink, DiscardSink, FileLines, Generated, Generator, LatencySink, MemorySource,
+        StdinLines, StdoutLines,
     };
     pub use rill_engine::{
         Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream,

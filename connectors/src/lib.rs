@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`MemorySource`] | source, bounded | tests, embedding, benchmarks: a `Vec` or an iterator per worker |
 //! | [`StdinLines`] / [`StdoutLines`] | source / sink | command-line pipelines |
+//! | [`FileLines`] | source, bounded | lines of files (batch runs, replaying archives) |
 //! | [`CollectSink`] | sink | tests and embedding: read results back in the same process |
 //! | [`DiscardSink`] | sink | benchmarks: drops every record |
 //! | [`Generator`] | source | open-loop load at a fixed rate, each record stamped with its *scheduled* time |
@@ -13,6 +14,7 @@
 
 mod collect;
 mod discard;
+mod file;
 mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -22,6 +24,7 @@ mod stdio;
 
 pub use collect::{CollectSink, CollectWriter};
 pub use discard::{Discard, DiscardSink};
+pub use file::{FileLine, FileLines, FileLinesReader};
 pub use generator::{Generated, Generator, GeneratorInstance};
 pub use latency::{LatencyRecorder, LatencySink};
 pub use memory::{FnPartition, MemorySource, MemorySourceInstance, Partition, VecPartition};
