@@ -42,6 +42,7 @@ fn new_histogram() -> Histogram<u64> {
 pub struct LatencySink<F, T> {
     scheduled: F,
     warm_up: Duration,
+    scheduled_from: u64,
     merged: Arc<Mutex<Histogram<u64>>>,
     _records: PhantomData<fn(T)>,
 }
@@ -51,6 +52,7 @@ impl<F: Clone, T> Clone for LatencySink<F, T> {
         Self {
             scheduled: self.scheduled.clone(),
             warm_up: self.warm_up,
+            scheduled_from: self.scheduled_from,
             merged: self.merged.clone(),
             _records: PhantomData,
         }
@@ -75,9 +77,17 @@ where
         Self {
             scheduled,
             warm_up: Duration::ZERO,
+            scheduled_from: 0,
             merged: Arc::new(Mutex::new(new_histogram())),
             _records: PhantomData,
         }
+    }
+
+    /// Ignores records scheduled before `nanos` on [`rill_engine::time`]'s clock: for a sink
+    /// whose records come from another job (through Kafka, say) started at another time.
+    pub fn scheduled_from(mut self, nanos: u64) -> Self {
+        self.scheduled_from = nanos;
+        self
     }
 
     /// Ignores records scheduled less than `warm_up` after the job started (the same instant
@@ -108,7 +118,7 @@ where
     fn create(&self, ctx: &WorkerContext) -> Result<Self::Sink, BoxError> {
         Ok(LatencyRecorder {
             scheduled: self.scheduled.clone(),
-            measure_from: nanos_at(ctx.started() + self.warm_up),
+            measure_from: nanos_at(ctx.started() + self.warm_up).max(self.scheduled_from),
             histogram: new_histogram(),
             merged: self.merged.clone(),
         })

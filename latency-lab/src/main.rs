@@ -12,6 +12,7 @@
 //! ```
 
 mod baseline;
+mod kafka_path;
 mod report;
 
 use std::time::Duration;
@@ -50,12 +51,26 @@ impl Idle {
     }
 }
 
+/// Where records come from and go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    /// The in-process generator and a measuring sink: the engine's own latency.
+    Memory,
+    /// An embedded Kafka (librdkafka's mock cluster): producer -> topic -> job -> topic ->
+    /// reader.
+    Kafka,
+}
+
 /// Measures per-record latency of a rill pipeline with an open-loop generator.
 #[derive(Debug, Parser)]
 #[command(name = "latency-lab", version)]
 struct Args {
+    /// Where records come from: the in-process generator, or an embedded Kafka.
+    #[arg(long, value_enum, default_value_t = SourceKind::Memory)]
+    source: SourceKind,
     /// Target rates to measure, records per second in total (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    /// Default: 100000 in memory, 5000 through Kafka.
+    #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
     /// Measured time per run, in seconds (after the warm-up).
     #[arg(long, default_value_t = 10.0)]
@@ -134,7 +149,13 @@ fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.rates.is_empty() {
+        args.rates = vec![match args.source {
+            SourceKind::Memory => 100_000.0,
+            SourceKind::Kafka => 5_000.0,
+        }];
+    }
     if args.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
         bail!("--rates must be positive numbers");
     }
@@ -146,10 +167,16 @@ fn main() -> anyhow::Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("latency-lab: per-record latency, scheduled emission -> arrival at the sink");
-    println!(
-        "pipeline: generator -> map -> key_by ({} keys) -> running count -> latency sink; source: memory (in-process generator)",
-        args.keys
-    );
+    match args.source {
+        SourceKind::Memory => println!(
+            "pipeline: generator -> map -> key_by ({} keys) -> running count -> latency sink; source: memory (in-process generator)",
+            args.keys
+        ),
+        SourceKind::Kafka => println!(
+            "pipeline: producer -> lab-in -> [decode -> key_by ({} keys) -> running count, 1 worker] -> lab-out -> reader; broker: EMBEDDED mock cluster (librdkafka), not a real Kafka; linger.ms 1, fetch.wait.max.ms 5",
+            args.keys
+        ),
+    }
     println!(
         "settings: workers {} on {cores} cores, idle {}, pin {}, ring {} msgs, pacing: generator polled by its worker ({}), warm-up {}s, measured {}s, runs {}",
         args.workers,
@@ -168,7 +195,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     print_header();
     for &rate in &args.rates {
-        if !args.no_baseline {
+        if !args.no_baseline && args.source == SourceKind::Memory {
             let h = baseline::measure(
                 rate,
                 args.workers,
@@ -184,7 +211,19 @@ fn main() -> anyhow::Result<()> {
         }
         let mut runs = Vec::with_capacity(args.runs);
         for run in 1..=args.runs {
-            let histogram = run_once(&args, rate)?;
+            let histogram = match args.source {
+                SourceKind::Memory => run_once(&args, rate)?,
+                SourceKind::Kafka => kafka_path::run_once(
+                    rate,
+                    Duration::from_secs_f64(args.warmup),
+                    Duration::from_secs_f64(args.duration),
+                    args.keys,
+                    &Config::default()
+                        .with_workers(args.workers)
+                        .with_pinning(args.pin)
+                        .with_idle(args.idle.strategy()),
+                )?,
+            };
             let summary = Summary::from_histogram(rate, args.duration, &histogram);
             print_row(&format!("run {run}"), &summary, None);
             runs.push(summary);
@@ -194,7 +233,7 @@ fn main() -> anyhow::Result<()> {
         println!();
     }
     println!("latencies in microseconds; spread = max - min over the runs");
-    if !args.no_baseline {
+    if !args.no_baseline && args.source == SourceKind::Memory {
         println!(
             "baseline = the same open-loop schedule on {} bare spinning threads with no engine: the machine's own floor",
             args.workers
