@@ -410,3 +410,62 @@ fn bad_records_go_to_the_dead_letter_topic_whole_and_the_job_goes_on() {
         "replayed records equal the originals byte for byte"
     );
 }
+
+/// A job writing `records` (key, value) to topic `sink-out` through a Kafka sink that
+/// dead-letters failed deliveries; with `dead_letters`, the job's dead-letter sink.
+fn write_with_rejects(
+    brokers: &str,
+    records: Vec<(String, Vec<u8>)>,
+    dead_letters: Option<CollectSink<DeadLetter>>,
+) -> Result<rill::JobMetrics, rill::JobError> {
+    let job = Job::new("rejects");
+    if let Some(dl) = dead_letters {
+        job.dead_letter(dl);
+    }
+    job.source(MemorySource::new(records)).sink(
+        KafkaSink::new(brokers)
+            .topic("sink-out")
+            .dead_letter_failed_deliveries(),
+    );
+    common::finish(job.run(Config::default().with_workers(2)).expect("starts"))
+}
+
+#[test]
+fn records_the_broker_rejects_become_dead_letters_where_configured() {
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    kafka.create_topic("sink-out", 1).expect("topic");
+    let brokers = kafka.bootstrap_servers();
+    // Larger than the producer's `message.max.bytes` (1 MB by default): rejected.
+    let huge = vec![b'x'; 2_000_000];
+    let mut records: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("k{i}"), b"small".to_vec()))
+        .collect();
+    records.push(("huge".to_string(), huge.clone()));
+
+    let letters = CollectSink::default();
+    let metrics = write_with_rejects(&brokers, records.clone(), Some(letters.clone()))
+        .expect("a rejected record does not fail the job");
+    assert_eq!(metrics.get("dead_letter").map(|m| m.records_in), Some(1));
+    let letters = letters.take();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key.as_deref(), Some(&b"huge"[..]));
+    assert_eq!(
+        letters[0].value.as_deref(),
+        Some(&huge[..]),
+        "the whole value is kept"
+    );
+    assert!(
+        letters[0].error.contains("sink-out"),
+        "{}",
+        letters[0].error
+    );
+    let written = read(&brokers, "sink-out", 21, Duration::from_secs(5));
+    assert_eq!(written.len(), 20, "every other record delivered");
+
+    // Without a dead-letter sink the same rejection fails the job.
+    let err = write_with_rejects(&brokers, records, None).expect_err("fails");
+    assert!(
+        matches!(&err, rill::JobError::Sink { sink, .. } if &**sink == "kafka"),
+        "{err}"
+    );
+}

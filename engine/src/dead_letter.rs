@@ -134,6 +134,8 @@ impl DeadLetters {
 pub(crate) struct FailureHandler {
     route: Option<DeadLetterRoute>,
     failure: Option<Failure>,
+    /// A record a sink could not deliver, with no dead-letter sink to take it: (sink, error).
+    undelivered: Option<(Arc<str>, String)>,
     dead_letter_error: Option<BoxError>,
     routed: bool,
 }
@@ -143,6 +145,7 @@ impl FailureHandler {
         Self {
             route,
             failure: None,
+            undelivered: None,
             dead_letter_error: None,
             routed: false,
         }
@@ -150,14 +153,7 @@ impl FailureHandler {
 
     pub(crate) fn handle(&mut self, failure: Failure) {
         match &self.route {
-            Some(route) if self.dead_letter_error.is_none() => {
-                let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
-                match dl.write(DeadLetter::from_failure(failure)) {
-                    Ok(()) => self.routed = true,
-                    Err(e) => self.dead_letter_error = Some(e),
-                }
-            }
-            Some(_) => {}
+            Some(_) => self.route_letter(DeadLetter::from_failure(failure)),
             None => {
                 if self.failure.is_none() {
                     self.failure = Some(failure);
@@ -166,15 +162,42 @@ impl FailureHandler {
         }
     }
 
+    /// A record a sink could not deliver: a dead letter, or (without a dead-letter sink) the
+    /// job's failure.
+    pub(crate) fn handle_undelivered(&mut self, letter: DeadLetter) {
+        if self.route.is_some() {
+            self.route_letter(letter);
+        } else if self.undelivered.is_none() {
+            self.undelivered = Some((letter.stage, letter.error));
+        }
+    }
+
+    fn route_letter(&mut self, letter: DeadLetter) {
+        if let (Some(route), None) = (&self.route, &self.dead_letter_error) {
+            let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
+            match dl.write(letter) {
+                Ok(()) => self.routed = true,
+                Err(e) => self.dead_letter_error = Some(e),
+            }
+        }
+    }
+
     /// Whether the chain must stop pulling input: a failure that will end the job.
     pub(crate) fn stops(&self) -> bool {
-        self.failure.is_some() || self.dead_letter_error.is_some()
+        self.failure.is_some() || self.undelivered.is_some() || self.dead_letter_error.is_some()
     }
 
     /// After a poll: the job's error if there is one; flushes routed dead letters.
     pub(crate) fn finish(&mut self, worker: usize) -> Result<(), crate::JobError> {
         if let Some(f) = self.failure.take() {
             return Err(f.into_job_error(worker));
+        }
+        if let Some((sink, error)) = self.undelivered.take() {
+            return Err(crate::JobError::Sink {
+                sink,
+                worker,
+                source: error.into(),
+            });
         }
         let route_error = |route: &DeadLetterRoute, source: BoxError| crate::JobError::Sink {
             sink: route.lock().unwrap_or_else(|e| e.into_inner()).name.clone(),

@@ -20,6 +20,14 @@ pub trait Sink<T> {
     fn close(&mut self) -> Result<(), BoxError> {
         self.flush()
     }
+
+    /// Records the sink accepted but finally could not deliver, if it was configured to hand
+    /// them back rather than fail (for example a Kafka record the broker rejected). The engine
+    /// routes them to the job's dead-letter sink, or fails the job if it has none. Called
+    /// after every flush and after close.
+    fn take_dead_letters(&mut self) -> Vec<crate::DeadLetter> {
+        Vec::new()
+    }
 }
 
 /// Creates one [`Sink`] per worker.

@@ -128,13 +128,17 @@ where
             self.counters.publish_in(self.written);
             self.sink.flush().map_err(|e| self.sink_error(e))?;
         }
+        if progress == Progress::Done {
+            self.sink.close().map_err(|e| self.sink_error(e))?;
+        }
+        for letter in self.sink.take_dead_letters() {
+            self.failures.handle_undelivered(letter);
+        }
+        self.failures.finish(self.worker)?;
         Ok(match progress {
             Progress::Busy => TaskPoll::Busy,
             Progress::Idle { deadline } => TaskPoll::Idle { deadline },
-            Progress::Done => {
-                self.sink.close().map_err(|e| self.sink_error(e))?;
-                TaskPoll::Done
-            }
+            Progress::Done => TaskPoll::Done,
         })
     }
 }

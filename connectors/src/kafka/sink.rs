@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, DeadLetter, Sink, SinkFactory, WorkerContext};
 
 use super::KafkaConnectorError;
 
@@ -50,7 +50,7 @@ pub mod dead_letter_headers {
 /// A dead letter goes to Kafka as the original record (same key and value bytes), with its
 /// provenance in headers (see [`dead_letter_headers`]), so that replaying the dead-letter topic
 /// into the original topic (a bounded run) restores the record exactly.
-impl ToKafka for rill_engine::DeadLetter {
+impl ToKafka for DeadLetter {
     fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()
     }
@@ -149,6 +149,7 @@ pub struct KafkaSink<T> {
     topic: Option<String>,
     overrides: Vec<(String, String)>,
     flush_timeout: Duration,
+    dead_letter_failed: bool,
     _records: PhantomData<fn(T)>,
 }
 
@@ -159,6 +160,7 @@ impl<T> Clone for KafkaSink<T> {
             topic: self.topic.clone(),
             overrides: self.overrides.clone(),
             flush_timeout: self.flush_timeout,
+            dead_letter_failed: self.dead_letter_failed,
             _records: PhantomData,
         }
     }
@@ -181,6 +183,7 @@ impl<T> KafkaSink<T> {
             topic: None,
             overrides: Vec::new(),
             flush_timeout: Duration::from_secs(60),
+            dead_letter_failed: false,
             _records: PhantomData,
         }
     }
@@ -194,6 +197,15 @@ impl<T> KafkaSink<T> {
     /// Sets any librdkafka producer property, overriding rill's defaults.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    /// Hands records the broker finally rejects (too large, unknown topic, retries exhausted)
+    /// to the job's dead-letter sink ([`Job::dead_letter`](rill_engine::Job::dead_letter))
+    /// with their key and value bytes, instead of failing the job. Without a dead-letter sink
+    /// the job still fails.
+    pub fn dead_letter_failed_deliveries(mut self) -> Self {
+        self.dead_letter_failed = true;
         self
     }
 
@@ -217,15 +229,20 @@ impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
             config.set(k, v);
         }
         let failure = Arc::new(Mutex::new(None));
+        let undelivered = self
+            .dead_letter_failed
+            .then(|| Arc::new(Mutex::new(Vec::new())));
         let producer: BaseProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext {
                 failure: failure.clone(),
+                undelivered: undelivered.clone(),
             })
             .map_err(KafkaConnectorError::Config)?;
         Ok(KafkaProducerSink {
             producer,
             default_topic: self.topic.clone(),
             failure,
+            undelivered,
             flush_timeout: self.flush_timeout,
         })
     }
@@ -235,9 +252,27 @@ impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
     }
 }
 
-/// Records the first failed delivery; the sink reports it at its next flush.
+/// Records failed deliveries: the first one fails the job at the next flush, or, when the
+/// sink dead-letters them, each becomes a dead letter.
 struct DeliveryContext {
     failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+    undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
+}
+
+/// A record the broker rejected, as a dead letter of the sink.
+fn undelivered_letter(
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    e: &KafkaError,
+) -> DeadLetter {
+    DeadLetter {
+        stage: Arc::from("kafka"),
+        error: format!("delivery to Kafka topic `{topic}` failed: {e}"),
+        origin: None,
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -247,6 +282,14 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, msg)) = result {
+            if let Some(undelivered) = &self.undelivered {
+                let letter = undelivered_letter(msg.topic(), msg.key(), msg.payload(), e);
+                undelivered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(letter);
+                return;
+            }
             let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| KafkaConnectorError::Delivery {
                 topic: msg.topic().to_string(),
@@ -261,6 +304,7 @@ pub struct KafkaProducerSink {
     producer: BaseProducer<DeliveryContext>,
     default_topic: Option<String>,
     failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+    undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
     flush_timeout: Duration,
 }
 
@@ -321,11 +365,19 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
                     self.check_deliveries()?;
                 }
                 Err((e, _)) => {
+                    if let Some(undelivered) = &self.undelivered {
+                        let letter = undelivered_letter(topic, item.key(), item.value(), &e);
+                        undelivered
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(letter);
+                        return Ok(());
+                    }
                     return Err(KafkaConnectorError::Delivery {
                         topic: topic.to_string(),
                         source: e,
                     }
-                    .into())
+                    .into());
                 }
             }
         }
@@ -335,6 +387,13 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
         // Non-blocking: serve delivery reports, surface failures.
         self.producer.poll(Duration::ZERO);
         self.check_deliveries()
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        match &self.undelivered {
+            Some(u) => std::mem::take(&mut *u.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Vec::new(),
+        }
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
