@@ -96,7 +96,10 @@ pub fn run_once(
     while read_back(&reader) == 0 {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
-            "the Kafka path did not come up within {READY_TIMEOUT:?}"
+            "the Kafka path did not come up within {READY_TIMEOUT:?}: probes read by the job {}, written by it {}, read back {}",
+            read_back(&pipeline),
+            pipeline.metrics().get("kafka#2").map_or(0, |m| m.records_in),
+            read_back(&reader)
         );
         let probe = Job::new("probe");
         probe
