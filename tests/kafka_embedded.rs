@@ -469,3 +469,40 @@ fn records_the_broker_rejects_become_dead_letters_where_configured() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pattern_subscribes_to_every_matching_topic() {
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    for topic in ["pat-web", "pat-app", "other"] {
+        kafka.create_topic(topic, 1).expect("topic");
+    }
+    let brokers = kafka.bootstrap_servers();
+    for topic in ["pat-web", "pat-app", "other"] {
+        produce(
+            &brokers,
+            topic,
+            &[(topic.as_bytes().to_vec(), b"v".to_vec())],
+        );
+    }
+    let job = Job::new("pattern");
+    let out = CollectSink::default();
+    job.source(
+        KafkaSource::new(brokers.clone(), "pattern")
+            .topics(["^pat-.*"])
+            .start_from(StartFrom::Earliest),
+    )
+    .map(|r: KafkaRecord| r.topic.to_string())
+    .sink(out.clone());
+    let handle = job.run(Config::default().with_workers(1)).expect("starts");
+    wait_for("both matching topics", || out.len() >= 2);
+    std::thread::sleep(Duration::from_millis(300));
+    handle.stop();
+    common::finish(handle).expect("stops cleanly");
+    let mut topics = out.take();
+    topics.sort();
+    assert_eq!(
+        topics,
+        ["pat-app", "pat-web"],
+        "matching topics only, once each"
+    );
+}
