@@ -9,6 +9,16 @@ use rill_engine::{
     BoxError, Emit, Origin, Progress, RawRecord, Source, SourceFactory, WorkerContext,
 };
 
+/// Removes a trailing `\n` or `\r\n` from a line read with `read_until(b'\n')`.
+pub(crate) fn strip_line_end(bytes: &mut Vec<u8>) {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+}
+
 /// One line of a file: where it is, and its bytes (without the line terminator).
 ///
 /// Lines are bytes, not text: decode them with the `decode` operator
@@ -139,12 +149,7 @@ impl Source for FileLinesReader {
                 self.current = None;
                 continue;
             }
-            if bytes.last() == Some(&b'\n') {
-                bytes.pop();
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-            }
+            strip_line_end(&mut bytes);
             *line += 1;
             out.emit(FileLine {
                 path: path.clone(),

@@ -72,12 +72,7 @@ impl SourceFactory for StdinLines {
                         Ok(0) => break,
                         Ok(_) => {
                             line += 1;
-                            if buf.last() == Some(&b'\n') {
-                                buf.pop();
-                                if buf.last() == Some(&b'\r') {
-                                    buf.pop();
-                                }
-                            }
+                            crate::file::strip_line_end(&mut buf);
                             String::from_utf8(std::mem::take(&mut buf))
                                 .map_err(|source| StdioError::InvalidUtf8 { line, source })
                         }
