@@ -44,7 +44,7 @@ struct SessionizedEvent {
 
 /// Per-user state: when the current session started, when it was last active, and the event
 /// that updated it last.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Session {
     started: i64,
     last: i64,

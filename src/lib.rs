@@ -11,7 +11,8 @@ pub use rill_engine as engine;
 pub use rill_operators as operators;
 
 pub use rill_engine::{
-    BoxError, Config, IdleStrategy, Job, JobError, JobHandle, JobMetrics, KeyedStream, Stream,
+    BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, IdleStrategy, Job,
+    JobError, JobHandle, JobMetrics, KeyedStream, Stream,
 };
 
 /// Everything a job definition needs: `use rill::prelude::*;`.
@@ -21,8 +22,8 @@ pub mod prelude {
         StdinLines, StdoutLines,
     };
     pub use rill_engine::{
-        Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError, JobHandle, KeyedStream,
-        Operator, Sink, SinkFactory, Source, SourceFactory, Stream,
+        CheckpointConfig, Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError,
+        JobHandle, KeyedStream, Operator, Sink, SinkFactory, Source, SourceFactory, Stream,
     };
     pub use rill_operators::{
         AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt,

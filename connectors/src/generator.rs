@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::time::{instant_at, nanos_at, now_nanos};
 use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
 
@@ -124,6 +125,7 @@ where
             interval,
             next: ctx.worker() as u64,
             step: ctx.workers() as u64,
+            offset: 0,
             end,
         })
     }
@@ -141,13 +143,15 @@ pub struct GeneratorInstance<F> {
     interval: f64,
     next: u64,
     step: u64,
+    /// The sequence number due at `start` (non-zero after a restore).
+    offset: u64,
     end: u64,
 }
 
 impl<F> GeneratorInstance<F> {
     #[inline]
     fn due(&self, seq: u64) -> u64 {
-        self.start + (seq as f64 * self.interval) as u64
+        self.start + ((seq - self.offset) as f64 * self.interval) as u64
     }
 }
 
@@ -192,5 +196,39 @@ where
             emitted += 1;
         }
         Ok(Progress::Busy)
+    }
+
+    /// The next sequence number of this worker.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(Some(encode(&self.next)?))
+    }
+
+    /// Continues the sequence where the checkpoint left it; the schedule restarts now, from
+    /// the lowest sequence number any worker had not yet emitted. Worker `i` emits the
+    /// sequence numbers `i, i + P, ...`, so the number of workers must not change.
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        let (worker, workers) = state.worker();
+        let blobs = state.worker_blobs();
+        if blobs.len() != workers {
+            return Err(format!(
+                "a generator interleaves sequence numbers by worker: checkpointed with {} \
+                 workers, restored with {workers}",
+                blobs.len()
+            )
+            .into());
+        }
+        let mut lowest = u64::MAX;
+        for (w, blob) in blobs.iter().enumerate() {
+            let next: u64 = match blob {
+                Some(b) => decode(b, state.node())?,
+                None => w as u64,
+            };
+            if w == worker {
+                self.next = next;
+            }
+            lowest = lowest.min(next);
+        }
+        self.offset = lowest;
+        Ok(())
     }
 }

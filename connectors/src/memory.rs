@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
 
 /// How a [`MemorySource`] hands each worker its share of the data.
@@ -119,6 +120,7 @@ impl<P: Partition> SourceFactory for MemorySource<P> {
     fn create(&self, ctx: &WorkerContext) -> Result<Self::Source, BoxError> {
         Ok(MemorySourceInstance {
             items: self.partition.part(ctx.worker(), ctx.workers()),
+            emitted: 0,
         })
     }
 
@@ -131,6 +133,7 @@ impl<P: Partition> SourceFactory for MemorySource<P> {
 #[derive(Debug)]
 pub struct MemorySourceInstance<I> {
     items: I,
+    emitted: u64,
 }
 
 impl<I: Iterator> Source for MemorySourceInstance<I> {
@@ -143,10 +146,44 @@ impl<I: Iterator> Source for MemorySourceInstance<I> {
                 return Ok(Progress::Busy);
             }
             match self.items.next() {
-                Some(item) => out.emit(item),
+                Some(item) => {
+                    self.emitted += 1;
+                    out.emit(item)
+                }
                 None => return Ok(Progress::Done),
             }
         }
         Ok(Progress::Busy)
+    }
+
+    /// The number of items this worker has emitted.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(Some(encode(&self.emitted)?))
+    }
+
+    /// Skips what this worker emitted before the checkpoint. The split of the items depends
+    /// on the number of workers, so it must not change.
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        let (worker, workers) = state.worker();
+        let blobs = state.worker_blobs();
+        if blobs.len() != workers {
+            return Err(format!(
+                "a memory source splits its items by worker: checkpointed with {} workers, \
+                 restored with {workers}",
+                blobs.len()
+            )
+            .into());
+        }
+        let Some(blob) = &blobs[worker] else {
+            return Ok(());
+        };
+        let skip: u64 = decode(blob, state.node())?;
+        for _ in 0..skip {
+            if self.items.next().is_none() {
+                break;
+            }
+        }
+        self.emitted = skip;
+        Ok(())
     }
 }

@@ -53,6 +53,20 @@ pub enum JobError {
         /// The panic payload, if it was a string.
         message: String,
     },
+    /// A checkpoint could not be completed (state could not be encoded or written, the
+    /// transactional sink could not commit, or it timed out). The job stops so that it can be
+    /// restarted from the last complete checkpoint.
+    #[error("checkpoint {epoch} failed: {message}")]
+    Checkpoint {
+        /// The epoch of the failed checkpoint.
+        epoch: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// The job cannot start from its checkpoint directory: unreadable, or written by a job
+    /// whose graph or state types differ.
+    #[error("cannot restore from checkpoint: {0}")]
+    Restore(String),
     /// A worker thread could not be started.
     #[error("could not start worker {worker}: {source}")]
     Spawn {

@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 use crate::dead_letter::FailureHandler;
+use crate::epoch::{BarrierReport, TaskEpochs};
 use crate::error::{Failure, JobError};
 use crate::flow::{Flow, Progress};
 use crate::graph::BuildCtx;
 use crate::keygroup::worker_for_key;
-use crate::message::Message;
+use crate::message::{Epoch, Message};
 use crate::metrics::NodeCounters;
 use crate::operator::Emit;
 use crate::signal::WorkerSignal;
@@ -256,6 +257,7 @@ pub(crate) struct ExchangeTask<F, R: Router<T>, T> {
     outbox: Outbox<R::Msg>,
     counters: NodeCounters,
     flow_done: bool,
+    epochs: Option<TaskEpochs>,
     _in: PhantomData<fn(T)>,
 }
 
@@ -287,6 +289,7 @@ impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
             },
             counters,
             flow_done: false,
+            epochs: ctx.task_epochs(),
             _in: PhantomData,
         }
     }
@@ -319,17 +322,31 @@ where
         };
         let progress = self.flow.poll(&mut routed, budget)?;
         self.outbox.failures.finish(self.outbox.worker)?;
-        if progress == Progress::Done {
-            for dest in 0..workers {
-                self.outbox.send(dest, Message::End);
+        match progress {
+            Progress::Done => {
+                for dest in 0..workers {
+                    self.outbox.send(dest, Message::End);
+                }
+                self.flow_done = true;
             }
-            self.flow_done = true;
+            Progress::Barrier(epoch) => {
+                // Forwarded at once, behind the records of its epoch (overflow keeps order).
+                for dest in 0..workers {
+                    self.outbox.send(dest, Message::Barrier(epoch));
+                }
+                let mut report = BarrierReport::default();
+                self.flow.take_barrier_report(&mut report);
+                if let Some(epochs) = &self.epochs {
+                    epochs.ack(epoch, report.snapshots, report.alignment);
+                }
+            }
+            _ => {}
         }
         self.outbox.notify();
         self.counters.publish_in(self.outbox.sent);
         Ok(match progress {
             Progress::Done if self.outbox.backlog == 0 => TaskPoll::Done,
-            Progress::Busy | Progress::Done => TaskPoll::Busy,
+            Progress::Busy | Progress::Done | Progress::Barrier(_) => TaskPoll::Busy,
             Progress::Idle { deadline } if self.outbox.backlog == 0 => TaskPoll::Idle { deadline },
             Progress::Idle { .. } => TaskPoll::Backpressured,
         })
@@ -337,10 +354,20 @@ where
 }
 
 /// The receiving side of an exchange on one worker: a flow over its P input rings.
+///
+/// Barriers are aligned: an input that has delivered `Barrier(n)` is held (not read) until
+/// every open input has delivered it; then the flow reports the barrier and releases them all.
+/// Records behind a barrier therefore never overtake records of the previous epoch from a
+/// slower input.
 pub struct ExchangeIn<M> {
     consumers: Vec<Consumer<Message<M>>>,
     ended: Vec<bool>,
+    held: Vec<bool>,
     open: usize,
+    n_held: usize,
+    aligning: Option<Epoch>,
+    held_since: Option<std::time::Instant>,
+    alignment: std::time::Duration,
     next: usize,
     counters: NodeCounters,
     received: u64,
@@ -361,7 +388,12 @@ impl<M> ExchangeIn<M> {
         Self {
             consumers,
             ended: vec![false; n],
+            held: vec![false; n],
             open: n,
+            n_held: 0,
+            aligning: None,
+            held_since: None,
+            alignment: std::time::Duration::ZERO,
             next: 0,
             counters,
             received: 0,
@@ -371,6 +403,10 @@ impl<M> ExchangeIn<M> {
 
 impl<M> Flow for ExchangeIn<M> {
     type Out = M;
+
+    fn take_barrier_report(&mut self, report: &mut BarrierReport) {
+        report.add_alignment(std::mem::take(&mut self.alignment));
+    }
 
     #[inline]
     fn poll<E: Emit<M>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
@@ -382,7 +418,7 @@ impl<M> Flow for ExchangeIn<M> {
         // Start at a different ring each poll so no sender is starved under a small budget.
         for i in 0..n {
             let idx = (self.next + i) % n;
-            if self.ended[idx] {
+            if self.ended[idx] || self.held[idx] {
                 continue;
             }
             let consumer = &mut self.consumers[idx];
@@ -397,9 +433,18 @@ impl<M> Flow for ExchangeIn<M> {
                         self.open -= 1;
                         break;
                     }
-                    // Watermarks and barriers are not produced yet (event time and checkpoints
-                    // come later); skipping them keeps records flowing if one appears.
-                    Ok(Message::Watermark(_)) | Ok(Message::Barrier(_)) => {}
+                    Ok(Message::Barrier(epoch)) => {
+                        self.held[idx] = true;
+                        self.n_held += 1;
+                        self.aligning = Some(epoch);
+                        if self.held_since.is_none() && self.n_held < self.open {
+                            self.held_since = Some(std::time::Instant::now());
+                        }
+                        break;
+                    }
+                    // Watermarks are not produced yet (event time comes later); skipping them
+                    // keeps records flowing if one appears.
+                    Ok(Message::Watermark(_)) => {}
                     Err(_) => break,
                 }
             }
@@ -407,6 +452,18 @@ impl<M> Flow for ExchangeIn<M> {
         self.next = (self.next + 1) % n;
         self.received += taken as u64;
         self.counters.publish_out(self.received);
+        if let Some(epoch) = self.aligning {
+            // Inputs that ended count as aligned: they will send no barrier.
+            if self.n_held == self.open {
+                self.aligning = None;
+                self.n_held = 0;
+                self.held.iter_mut().for_each(|h| *h = false);
+                if let Some(t) = self.held_since.take() {
+                    self.alignment = t.elapsed();
+                }
+                return Ok(Progress::Barrier(epoch));
+            }
+        }
         Ok(if self.open == 0 {
             Progress::Done
         } else if taken > 0 {

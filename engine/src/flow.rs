@@ -9,9 +9,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::epoch::BarrierReport;
 use crate::error::{Failure, JobError};
+use crate::message::Epoch;
 use crate::metrics::NodeCounters;
 use crate::operator::{Emit, Operator};
+use crate::state::StateSnapshot;
 
 /// What one poll achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,10 @@ pub enum Progress {
     },
     /// Every input has ended and the chain's end hooks have run; never poll again.
     Done,
+    /// The flow has passed `Barrier(epoch)`: everything before the barrier has been emitted,
+    /// the chain's operators have captured their state (collect it with
+    /// [`Flow::take_barrier_report`]), and nothing after it has been read yet.
+    Barrier(Epoch),
 }
 
 impl Progress {
@@ -35,6 +42,9 @@ impl Progress {
     /// Combines the progress of two inputs polled in the same round.
     pub fn and(self, other: Progress) -> Progress {
         match (self, other) {
+            // Flows that align barriers handle them before combining; a barrier here only
+            // means that work was done.
+            (Progress::Barrier(_), _) | (_, Progress::Barrier(_)) => Progress::Busy,
             (Progress::Busy, _) | (_, Progress::Busy) => Progress::Busy,
             (Progress::Done, Progress::Done) => Progress::Done,
             (Progress::Done, idle @ Progress::Idle { .. })
@@ -61,13 +71,20 @@ pub trait Flow {
         out: &mut E,
         budget: usize,
     ) -> Result<Progress, JobError>;
+
+    /// After a poll returned [`Progress::Barrier`]: hands over the state each node of the
+    /// flow captured at the barrier.
+    fn take_barrier_report(&mut self, report: &mut BarrierReport) {
+        let _ = report;
+    }
 }
 
 /// A flow followed by one more operator.
-#[derive(Debug)]
 pub struct Then<F, O> {
     flow: F,
     op: O,
+    node: usize,
+    captured: Option<Box<dyn StateSnapshot>>,
     name: Arc<str>,
     counters: NodeCounters,
     received: u64,
@@ -75,11 +92,23 @@ pub struct Then<F, O> {
     done: bool,
 }
 
+impl<F: std::fmt::Debug, O: std::fmt::Debug> std::fmt::Debug for Then<F, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Then")
+            .field("flow", &self.flow)
+            .field("op", &self.op)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 impl<F, O> Then<F, O> {
-    pub(crate) fn new(flow: F, op: O, name: Arc<str>, counters: NodeCounters) -> Self {
+    pub(crate) fn new(flow: F, op: O, node: usize, name: Arc<str>, counters: NodeCounters) -> Self {
         Self {
             flow,
             op,
+            node,
+            captured: None,
             name,
             counters,
             received: 0,
@@ -164,22 +193,44 @@ where
             };
             self.flow.poll(&mut chain, budget)
         };
-        if let Ok(Progress::Done) = progress {
-            self.op.on_end(&mut down);
-            self.done = true;
+        match progress {
+            Ok(Progress::Done) => {
+                self.op.on_end(&mut down);
+                self.done = true;
+            }
+            Ok(Progress::Barrier(epoch)) => {
+                self.op.on_barrier(epoch, &mut down);
+                self.captured = self.op.snapshot();
+            }
+            _ => {}
         }
         self.counters.publish(self.received, self.emitted);
         progress
     }
+
+    fn take_barrier_report(&mut self, report: &mut BarrierReport) {
+        self.flow.take_barrier_report(report);
+        if let Some(s) = self.captured.take() {
+            report.push(self.node, s);
+        }
+    }
 }
 
 /// Two flows of the same record type merged into one (in no particular order between them).
+///
+/// Barriers are aligned: once one input has passed `Barrier(n)` it is not polled again until
+/// the other has passed it too (or has ended), so the union's output never mixes records of
+/// epoch n + 1 from one input with records of epoch n from the other.
 #[derive(Debug)]
 pub struct Union<A, B> {
     a: A,
     b: B,
     a_done: bool,
     b_done: bool,
+    a_barrier: Option<Epoch>,
+    b_barrier: Option<Epoch>,
+    held_since: Option<Instant>,
+    alignment: std::time::Duration,
 }
 
 impl<A, B> Union<A, B> {
@@ -189,8 +240,35 @@ impl<A, B> Union<A, B> {
             b,
             a_done: false,
             b_done: false,
+            a_barrier: None,
+            b_barrier: None,
+            held_since: None,
+            alignment: std::time::Duration::ZERO,
         }
     }
+}
+
+/// Polls one side of a union unless it is done or held at a barrier.
+fn poll_side<F: Flow, E: Emit<F::Out>>(
+    flow: &mut F,
+    done: &mut bool,
+    barrier: &mut Option<Epoch>,
+    out: &mut E,
+    budget: usize,
+) -> Result<Progress, JobError> {
+    if *done {
+        return Ok(Progress::Done);
+    }
+    if barrier.is_some() || out.should_yield() {
+        return Ok(Progress::IDLE);
+    }
+    let p = flow.poll(out, budget)?;
+    match p {
+        Progress::Done => *done = true,
+        Progress::Barrier(e) => *barrier = Some(e),
+        _ => {}
+    }
+    Ok(p)
 }
 
 impl<A, B> Flow for Union<A, B>
@@ -202,23 +280,45 @@ where
 
     #[inline]
     fn poll<E: Emit<A::Out>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
-        let pa = if self.a_done {
-            Progress::Done
-        } else {
-            self.a.poll(out, budget)?
-        };
-        self.a_done = pa == Progress::Done;
-        let pb = if self.b_done || out.should_yield() {
-            if self.b_done {
-                Progress::Done
-            } else {
-                Progress::Busy
+        let pa = poll_side(
+            &mut self.a,
+            &mut self.a_done,
+            &mut self.a_barrier,
+            out,
+            budget,
+        )?;
+        let pb = poll_side(
+            &mut self.b,
+            &mut self.b_done,
+            &mut self.b_barrier,
+            out,
+            budget,
+        )?;
+        let held = self.a_barrier.or(self.b_barrier);
+        if let Some(epoch) = held {
+            let a_ready = self.a_done || self.a_barrier.is_some();
+            let b_ready = self.b_done || self.b_barrier.is_some();
+            if a_ready && b_ready {
+                self.a_barrier = None;
+                self.b_barrier = None;
+                if let Some(t) = self.held_since.take() {
+                    self.alignment = t.elapsed();
+                }
+                return Ok(Progress::Barrier(epoch));
             }
-        } else {
-            self.b.poll(out, budget)?
+            self.held_since.get_or_insert_with(Instant::now);
+        }
+        let norm = |p: Progress| match p {
+            Progress::Barrier(_) => Progress::Busy,
+            p => p,
         };
-        self.b_done = pb == Progress::Done;
-        Ok(pa.and(pb))
+        Ok(norm(pa).and(norm(pb)))
+    }
+
+    fn take_barrier_report(&mut self, report: &mut BarrierReport) {
+        self.a.take_barrier_report(report);
+        self.b.take_barrier_report(report);
+        report.add_alignment(std::mem::take(&mut self.alignment));
     }
 }
 

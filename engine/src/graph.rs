@@ -3,13 +3,16 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::commit::Committer;
 use crate::dead_letter::{DeadLetterFactory, DeadLetterRoute};
+use crate::epoch::{EpochControl, TaskEpochs};
 use crate::error::JobError;
 use crate::exchange::PrepareEdge;
 use crate::flow::Flow;
 use crate::metrics::{MetricsRegistry, NodeCounters, NodeKind};
 use crate::signal::WorkerSignal;
 use crate::source::WorkerContext;
+use crate::state::{NodeRestore, RestoredState};
 use crate::task::Task;
 
 /// Builds one worker's instance of a task. Called on the worker thread at start-up.
@@ -24,6 +27,8 @@ pub(crate) struct Graph {
     pub(crate) edges: Vec<Arc<dyn PrepareEdge>>,
     /// The job's dead-letter sink and its metrics node, if any.
     pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
+    /// Committers of transactional sinks, driven by the checkpoint coordinator.
+    pub(crate) committers: Vec<(Arc<str>, Arc<dyn Committer>)>,
 }
 
 impl Graph {
@@ -61,6 +66,12 @@ pub struct BuildCtx {
     pub(crate) metrics: Arc<MetricsRegistry>,
     /// This worker's dead-letter sink, created on the worker thread before its tasks.
     pub(crate) dead_letters: std::sync::OnceLock<DeadLetterRoute>,
+    /// Epoch control, when the job checkpoints.
+    pub(crate) epochs: Option<Arc<EpochControl>>,
+    /// The index of the task being built (set by the worker before each factory call).
+    pub(crate) task: std::cell::Cell<usize>,
+    /// Per node: what the checkpoint being restored holds.
+    pub(crate) restored: Option<Arc<Vec<NodeRestore>>>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -88,6 +99,38 @@ impl BuildCtx {
 
     pub(crate) fn dead_letters(&self) -> Option<DeadLetterRoute> {
         self.dead_letters.get().cloned()
+    }
+
+    /// How the task being built acknowledges barriers, when the job checkpoints.
+    pub(crate) fn task_epochs(&self) -> Option<TaskEpochs> {
+        self.epochs.as_ref().map(|control| TaskEpochs {
+            control: control.clone(),
+            task: self.task.get(),
+            worker: self.worker.worker,
+        })
+    }
+
+    /// The epoch control, when the job checkpoints.
+    pub(crate) fn epoch_control(&self) -> Option<Arc<EpochControl>> {
+        self.epochs.clone()
+    }
+
+    /// What `node` restores from, if the job restored a checkpoint in which it stored state.
+    pub(crate) fn restored_state<'a>(
+        &'a self,
+        node: usize,
+        name: &'a str,
+    ) -> Option<RestoredState<'a>> {
+        let data = self.restored.as_ref()?.get(node)?;
+        if data.type_name.is_empty() {
+            return None;
+        }
+        Some(RestoredState {
+            node: name,
+            data,
+            worker: self.worker.worker,
+            workers: self.worker.workers,
+        })
     }
 }
 

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::checkpoint::{CheckpointConfig, CheckpointStore};
+use crate::coordinator::{self, CheckpointLog, CoordinatorSetup};
+use crate::epoch::{CoordinatorEvent, EpochControl};
 use crate::error::JobError;
 use crate::graph::{BuildCtx, Graph};
 use crate::idle::IdleStrategy;
@@ -41,6 +44,8 @@ pub struct Config {
     /// Records a task processes per poll before the worker moves to its next task: bounds how
     /// long one task can keep the others (and the rings they drain) waiting. Default: 256.
     pub batch_size: usize,
+    /// Asynchronous barrier checkpoints, and recovery from them at start. Default: off.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Default for Config {
@@ -53,6 +58,7 @@ impl Default for Config {
             ring_capacity: 1024,
             idle: IdleStrategy::default(),
             batch_size: 256,
+            checkpoint: None,
         }
     }
 }
@@ -83,6 +89,11 @@ impl Config {
         self.batch_size = batch_size;
         self
     }
+    /// Turns on checkpoints (and recovery from the checkpoint directory at start).
+    pub fn with_checkpoints(mut self, checkpoint: CheckpointConfig) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
 }
 
 /// State shared by the handle and the workers of a running job.
@@ -93,11 +104,16 @@ pub(crate) struct Shared {
     /// Immediate stop after a failure (or when the handle is dropped).
     pub(crate) abort: AtomicBool,
     pub(crate) signals: Arc<[Arc<WorkerSignal>]>,
+    /// The checkpoint coordinator, which turns a stop into a final epoch.
+    pub(crate) coordinator: Option<Sender<CoordinatorEvent>>,
 }
 
 impl Shared {
     fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(c) = &self.coordinator {
+            let _ = c.send(CoordinatorEvent::Stop);
+        }
         self.wake_all();
     }
 
@@ -198,6 +214,7 @@ impl Job {
             )));
         }
         let workers = config.workers;
+        let recovery = self.recover(&graph, &config)?;
         let metrics = Arc::new(MetricsRegistry::new(graph.nodes.clone(), workers));
         for edge in &graph.edges {
             edge.prepare(workers, config.ring_capacity);
@@ -205,16 +222,32 @@ impl Job {
         let signals: Arc<[Arc<WorkerSignal>]> = (0..workers)
             .map(|_| Arc::new(WorkerSignal::new()))
             .collect();
+        let (coordinator_tx, coordinator_rx) = crossbeam_channel::unbounded();
+        let control = recovery.as_ref().map(|r| {
+            Arc::new(EpochControl::new(
+                r.epoch,
+                coordinator_tx.clone(),
+                signals.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
             stop: Arc::new(AtomicBool::new(false)),
             abort: AtomicBool::new(false),
             signals: signals.clone(),
+            coordinator: recovery.as_ref().map(|_| coordinator_tx.clone()),
         });
+        let restored = recovery.as_ref().and_then(|r| r.nodes.clone());
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().filter(|c| !c.is_empty())
         } else {
             None
         };
+        let task_count = graph.tasks.len();
+        let source_nodes = graph
+            .nodes
+            .iter()
+            .filter(|(_, k)| *k == NodeKind::Source)
+            .count();
         let factories = Arc::new(graph.tasks);
         let (events_tx, events) = crossbeam_channel::unbounded();
         let started = Instant::now();
@@ -232,6 +265,9 @@ impl Job {
                     stop: shared.stop.clone(),
                     metrics: metrics.clone(),
                     dead_letters: std::sync::OnceLock::new(),
+                    epochs: control.clone(),
+                    task: std::cell::Cell::new(0),
+                    restored: restored.clone(),
                 },
                 dead_letter: graph.dead_letter.clone(),
                 factories: factories.clone(),
@@ -254,7 +290,51 @@ impl Job {
                 }
             }
         }
+        let mut coordinator = None;
+        let mut checkpoint_log = None;
+        if let (Some(r), Some(control)) = (recovery, control) {
+            let log = Arc::new(std::sync::Mutex::new(CheckpointLog {
+                restored_from: (r.epoch > 0).then_some(r.epoch),
+                warnings: r.warnings,
+                completed: Vec::new(),
+            }));
+            checkpoint_log = Some(log.clone());
+            let abort_shared = shared.clone();
+            let setup = CoordinatorSetup {
+                job: self.name.clone(),
+                config: r.config,
+                store: r.store,
+                control,
+                events: coordinator_rx,
+                committer: r.committer,
+                nodes: r.node_list,
+                workers,
+                tasks: task_count,
+                source_instances: source_nodes * workers,
+                restored: r.epoch,
+                log,
+                abort: Box::new(move || abort_shared.request_abort()),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("rill-{}-checkpoints", self.name))
+                .spawn(move || coordinator::run(setup));
+            match spawned {
+                Ok(t) => coordinator = Some((t, coordinator_tx)),
+                Err(source) => {
+                    shared.request_abort();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(JobError::Spawn {
+                        worker: workers,
+                        source,
+                    });
+                }
+            }
+        }
         Ok(JobHandle {
+            coordinator,
+            checkpoint_log,
             name: self.name,
             threads,
             events,
@@ -265,6 +345,101 @@ impl Job {
             finished: false,
             outcome_taken: false,
         })
+    }
+}
+
+/// What a checkpointing job starts from.
+struct Recovery {
+    config: CheckpointConfig,
+    store: CheckpointStore,
+    committer: Option<Arc<dyn crate::commit::Committer>>,
+    epoch: crate::message::Epoch,
+    nodes: Option<Arc<Vec<crate::state::NodeRestore>>>,
+    node_list: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
+
+impl Job {
+    /// Opens the checkpoint directory, fences transactional sinks and loads the newest
+    /// complete checkpoint whose output was committed.
+    fn recover(&self, graph: &Graph, config: &Config) -> Result<Option<Recovery>, JobError> {
+        if graph.committers.len() > 1 {
+            let names: Vec<_> = graph
+                .committers
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect();
+            return Err(JobError::Invalid(format!(
+                "a job can have one transactional sink; this one has {}: {}",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        let Some(cc) = config.checkpoint.clone() else {
+            if let Some((name, _)) = graph.committers.first() {
+                return Err(JobError::Invalid(format!(
+                    "sink `{name}` is transactional (exactly-once): it commits at checkpoints, \
+                     so the job needs Config::with_checkpoints"
+                )));
+            }
+            return Ok(None);
+        };
+        let node_list: Vec<(String, String)> = graph
+            .nodes
+            .iter()
+            .map(|(n, k)| (n.to_string(), format!("{k:?}")))
+            .collect();
+        let location = cc.location.display().to_string();
+        let store = CheckpointStore::open(&cc.location)
+            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        let committer = graph.committers.first().map(|(_, c)| c.clone());
+        let mut warnings = Vec::new();
+        let at_most = match &committer {
+            Some(c) => {
+                let committed = c.recover().map_err(|e| {
+                    JobError::Restore(format!("recovering sink `{}`: {e}", c.name()))
+                })?;
+                Some(committed.unwrap_or(0))
+            }
+            None => None,
+        };
+        let (loaded, skipped) = store
+            .load_latest(at_most)
+            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        warnings.extend(skipped);
+        let mut epoch = 0;
+        let mut nodes = None;
+        if let Some(loaded) = loaded {
+            if loaded.manifest.nodes != node_list {
+                return Err(JobError::Restore(format!(
+                    "{location} holds checkpoint {} of a different job graph: it has nodes \
+                     {:?}, this job has {:?}. Use a new checkpoint location for a changed job.",
+                    loaded.manifest.epoch, loaded.manifest.nodes, node_list
+                )));
+            }
+            epoch = loaded.manifest.epoch;
+            nodes = Some(Arc::new(loaded.nodes));
+        }
+        store
+            .remove_after(epoch)
+            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        if let Some(c) = &committer {
+            c.begin(epoch).map_err(|e| {
+                JobError::Restore(format!("opening a transaction on `{}`: {e}", c.name()))
+            })?;
+        }
+        for w in &warnings {
+            eprintln!("rill: warning: job `{}`: {w}", self.name);
+        }
+        Ok(Some(Recovery {
+            config: cc,
+            store,
+            committer,
+            epoch,
+            nodes,
+            node_list,
+            warnings,
+        }))
     }
 }
 
@@ -289,6 +464,8 @@ impl StopHandle {
 #[derive(Debug)]
 pub struct JobHandle {
     name: String,
+    coordinator: Option<(JoinHandle<Result<(), JobError>>, Sender<CoordinatorEvent>)>,
+    checkpoint_log: Option<Arc<std::sync::Mutex<CheckpointLog>>>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<WorkerEvent>,
     shared: Arc<Shared>,
@@ -310,7 +487,16 @@ impl JobHandle {
         self.metrics.snapshot()
     }
 
-    /// Asks the job to stop gracefully (see [`StopHandle::stop`]).
+    /// What checkpointing has done so far: the epoch restored from, and figures of every
+    /// completed checkpoint. `None` if the job does not checkpoint.
+    pub fn checkpoints(&self) -> Option<CheckpointLog> {
+        self.checkpoint_log
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Asks the job to stop gracefully (see [`StopHandle::stop`]). With checkpoints on, the
+    /// job takes a final checkpoint first.
     pub fn stop(&self) {
         self.shared.request_stop();
     }
@@ -375,6 +561,11 @@ impl JobHandle {
             for t in self.threads.drain(..) {
                 let _ = t.join();
             }
+            if let Err(e) = self.join_coordinator() {
+                if self.first_error.is_none() {
+                    self.first_error = Some(e);
+                }
+            }
         }
         if self.outcome_taken {
             return Some(Err(JobError::Invalid(
@@ -389,6 +580,24 @@ impl JobHandle {
     }
 }
 
+impl JobHandle {
+    /// Tells the coordinator the workers are gone and waits for it.
+    fn join_coordinator(&mut self) -> Result<(), JobError> {
+        match self.coordinator.take() {
+            Some((thread, tx)) => {
+                let _ = tx.send(CoordinatorEvent::WorkersDone);
+                thread.join().unwrap_or_else(|_| {
+                    Err(JobError::Checkpoint {
+                        epoch: 0,
+                        message: "the checkpoint coordinator panicked".into(),
+                    })
+                })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 impl Drop for JobHandle {
     fn drop(&mut self) {
         if !self.finished {
@@ -396,6 +605,7 @@ impl Drop for JobHandle {
             for t in self.threads.drain(..) {
                 let _ = t.join();
             }
+            let _ = self.join_coordinator();
         }
     }
 }

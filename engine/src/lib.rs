@@ -17,7 +17,11 @@
 //! Sources and sinks live in `rill-connectors`, operators in `rill-operators`; the `rill`
 //! crate re-exports all three.
 
+pub mod checkpoint;
+mod commit;
+mod coordinator;
 mod dead_letter;
+mod epoch;
 mod error;
 mod exchange;
 mod flow;
@@ -31,13 +35,18 @@ mod operator;
 pub mod signal;
 mod sink;
 mod source;
+pub mod state;
 mod stream;
 mod sync;
 mod task;
 pub mod time;
 mod worker;
 
+pub use checkpoint::CheckpointConfig;
+pub use commit::Committer;
+pub use coordinator::{CheckpointLog, CheckpointStats};
 pub use dead_letter::{DeadLetter, Origin, RawRecord};
+pub use epoch::BarrierReport;
 pub use error::{BoxError, Failure, JobError};
 pub use exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
 pub use flow::{Flow, Progress, Then, Union};

@@ -6,6 +6,8 @@
 //! no queue and no virtual call per record.
 
 use crate::error::Failure;
+use crate::message::Epoch;
+use crate::state::{RestoredState, StateError, StateSnapshot};
 
 /// Where an operator sends its output: the next operator of the chain, a sink, or an exchange.
 pub trait Emit<T> {
@@ -66,5 +68,28 @@ pub trait Operator<I> {
     /// the place to emit what was held back (final values, open windows).
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         let _ = out;
+    }
+
+    /// Called when `Barrier(epoch)` passes, before [`snapshot`](Self::snapshot): the end of an
+    /// epoch (in micro-batch mode, of a batch). Records emitted here belong to that epoch.
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, epoch: Epoch, out: &mut E) {
+        let _ = (epoch, out);
+    }
+
+    /// Captures the operator's state at a barrier, or `None` if it has none. Runs on the
+    /// worker between two records, so it must be cheap: hand over a frozen, shared view (see
+    /// [`KeyedState::snapshot`](crate::state::KeyedState::snapshot)) and let
+    /// [`StateSnapshot::encode`] do the work on the coordinator thread.
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        None
+    }
+
+    /// Loads the state this worker's instance owns from a checkpoint, before the first
+    /// record. Called only for operators whose node stored state.
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        Err(StateError::Incompatible {
+            node: state.node().to_string(),
+            message: "the checkpoint holds state for it, but this operator keeps none".into(),
+        })
     }
 }

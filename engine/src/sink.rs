@@ -1,6 +1,10 @@
 //! Sinks: where records leave a job.
 
+use std::sync::Arc;
+
+use crate::commit::Committer;
 use crate::error::BoxError;
+use crate::message::Epoch;
 use crate::source::WorkerContext;
 
 /// The per-worker instance of a sink.
@@ -28,6 +32,21 @@ pub trait Sink<T> {
     fn take_dead_letters(&mut self) -> Vec<crate::DeadLetter> {
         Vec::new()
     }
+
+    /// Called when `Barrier(epoch)` reaches the sink: pre-commit. Everything written before
+    /// must be durable or staged so that it can be committed once the checkpoint completes.
+    /// The default flushes.
+    fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        let _ = epoch;
+        self.flush()
+    }
+
+    /// Called once checkpoint `epoch` is complete and the job's committer (if any) has
+    /// committed it.
+    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        let _ = epoch;
+        Ok(())
+    }
 }
 
 /// Creates one [`Sink`] per worker.
@@ -40,4 +59,10 @@ pub trait SinkFactory<T>: Send + Sync + 'static {
 
     /// A short name for metrics and errors.
     fn name(&self) -> &str;
+
+    /// The job-wide committer of a transactional sink. The checkpoint coordinator drives it:
+    /// a job with a committer must checkpoint, and may have only one.
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        None
+    }
 }

@@ -4,11 +4,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::epoch::{BarrierReport, CoordinatorEvent, EpochControl};
 use crate::error::{BoxError, JobError};
 use crate::flow::{Counted, Flow, Progress};
+use crate::message::Epoch;
 use crate::metrics::NodeCounters;
 use crate::operator::Emit;
 use crate::signal::WorkerSignal;
+use crate::state::{RestoredState, StateSnapshot, WorkerBlob};
 
 /// What a source or sink learns about the worker it runs on when it is created.
 #[derive(Debug, Clone)]
@@ -74,6 +77,30 @@ pub trait Source {
         out: &mut E,
         budget: usize,
     ) -> Result<Progress, BoxError>;
+
+    /// The position reached so far (after the last record emitted), encoded, for a
+    /// checkpoint; `None` if the source cannot resume (it then starts afresh on recovery).
+    /// Called on the worker at a barrier: keep it small (offsets, counters), not the data.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
+    }
+
+    /// Resumes from the positions of a checkpoint, before the first poll.
+    /// [`RestoredState::worker_blobs`] holds what every worker of the old run returned from
+    /// [`position`](Self::position), so a source can redistribute (for example Kafka
+    /// partitions) when the number of workers changed.
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        let _ = state;
+        Err("this source cannot resume from a checkpoint".into())
+    }
+
+    /// Called once a checkpoint holding this source's position is complete (and its output
+    /// committed): the place to acknowledge input upstream, for example committing Kafka
+    /// offsets to the consumer group for lag monitoring.
+    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        let _ = epoch;
+        Ok(())
+    }
 }
 
 /// Creates one [`Source`] per worker. Shared by the worker threads while they start.
@@ -88,34 +115,68 @@ pub trait SourceFactory: Send + Sync + 'static {
     fn name(&self) -> &str;
 }
 
-/// A source as a flow: honours graceful stop, counts, names its errors.
-#[derive(Debug)]
+/// A source as a flow: injects barriers, honours graceful stop, counts, names its errors.
 pub struct SourceFlow<S> {
     source: S,
+    node: usize,
     name: Arc<str>,
     worker: usize,
     stop: Arc<AtomicBool>,
     counters: NodeCounters,
     emitted: u64,
     done: bool,
+    epochs: Option<Arc<EpochControl>>,
+    epoch: Epoch,
+    completed: Epoch,
+    exhausted: bool,
+    captured: Option<Vec<u8>>,
+}
+
+impl<S> std::fmt::Debug for SourceFlow<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFlow")
+            .field("name", &self.name)
+            .field("worker", &self.worker)
+            .field("epoch", &self.epoch)
+            .field("done", &self.done)
+            .finish()
+    }
 }
 
 impl<S> SourceFlow<S> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         source: S,
+        node: usize,
         name: Arc<str>,
         worker: usize,
         stop: Arc<AtomicBool>,
         counters: NodeCounters,
+        epochs: Option<Arc<EpochControl>>,
     ) -> Self {
+        let epoch = epochs.as_ref().map_or(0, |e| e.requested());
         Self {
             source,
+            node,
             name,
             worker,
             stop,
             counters,
             emitted: 0,
             done: false,
+            epochs,
+            epoch,
+            completed: epoch,
+            exhausted: false,
+            captured: None,
+        }
+    }
+
+    fn error(&self, source: BoxError) -> JobError {
+        JobError::Source {
+            source_name: self.name.clone(),
+            worker: self.worker,
+            source,
         }
     }
 }
@@ -128,9 +189,34 @@ impl<S: Source> Flow for SourceFlow<S> {
         if self.done {
             return Ok(Progress::Done);
         }
-        // Graceful stop: the source ends here, and the end flows through the graph so every
-        // downstream operator and sink finishes what it holds.
-        if self.stop.load(Ordering::Relaxed) {
+        if let Some(epochs) = &self.epochs {
+            let completed = epochs.completed();
+            if completed > self.completed {
+                self.completed = completed;
+                self.source
+                    .checkpoint_complete(completed)
+                    .map_err(|e| self.error(e))?;
+            }
+            let requested = epochs.requested();
+            if requested > self.epoch {
+                // The barrier goes in between two records: the position covers exactly what
+                // was emitted before it.
+                self.epoch = requested;
+                self.captured = self.source.position().map_err(|e| self.error(e))?;
+                return Ok(Progress::Barrier(requested));
+            }
+            // With checkpoints, a stop (or the end of a bounded input) is a final epoch: the
+            // source ends right after its barrier, so the final checkpoint holds everything.
+            if epochs.ends_after(self.epoch) {
+                self.done = true;
+                return Ok(Progress::Done);
+            }
+            if self.exhausted {
+                return Ok(Progress::IDLE);
+            }
+        } else if self.stop.load(Ordering::Relaxed) {
+            // Graceful stop: the source ends here, and the end flows through the graph so
+            // every downstream operator and sink finishes what it holds.
             self.done = true;
             return Ok(Progress::Done);
         }
@@ -147,7 +233,24 @@ impl<S: Source> Flow for SourceFlow<S> {
                     source,
                 })?;
         self.counters.publish(0, self.emitted);
-        self.done = progress == Progress::Done;
+        if progress == Progress::Done {
+            if let Some(epochs) = &self.epochs {
+                // Wait for the final epoch, still answering barriers with the end position.
+                self.exhausted = true;
+                epochs.send(CoordinatorEvent::SourceExhausted);
+                return Ok(Progress::Busy);
+            }
+            self.done = true;
+        }
         Ok(progress)
+    }
+
+    fn take_barrier_report(&mut self, report: &mut BarrierReport) {
+        if let Some(position) = self.captured.take() {
+            report.push(
+                self.node,
+                Box::new(WorkerBlob(position)) as Box<dyn StateSnapshot>,
+            );
+        }
     }
 }

@@ -222,6 +222,10 @@ impl<B: FlowBuilder> Stream<B> {
     {
         let mut graph = self.graph.borrow_mut();
         let node = graph.add_node(sink.name(), NodeKind::Sink);
+        if let Some(committer) = sink.committer() {
+            let name = graph.nodes[node].0.clone();
+            graph.committers.push((name, committer));
+        }
         let upstream = self.builder;
         graph.tasks.push(Box::new(move |ctx: &BuildCtx| {
             let flow = upstream.build(ctx)?;
@@ -238,6 +242,7 @@ impl<B: FlowBuilder> Stream<B> {
                 instance,
                 ctx.counters(node),
                 ctx.dead_letters(),
+                ctx.task_epochs(),
             )))
         }));
     }
@@ -264,12 +269,23 @@ impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
                 worker: ctx.worker.worker,
                 source,
             })?;
+        let mut source = source;
+        if let Some(state) = ctx.restored_state(self.node, &name) {
+            crate::source::Source::restore(&mut source, &state).map_err(|e| {
+                JobError::Restore(format!(
+                    "source `{name}` on worker {}: {e}",
+                    ctx.worker.worker
+                ))
+            })?;
+        }
         Ok(SourceFlow::new(
             source,
+            self.node,
             name,
             ctx.worker.worker,
             ctx.stop.clone(),
             ctx.counters(self.node),
+            ctx.epoch_control(),
         ))
     }
 }
@@ -291,10 +307,18 @@ where
     type Flow = Then<B::Flow, O>;
 
     fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        let name = ctx.node_name(self.node);
+        let mut op = self.op.clone();
+        if let Some(state) = ctx.restored_state(self.node, &name) {
+            op.restore(&state).map_err(|e| {
+                JobError::Restore(format!("operator on worker {}: {e}", ctx.worker.worker))
+            })?;
+        }
         Ok(Then::new(
             self.upstream.build(ctx)?,
-            self.op.clone(),
-            ctx.node_name(self.node),
+            op,
+            self.node,
+            name,
             ctx.counters(self.node),
         ))
     }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::dead_letter::{DeadLetterRoute, FailureHandler};
+use crate::epoch::{BarrierReport, TaskEpochs};
 use crate::error::{BoxError, Failure, JobError};
 use crate::flow::{Flow, Progress};
+use crate::message::Epoch;
 use crate::metrics::NodeCounters;
 use crate::operator::Emit;
 use crate::sink::Sink;
@@ -68,6 +70,8 @@ pub(crate) struct SinkTask<F, S, T> {
     counters: NodeCounters,
     written: u64,
     failures: FailureHandler,
+    epochs: Option<TaskEpochs>,
+    completed: Epoch,
     _in: PhantomData<fn(T)>,
 }
 
@@ -79,7 +83,9 @@ impl<F, S, T> SinkTask<F, S, T> {
         sink: S,
         counters: NodeCounters,
         dead_letters: Option<DeadLetterRoute>,
+        epochs: Option<TaskEpochs>,
     ) -> Self {
+        let completed = epochs.as_ref().map_or(0, |e| e.control.completed());
         Self {
             name,
             worker,
@@ -88,6 +94,8 @@ impl<F, S, T> SinkTask<F, S, T> {
             counters,
             written: 0,
             failures: FailureHandler::new(dead_letters),
+            epochs,
+            completed,
             _in: PhantomData,
         }
     }
@@ -101,6 +109,22 @@ impl<F, S, T> SinkTask<F, S, T> {
     }
 }
 
+impl<F, S: Sink<T>, T> SinkTask<F, S, T> {
+    /// Tells the sink about checkpoints completed since it last looked.
+    fn catch_up(&mut self) -> Result<(), JobError> {
+        if let Some(epochs) = &self.epochs {
+            let completed = epochs.control.completed();
+            if completed > self.completed {
+                self.completed = completed;
+                self.sink
+                    .checkpoint_complete(completed)
+                    .map_err(|e| self.sink_error(e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<F, S, T> Task for SinkTask<F, S, T>
 where
     F: Flow<Out = T>,
@@ -111,6 +135,7 @@ where
     }
 
     fn run(&mut self, budget: usize) -> Result<TaskPoll, JobError> {
+        self.catch_up()?;
         let mut out = SinkOut {
             sink: &mut self.sink,
             written: 0,
@@ -128,15 +153,30 @@ where
             self.counters.publish_in(self.written);
             self.sink.flush().map_err(|e| self.sink_error(e))?;
         }
-        if progress == Progress::Done {
-            self.sink.close().map_err(|e| self.sink_error(e))?;
+        match progress {
+            Progress::Done => self.sink.close().map_err(|e| self.sink_error(e))?,
+            Progress::Barrier(epoch) => {
+                // The barrier came through the rings after the coordinator completed the
+                // previous epoch, so this load sees that completion: the sink learns of it
+                // before it pre-commits the next.
+                self.catch_up()?;
+                self.sink
+                    .on_barrier(epoch)
+                    .map_err(|e| self.sink_error(e))?;
+                let mut report = BarrierReport::default();
+                self.flow.take_barrier_report(&mut report);
+                if let Some(epochs) = &self.epochs {
+                    epochs.ack(epoch, report.snapshots, report.alignment);
+                }
+            }
+            _ => {}
         }
         for letter in self.sink.take_dead_letters() {
             self.failures.handle_undelivered(letter);
         }
         self.failures.finish(self.worker)?;
         Ok(match progress {
-            Progress::Busy => TaskPoll::Busy,
+            Progress::Busy | Progress::Barrier(_) => TaskPoll::Busy,
             Progress::Idle { deadline } => TaskPoll::Idle { deadline },
             Progress::Done => TaskPoll::Done,
         })

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use crate::dead_letter::{DeadLetterFactory, DeadLetters};
+use crate::epoch::CoordinatorEvent;
 use crate::error::JobError;
 use crate::graph::{BuildCtx, TaskFactory};
 use crate::idle::{Idler, Wait};
@@ -74,8 +75,9 @@ fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
                 .dead_letters
                 .set(DeadLetters::route(name, sink, setup.ctx.counters(*node)));
     }
-    let mut tasks: Vec<Box<dyn Task>> = Vec::with_capacity(setup.factories.len());
-    for factory in setup.factories.iter() {
+    let mut tasks: Vec<(usize, Box<dyn Task>)> = Vec::with_capacity(setup.factories.len());
+    for (index, factory) in setup.factories.iter().enumerate() {
+        setup.ctx.task.set(index);
         let task = catch_unwind(AssertUnwindSafe(|| factory(&setup.ctx))).map_err(|p| {
             JobError::Panicked {
                 worker,
@@ -83,7 +85,7 @@ fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
                 message: panic_message(p.as_ref()),
             }
         })??;
-        tasks.push(task);
+        tasks.push((index, task));
     }
     run_loop(setup, tasks)
 }
@@ -101,7 +103,7 @@ fn close_dead_letters(setup: &WorkerSetup) -> Result<(), JobError> {
     Ok(())
 }
 
-fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), JobError> {
+fn run_loop(setup: &WorkerSetup, mut tasks: Vec<(usize, Box<dyn Task>)>) -> Result<(), JobError> {
     let worker = setup.ctx.worker.worker;
     let signal = &setup.ctx.worker.signal;
     let budget = setup.config.batch_size.max(1);
@@ -116,7 +118,8 @@ fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), Jo
         let mut deadline: Option<Instant> = None;
         let mut i = 0;
         while i < tasks.len() {
-            let task = &mut tasks[i];
+            let (index, task) = &mut tasks[i];
+            let index = *index;
             let poll = catch_unwind(AssertUnwindSafe(|| task.run(budget))).map_err(|p| {
                 JobError::Panicked {
                     worker,
@@ -135,6 +138,12 @@ fn run_loop(setup: &WorkerSetup, mut tasks: Vec<Box<dyn Task>>) -> Result<(), Jo
                 TaskPoll::Backpressured => backpressured = true,
                 TaskPoll::Done => {
                     drop(tasks.swap_remove(i));
+                    if let Some(epochs) = &setup.ctx.epochs {
+                        epochs.send(CoordinatorEvent::TaskDone {
+                            task: index,
+                            worker,
+                        });
+                    }
                     busy = true;
                     continue;
                 }

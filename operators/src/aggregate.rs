@@ -1,8 +1,8 @@
 //! `aggregate`: a running accumulator per key.
 
-use std::hash::Hash;
-
-use rill_engine::keygroup::KeyMap;
+use rill_engine::state::{
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue,
+};
 use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
 
 /// The keyed `aggregate` operator: keeps an accumulator per key, created by `init()` for a
@@ -11,7 +11,7 @@ use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder}
 pub struct Aggregate<K, A, I, F> {
     init: I,
     update: F,
-    state: KeyMap<K, A>,
+    state: KeyedState<K, A>,
 }
 
 impl<K, A, I, F> Aggregate<K, A, I, F> {
@@ -20,15 +20,15 @@ impl<K, A, I, F> Aggregate<K, A, I, F> {
         Self {
             init,
             update,
-            state: KeyMap::default(),
+            state: KeyedState::default(),
         }
     }
 }
 
 impl<K, V, A, I, F> Operator<(K, V)> for Aggregate<K, A, I, F>
 where
-    K: Hash + Eq + Clone,
-    A: Clone,
+    K: StateKey,
+    A: StateValue,
     I: Fn() -> A,
     F: Fn(&mut A, V),
 {
@@ -38,11 +38,19 @@ where
     fn on_record<E: Emit<(K, A)>>(&mut self, (key, value): (K, V), out: &mut E) {
         let acc = match self.state.get_mut(&key) {
             Some(acc) => acc,
-            None => self.state.entry(key.clone()).or_insert_with(&self.init),
+            None => self.state.get_or_insert_with(key.clone(), &self.init),
         };
         (self.update)(acc, value);
         let snapshot = acc.clone();
         out.emit((key, snapshot));
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        self.state.boxed_snapshot()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        self.state.restore(state)
     }
 }
 
@@ -59,11 +67,11 @@ pub trait AggregateExt<B: FlowBuilder> {
     /// let job = Job::new("stats");
     /// let out = CollectSink::default();
     /// job.source(MemorySource::new(vec![("s1", 2.0), ("s1", 4.0)]))
-    ///     .key_by(|(s, _): &(&str, f64)| *s)
+    ///     .key_by(|(s, _): &(&str, f64)| s.to_string())
     ///     .aggregate(|| (0u32, 0.0f64), |acc: &mut (u32, f64), (_, v): (&str, f64)| { acc.0 += 1; acc.1 += v; })
     ///     .sink(out.clone());
     /// job.run(Config::default().with_workers(1))?.await_termination()?;
-    /// assert_eq!(out.take(), [("s1", (1, 2.0)), ("s1", (2, 6.0))]);
+    /// assert_eq!(out.take(), [("s1".to_string(), (1, 2.0)), ("s1".to_string(), (2, 6.0))]);
     /// # Ok::<(), rill_engine::JobError>(())
     /// ```
     fn aggregate<K, V, A, I, F>(
@@ -73,8 +81,8 @@ pub trait AggregateExt<B: FlowBuilder> {
     ) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        A: Clone + Send + Sync + 'static,
+        K: StateKey,
+        A: StateValue,
         I: Fn() -> A + Clone + Send + Sync + 'static,
         F: Fn(&mut A, V) + Clone + Send + Sync + 'static;
 }
@@ -87,8 +95,8 @@ impl<B: FlowBuilder> AggregateExt<B> for KeyedStream<B> {
     ) -> Stream<ThenBuilder<B, Aggregate<K, A, I, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        A: Clone + Send + Sync + 'static,
+        K: StateKey,
+        A: StateValue,
         I: Fn() -> A + Clone + Send + Sync + 'static,
         F: Fn(&mut A, V) + Clone + Send + Sync + 'static,
     {

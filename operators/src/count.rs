@@ -1,29 +1,26 @@
 //! `count`: the running number of records per key.
 
-use std::hash::Hash;
-
-use rill_engine::keygroup::KeyMap;
+use rill_engine::state::{KeyedState, RestoredState, StateError, StateKey, StateSnapshot};
 use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
 
 /// The keyed `count` operator: for every `(key, value)` record, emits `(key, n)` where `n` is
 /// the number of records of that key seen so far (Spark's "update" output mode).
+///
+/// The counts are checkpointed per key group, so a job restores them at any parallelism.
 #[derive(Debug, Clone)]
 pub struct Count<K> {
-    counts: KeyMap<K, u64>,
+    counts: KeyedState<K, u64>,
 }
 
 impl<K> Default for Count<K> {
     fn default() -> Self {
         Self {
-            counts: KeyMap::default(),
+            counts: KeyedState::default(),
         }
     }
 }
 
-impl<K, V> Operator<(K, V)> for Count<K>
-where
-    K: Hash + Eq + Clone,
-{
+impl<K: StateKey, V> Operator<(K, V)> for Count<K> {
     type Out = (K, u64);
 
     #[inline]
@@ -40,6 +37,14 @@ where
             }
         };
         out.emit((key, n));
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        self.counts.boxed_snapshot()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        self.counts.restore(state)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `latest_per_key`: each key's final value, when a bounded input ends.
 
-use std::hash::Hash;
-
-use rill_engine::keygroup::KeyMap;
+use rill_engine::state::{
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue,
+};
 use rill_engine::{Emit, FlowBuilder, Operator, Stream, ThenBuilder};
 
 /// Keeps the latest value of every key and emits each `(key, value)` once, when the input
@@ -14,18 +14,18 @@ use rill_engine::{Emit, FlowBuilder, Operator, Stream, ThenBuilder};
 /// one worker), or each worker emits its own latest value of the key.
 #[derive(Debug, Clone)]
 pub struct LatestPerKey<K, V> {
-    latest: KeyMap<K, V>,
+    latest: KeyedState<K, V>,
 }
 
 impl<K, V> Default for LatestPerKey<K, V> {
     fn default() -> Self {
         Self {
-            latest: KeyMap::default(),
+            latest: KeyedState::default(),
         }
     }
 }
 
-impl<K: Hash + Eq, V> Operator<(K, V)> for LatestPerKey<K, V> {
+impl<K: StateKey, V: StateValue> Operator<(K, V)> for LatestPerKey<K, V> {
     type Out = (K, V);
 
     #[inline]
@@ -34,9 +34,18 @@ impl<K: Hash + Eq, V> Operator<(K, V)> for LatestPerKey<K, V> {
     }
 
     fn on_end<E: Emit<(K, V)>>(&mut self, out: &mut E) {
-        for pair in self.latest.drain() {
-            out.emit(pair);
+        let latest = std::mem::take(&mut self.latest);
+        for (k, v) in latest.iter() {
+            out.emit((k.clone(), v.clone()));
         }
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        self.latest.boxed_snapshot()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        self.latest.restore(state)
     }
 }
 
@@ -52,29 +61,29 @@ pub trait LatestPerKeyExt<B: FlowBuilder> {
     /// let job = Job::new("final-counts");
     /// let out = CollectSink::default();
     /// job.source(MemorySource::new(vec!["a", "b", "a"]))
-    ///     .key_by(|w: &&str| *w)
+    ///     .key_by(|w: &&str| w.to_string())
     ///     .count()
     ///     .latest_per_key()
     ///     .sink(out.clone());
     /// job.run(Config::default().with_workers(2))?.await_termination()?;
     /// let mut counts = out.take();
     /// counts.sort();
-    /// assert_eq!(counts, [("a", 2), ("b", 1)]);
+    /// assert_eq!(counts, [("a".to_string(), 2), ("b".to_string(), 1)]);
     /// # Ok::<(), rill_engine::JobError>(())
     /// ```
     fn latest_per_key<K, V>(self) -> Stream<ThenBuilder<B, LatestPerKey<K, V>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static;
+        K: StateKey,
+        V: StateValue;
 }
 
 impl<B: FlowBuilder> LatestPerKeyExt<B> for Stream<B> {
     fn latest_per_key<K, V>(self) -> Stream<ThenBuilder<B, LatestPerKey<K, V>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: StateKey,
+        V: StateValue,
     {
         self.then("latest_per_key", LatestPerKey::default())
     }

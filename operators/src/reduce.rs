@@ -1,8 +1,8 @@
 //! `reduce`: a running reduction per key.
 
-use std::hash::Hash;
-
-use rill_engine::keygroup::KeyMap;
+use rill_engine::state::{
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue,
+};
 use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
 
 /// The keyed `reduce` operator: keeps one value per key, combining each new value into it with
@@ -11,7 +11,7 @@ use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder}
 #[derive(Debug, Clone)]
 pub struct Reduce<K, V, F> {
     f: F,
-    state: KeyMap<K, V>,
+    state: KeyedState<K, V>,
 }
 
 impl<K, V, F> Reduce<K, V, F> {
@@ -19,15 +19,15 @@ impl<K, V, F> Reduce<K, V, F> {
     pub fn new(f: F) -> Self {
         Self {
             f,
-            state: KeyMap::default(),
+            state: KeyedState::default(),
         }
     }
 }
 
 impl<K, V, F> Operator<(K, V)> for Reduce<K, V, F>
 where
-    K: Hash + Eq + Clone,
-    V: Clone,
+    K: StateKey,
+    V: StateValue,
     F: Fn(&V, V) -> V,
 {
     type Out = (K, V);
@@ -46,6 +46,14 @@ where
         };
         out.emit((key, reduced));
     }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        self.state.boxed_snapshot()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        self.state.restore(state)
+    }
 }
 
 /// Adds [`reduce`](ReduceExt::reduce) to keyed streams.
@@ -55,13 +63,16 @@ pub trait ReduceExt<B: FlowBuilder> {
     /// ```
     /// use rill_connectors::{CollectSink, MemorySource};
     /// use rill_engine::{Config, Job};
-    /// use rill_operators::ReduceExt;
+    /// use rill_operators::{MapExt, ReduceExt};
     ///
     /// let job = Job::new("max");
     /// let out = CollectSink::default();
+    /// // Keys and values of keyed state are checkpointed, so they are owned (`String`, not
+    /// // `&str`) and serde-encodable.
     /// job.source(MemorySource::new(vec![("x", 3), ("x", 1), ("x", 7)]))
-    ///     .key_by(|(k, _): &(&str, i32)| *k)
-    ///     .reduce(|a: &(&str, i32), b: (&str, i32)| if b.1 > a.1 { b } else { *a })
+    ///     .map(|(k, v): (&str, i32)| (k.to_string(), v))
+    ///     .key_by(|(k, _): &(String, i32)| k.clone())
+    ///     .reduce(|a: &(String, i32), b: (String, i32)| if b.1 > a.1 { b } else { a.clone() })
     ///     .sink(out.clone());
     /// job.run(Config::default().with_workers(1))?.await_termination()?;
     /// let maxima: Vec<i32> = out.take().into_iter().map(|(_, (_, v))| v).collect();
@@ -71,8 +82,8 @@ pub trait ReduceExt<B: FlowBuilder> {
     fn reduce<K, V, F>(self, f: F) -> Stream<ThenBuilder<B, Reduce<K, V, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: StateKey,
+        V: StateValue,
         F: Fn(&V, V) -> V + Clone + Send + Sync + 'static;
 }
 
@@ -80,8 +91,8 @@ impl<B: FlowBuilder> ReduceExt<B> for KeyedStream<B> {
     fn reduce<K, V, F>(self, f: F) -> Stream<ThenBuilder<B, Reduce<K, V, F>>>
     where
         B: FlowBuilder<Out = (K, V)>,
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: StateKey,
+        V: StateValue,
         F: Fn(&V, V) -> V + Clone + Send + Sync + 'static,
     {
         self.then("reduce", Reduce::new(f))

@@ -1,0 +1,447 @@
+//! The checkpoint store: a directory of epochs, each complete once its manifest is in place.
+//!
+//! Layout under the checkpoint location (Spark's `checkpointLocation`):
+//!
+//! ```text
+//! chk-00000000000000000007/
+//!     t0-w0.state      one file per (task, worker): the encoded state of that chain's nodes
+//!     t1-w0.state
+//!     MANIFEST         written last: temp file, fsync, rename, fsync of the directory
+//! ```
+//!
+//! The manifest lists every state file with its length and CRC-32, the job graph's node names
+//! and kinds, and the number of workers; it carries a CRC-32 of its own. An epoch without a
+//! valid manifest, or whose files do not match it, is not a checkpoint: loading skips it with
+//! a warning and falls back to the previous complete one.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::Epoch;
+use crate::state::{decode, encode, EncodedState, NodeRestore};
+
+const MANIFEST: &str = "MANIFEST";
+const MAGIC: &[u8; 8] = b"RILLCKP1";
+const FORMAT: u32 = 1;
+
+/// Where and how often a job checkpoints.
+///
+/// ```
+/// use std::time::Duration;
+/// use rill_engine::CheckpointConfig;
+/// let c = CheckpointConfig::new("/tmp/rill-ckpt").with_interval(Duration::from_millis(500));
+/// assert_eq!(c.retain, 3);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CheckpointConfig {
+    /// The checkpoint directory; created if missing. A job restores from it at start.
+    pub location: PathBuf,
+    /// Time between the completion of one checkpoint and the start of the next. Default 1 s.
+    pub interval: Duration,
+    /// Complete checkpoints kept; older ones are deleted. Default 3 (at least 1).
+    pub retain: usize,
+    /// A checkpoint not complete after this long fails the job. Default 60 s.
+    pub timeout: Duration,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints under `location` every second, keeping three.
+    pub fn new(location: impl Into<PathBuf>) -> Self {
+        Self {
+            location: location.into(),
+            interval: Duration::from_secs(1),
+            retain: 3,
+            timeout: Duration::from_secs(60),
+        }
+    }
+    /// Sets the interval between checkpoints.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+    /// Sets how many complete checkpoints are kept.
+    pub fn with_retain(mut self, retain: usize) -> Self {
+        self.retain = retain.max(1);
+        self
+    }
+    /// Sets the time after which an incomplete checkpoint fails the job.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// One node's state in a state file.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredNode {
+    pub(crate) node: usize,
+    pub(crate) type_name: String,
+    pub(crate) state: EncodedState,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    worker: usize,
+    nodes: Vec<StoredNode>,
+}
+
+/// A state file as listed in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct FileEntry {
+    pub(crate) name: String,
+    pub(crate) len: u64,
+    pub(crate) crc32: u32,
+}
+
+/// What makes an epoch's checkpoint complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) format: u32,
+    pub(crate) job: String,
+    pub(crate) epoch: Epoch,
+    pub(crate) workers: usize,
+    /// `(name, kind)` of every node of the job graph, in order.
+    pub(crate) nodes: Vec<(String, String)>,
+    pub(crate) files: Vec<FileEntry>,
+    pub(crate) created_unix_ms: u64,
+}
+
+/// A complete checkpoint, loaded and verified.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) manifest: Manifest,
+    /// Per node index of the job graph.
+    pub(crate) nodes: Vec<NodeRestore>,
+}
+
+/// Why loading one epoch failed (reported as a warning when an older one is used instead).
+#[derive(Debug, thiserror::Error)]
+enum Invalid {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// A checkpoint directory.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointStore {
+    root: PathBuf,
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// Writes `bytes` to `path` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    // Makes a rename durable. Opening a directory read-only and fsyncing it is the POSIX way;
+    // platforms that refuse it do not need it.
+    match File::open(path) {
+        Ok(d) => d.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
+}
+
+impl CheckpointStore {
+    pub(crate) fn open(root: &Path) -> io::Result<Self> {
+        fs::create_dir_all(root)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn epoch_dir(&self, epoch: Epoch) -> PathBuf {
+        self.root.join(format!("chk-{epoch:020}"))
+    }
+
+    /// Epochs that have a directory, newest first.
+    fn epochs(&self) -> io::Result<Vec<Epoch>> {
+        let mut epochs = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let name = entry?.file_name();
+            if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("chk-")) {
+                if let Ok(e) = n.parse::<Epoch>() {
+                    epochs.push(e);
+                }
+            }
+        }
+        epochs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(epochs)
+    }
+
+    /// Encodes and writes one task instance's state for `epoch`; returns its manifest entry.
+    pub(crate) fn write_state(
+        &self,
+        epoch: Epoch,
+        task: usize,
+        worker: usize,
+        nodes: Vec<StoredNode>,
+    ) -> io::Result<FileEntry> {
+        let dir = self.epoch_dir(epoch);
+        fs::create_dir_all(&dir)?;
+        let body = encode(&StateFile { worker, nodes })
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let name = format!("t{task}-w{worker}.state");
+        write_synced(&dir.join(&name), &body)?;
+        Ok(FileEntry {
+            name,
+            len: body.len() as u64,
+            crc32: crc(&body),
+        })
+    }
+
+    /// Makes `manifest.epoch` a complete checkpoint: temp file, fsync, rename, directory fsync.
+    pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> io::Result<()> {
+        let dir = self.epoch_dir(manifest.epoch);
+        fs::create_dir_all(&dir)?;
+        let body = encode(manifest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut bytes = Vec::with_capacity(body.len() + 16);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&crc(&body).to_le_bytes());
+        let tmp = dir.join("MANIFEST.tmp");
+        write_synced(&tmp, &bytes)?;
+        fs::rename(&tmp, dir.join(MANIFEST))?;
+        sync_dir(&dir)
+    }
+
+    fn read_manifest(&self, epoch: Epoch) -> Result<Manifest, Invalid> {
+        let bytes = fs::read(self.epoch_dir(epoch).join(MANIFEST))?;
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err(Invalid::Corrupt("manifest header is wrong".into()));
+        }
+        let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        if bytes.len() != 12 + len + 4 {
+            return Err(Invalid::Corrupt(format!(
+                "manifest is {} bytes, expected {}",
+                bytes.len(),
+                16 + len
+            )));
+        }
+        let body = &bytes[12..12 + len];
+        let stored = &bytes[12 + len..];
+        if crc(body).to_le_bytes() != stored {
+            return Err(Invalid::Corrupt("manifest checksum mismatch".into()));
+        }
+        let manifest: Manifest =
+            decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
+        if manifest.format != FORMAT || manifest.epoch != epoch {
+            return Err(Invalid::Corrupt(format!(
+                "manifest says format {} epoch {}",
+                manifest.format, manifest.epoch
+            )));
+        }
+        Ok(manifest)
+    }
+
+    fn load_epoch(&self, epoch: Epoch) -> Result<Loaded, Invalid> {
+        let manifest = self.read_manifest(epoch)?;
+        let dir = self.epoch_dir(epoch);
+        let mut nodes: Vec<NodeRestore> = vec![NodeRestore::default(); manifest.nodes.len()];
+        for entry in &manifest.files {
+            let body = fs::read(dir.join(&entry.name))?;
+            if body.len() as u64 != entry.len || crc(&body) != entry.crc32 {
+                return Err(Invalid::Corrupt(format!(
+                    "{} does not match the manifest (length or checksum)",
+                    entry.name
+                )));
+            }
+            let file: StateFile =
+                decode(&body, &entry.name).map_err(|e| Invalid::Corrupt(e.to_string()))?;
+            for stored in file.nodes {
+                let Some(node) = nodes.get_mut(stored.node) else {
+                    return Err(Invalid::Corrupt(format!(
+                        "{} holds state of node {} of {}",
+                        entry.name,
+                        stored.node,
+                        manifest.nodes.len()
+                    )));
+                };
+                node.type_name = stored.type_name;
+                match stored.state {
+                    EncodedState::Keyed(groups) => node.keyed.extend(groups),
+                    EncodedState::Worker(blob) => {
+                        if node.per_worker.len() < manifest.workers {
+                            node.per_worker.resize(manifest.workers, None);
+                        }
+                        if let Some(slot) = node.per_worker.get_mut(file.worker) {
+                            *slot = Some(blob);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Loaded { manifest, nodes })
+    }
+
+    /// The newest complete checkpoint at or below `at_most` (all if `None`), with a warning for
+    /// every newer epoch that was skipped because it was incomplete or corrupt.
+    pub(crate) fn load_latest(
+        &self,
+        at_most: Option<Epoch>,
+    ) -> io::Result<(Option<Loaded>, Vec<String>)> {
+        let mut warnings = Vec::new();
+        for epoch in self.epochs()? {
+            if let Some(m) = at_most.filter(|m| epoch > *m) {
+                warnings.push(format!(
+                    "checkpoint {epoch} was written but its output was never committed \
+                     (the newest committed epoch is {m}); using an older one"
+                ));
+                continue;
+            }
+            match self.load_epoch(epoch) {
+                Ok(loaded) => return Ok((Some(loaded), warnings)),
+                Err(Invalid::Io(e)) if e.kind() == io::ErrorKind::NotFound => warnings.push(
+                    format!("checkpoint {epoch} is incomplete (no manifest or a missing file); using an older one"),
+                ),
+                Err(e) => warnings.push(format!(
+                    "checkpoint {epoch} is unusable ({e}); using an older one"
+                )),
+            }
+        }
+        Ok((None, warnings))
+    }
+
+    /// Deletes every epoch directory above `epoch` (unfinished or uncommitted ones).
+    pub(crate) fn remove_after(&self, epoch: Epoch) -> io::Result<()> {
+        for e in self.epochs()? {
+            if e > epoch {
+                fs::remove_dir_all(self.epoch_dir(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest `retain` complete checkpoints at or below `newest`, deleting older
+    /// ones and any incomplete epoch below `newest`.
+    pub(crate) fn retain(&self, newest: Epoch, retain: usize) -> io::Result<()> {
+        let mut kept = 0;
+        for e in self.epochs()? {
+            if e > newest {
+                continue;
+            }
+            let complete = self.epoch_dir(e).join(MANIFEST).exists();
+            if complete && kept < retain {
+                kept += 1;
+            } else if e != newest {
+                fs::remove_dir_all(self.epoch_dir(e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(epoch: Epoch, files: Vec<FileEntry>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            job: "t".into(),
+            epoch,
+            workers: 1,
+            nodes: vec![
+                ("src".into(), "Source".into()),
+                ("count".into(), "Operator".into()),
+            ],
+            files,
+            created_unix_ms: 0,
+        }
+    }
+
+    fn checkpoint(store: &CheckpointStore, epoch: Epoch, value: u8) {
+        let f = store
+            .write_state(
+                epoch,
+                0,
+                0,
+                vec![StoredNode {
+                    node: 1,
+                    type_name: "T".into(),
+                    state: EncodedState::Keyed(vec![(7, vec![value])]),
+                }],
+            )
+            .unwrap();
+        store.commit_manifest(&manifest(epoch, vec![f])).unwrap();
+    }
+
+    fn temp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "rill-ckpt-test-{}-{}",
+            std::process::id(),
+            crate::time::now_nanos()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn newest_complete_checkpoint_wins_and_corruption_falls_back_with_a_warning() {
+        let root = temp();
+        let store = CheckpointStore::open(&root).unwrap();
+        for e in 1..=3 {
+            checkpoint(&store, e, e as u8);
+        }
+        let (loaded, warnings) = store.load_latest(None).unwrap();
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.manifest.epoch, 3);
+        assert_eq!(loaded.nodes[1].keyed, vec![(7, vec![3])]);
+        assert!(warnings.is_empty());
+
+        // A flipped byte in the newest state file: epoch 2 is used, with a warning.
+        let file = root.join("chk-00000000000000000003/t0-w0.state");
+        let mut bytes = fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&file, bytes).unwrap();
+        // An epoch 4 that never got its manifest.
+        store.write_state(4, 0, 0, Vec::new()).unwrap();
+        let (loaded, warnings) = store.load_latest(None).unwrap();
+        assert_eq!(loaded.unwrap().manifest.epoch, 2);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("checkpoint 4 is incomplete"));
+        assert!(warnings[1].contains("checksum"), "{}", warnings[1]);
+
+        // A truncated manifest is refused too.
+        let m = root.join("chk-00000000000000000002/MANIFEST");
+        let bytes = fs::read(&m).unwrap();
+        fs::write(&m, &bytes[..bytes.len() - 3]).unwrap();
+        let (loaded, _) = store.load_latest(None).unwrap();
+        assert_eq!(loaded.unwrap().manifest.epoch, 1);
+
+        // Bounded by a committed epoch.
+        assert!(store.load_latest(Some(0)).unwrap().0.is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_complete_ones() {
+        let root = temp();
+        let store = CheckpointStore::open(&root).unwrap();
+        for e in 1..=5 {
+            checkpoint(&store, e, 0);
+        }
+        store.write_state(6, 0, 0, Vec::new()).unwrap();
+        store.retain(5, 2).unwrap();
+        let mut left = store.epochs().unwrap();
+        left.sort();
+        assert_eq!(left, vec![4, 5, 6]);
+        store.remove_after(5).unwrap();
+        assert_eq!(store.epochs().unwrap(), vec![5, 4]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

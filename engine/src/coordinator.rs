@@ -1,0 +1,261 @@
+//! The checkpoint coordinator: one thread per checkpointing job.
+//!
+//! It starts epochs on a timer, gathers the acknowledgements of every task instance, encodes
+//! and writes their state as each arrives (the workers never serialize or touch the disk),
+//! writes the manifest once all are in, commits the transactional sink, and tells the workers
+//! the epoch is complete. A graceful stop, or every bounded source running dry, becomes a final
+//! epoch after which the sources end.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::checkpoint::{CheckpointConfig, CheckpointStore, FileEntry, Manifest, StoredNode};
+use crate::commit::Committer;
+use crate::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
+use crate::error::JobError;
+use crate::message::Epoch;
+
+/// Figures of one completed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// The epoch.
+    pub epoch: Epoch,
+    /// From barrier injection being requested to the checkpoint being durable and committed.
+    pub duration: Duration,
+    /// From the request to the last task's acknowledgement (barriers through the graph).
+    pub barrier_time: Duration,
+    /// The longest time any task held inputs while aligning barriers.
+    pub alignment: Duration,
+    /// Time the coordinator spent encoding and writing state and manifest.
+    pub write_time: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// Whether this was the final checkpoint of a stopping job.
+    pub last: bool,
+}
+
+/// What a job's checkpointing has done so far; see [`JobHandle::checkpoints`](crate::JobHandle::checkpoints).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointLog {
+    /// The epoch the job restored from, if it found a complete checkpoint.
+    pub restored_from: Option<Epoch>,
+    /// Why newer checkpoints were passed over while restoring (incomplete, corrupt,
+    /// uncommitted).
+    pub warnings: Vec<String>,
+    /// Completed checkpoints, oldest first (the most recent 1,000).
+    pub completed: Vec<CheckpointStats>,
+}
+
+pub(crate) struct CoordinatorSetup {
+    pub(crate) job: String,
+    pub(crate) config: CheckpointConfig,
+    pub(crate) store: CheckpointStore,
+    pub(crate) control: Arc<EpochControl>,
+    pub(crate) events: Receiver<CoordinatorEvent>,
+    pub(crate) committer: Option<Arc<dyn Committer>>,
+    pub(crate) nodes: Vec<(String, String)>,
+    pub(crate) workers: usize,
+    pub(crate) tasks: usize,
+    pub(crate) source_instances: usize,
+    pub(crate) restored: Epoch,
+    pub(crate) log: Arc<Mutex<CheckpointLog>>,
+    /// Aborts the job's workers when a checkpoint fails.
+    pub(crate) abort: Box<dyn Fn() + Send>,
+}
+
+struct InFlight {
+    epoch: Epoch,
+    last: bool,
+    started: Instant,
+    pending: HashSet<(usize, usize)>,
+    files: Vec<FileEntry>,
+    bytes: u64,
+    alignment: Duration,
+    write_time: Duration,
+    barrier_time: Duration,
+}
+
+fn checkpoint_error(epoch: Epoch, message: impl std::fmt::Display) -> JobError {
+    JobError::Checkpoint {
+        epoch,
+        message: message.to_string(),
+    }
+}
+
+pub(crate) fn run(setup: CoordinatorSetup) -> Result<(), JobError> {
+    let result = coordinate(&setup);
+    if result.is_err() {
+        (setup.abort)();
+    }
+    result
+}
+
+fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
+    let mut live: HashSet<(usize, usize)> = (0..s.tasks)
+        .flat_map(|t| (0..s.workers).map(move |w| (t, w)))
+        .collect();
+    let mut next_epoch = s.restored + 1;
+    let mut next_trigger = Instant::now() + s.config.interval;
+    let mut in_flight: Option<InFlight> = None;
+    let mut exhausted = 0;
+    let mut want_last = false;
+    let mut last_started = false;
+    loop {
+        let deadline = match &in_flight {
+            Some(f) => f.started + s.config.timeout,
+            None if want_last && !last_started => Instant::now(),
+            None if last_started => Instant::now() + Duration::from_secs(3600),
+            None => next_trigger,
+        };
+        match s.events.recv_deadline(deadline) {
+            Ok(CoordinatorEvent::Ack(ack)) => {
+                if let Some(f) = in_flight.as_mut() {
+                    record_ack(s, f, ack)?;
+                }
+            }
+            Ok(CoordinatorEvent::TaskDone { task, worker }) => {
+                live.remove(&(task, worker));
+                if let Some(f) = in_flight.as_mut() {
+                    f.pending.remove(&(task, worker));
+                }
+            }
+            Ok(CoordinatorEvent::SourceExhausted) => {
+                exhausted += 1;
+                want_last |= exhausted >= s.source_instances;
+            }
+            Ok(CoordinatorEvent::Stop) => want_last = true,
+            // The workers are gone: an epoch still in flight can never complete (the job was
+            // aborted or failed); what is on disk stays incomplete and is ignored on restore.
+            Ok(CoordinatorEvent::WorkersDone) | Err(RecvTimeoutError::Disconnected) => {
+                return Ok(())
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(f) = &in_flight {
+            if f.pending.is_empty() {
+                let f = in_flight.take().expect("checked above");
+                complete(s, f)?;
+                next_trigger = Instant::now() + s.config.interval;
+            } else if f.started.elapsed() >= s.config.timeout {
+                return Err(checkpoint_error(
+                    f.epoch,
+                    format!(
+                        "not complete after {:?}: {} task instance(s) never acknowledged",
+                        s.config.timeout,
+                        f.pending.len()
+                    ),
+                ));
+            }
+        }
+        if in_flight.is_none() && !last_started && (want_last || Instant::now() >= next_trigger) {
+            let epoch = next_epoch;
+            next_epoch += 1;
+            last_started = want_last;
+            in_flight = Some(InFlight {
+                epoch,
+                last: want_last,
+                started: Instant::now(),
+                pending: live.clone(),
+                files: Vec::new(),
+                bytes: 0,
+                alignment: Duration::ZERO,
+                write_time: Duration::ZERO,
+                barrier_time: Duration::ZERO,
+            });
+            s.control.start(epoch, want_last);
+        }
+    }
+}
+
+fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result<(), JobError> {
+    if ack.epoch != f.epoch {
+        return Ok(());
+    }
+    let BarrierAck {
+        task,
+        worker,
+        snapshots,
+        alignment,
+        ..
+    } = ack;
+    if !f.pending.remove(&(task, worker)) {
+        return Ok(());
+    }
+    f.alignment = f.alignment.max(alignment);
+    f.barrier_time = f.started.elapsed();
+    let write_started = Instant::now();
+    let mut nodes = Vec::with_capacity(snapshots.len());
+    for (node, snapshot) in snapshots {
+        let state = snapshot
+            .encode()
+            .map_err(|e| checkpoint_error(f.epoch, e))?;
+        nodes.push(StoredNode {
+            node,
+            type_name: snapshot.type_name().to_string(),
+            state,
+        });
+    }
+    let entry = s
+        .store
+        .write_state(f.epoch, task, worker, nodes)
+        .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {e}")))?;
+    f.bytes += entry.len;
+    f.files.push(entry);
+    f.write_time += write_started.elapsed();
+    Ok(())
+}
+
+fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
+    let write_started = Instant::now();
+    f.files.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        format: 1,
+        job: s.job.clone(),
+        epoch: f.epoch,
+        workers: s.workers,
+        nodes: s.nodes.clone(),
+        files: f.files,
+        created_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    };
+    s.store
+        .commit_manifest(&manifest)
+        .map_err(|e| checkpoint_error(f.epoch, format!("writing the manifest: {e}")))?;
+    f.write_time += write_started.elapsed();
+    if let Some(c) = &s.committer {
+        c.commit(f.epoch).map_err(|e| {
+            checkpoint_error(f.epoch, format!("committing sink `{}`: {e}", c.name()))
+        })?;
+        if !f.last {
+            c.begin(f.epoch).map_err(|e| {
+                checkpoint_error(
+                    f.epoch,
+                    format!("opening a transaction on `{}`: {e}", c.name()),
+                )
+            })?;
+        }
+    }
+    s.control.complete(f.epoch);
+    // Old checkpoints are only garbage: failing to delete them must not fail the job.
+    let _ = s.store.retain(f.epoch, s.config.retain);
+    let stats = CheckpointStats {
+        epoch: f.epoch,
+        duration: f.started.elapsed(),
+        barrier_time: f.barrier_time,
+        alignment: f.alignment,
+        write_time: f.write_time,
+        bytes: f.bytes,
+        last: f.last,
+    };
+    let mut log = s.log.lock().unwrap_or_else(|e| e.into_inner());
+    if log.completed.len() >= 1000 {
+        log.completed.remove(0);
+    }
+    log.completed.push(stats);
+    Ok(())
+}
