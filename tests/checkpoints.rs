@@ -92,3 +92,234 @@ fn a_finished_run_checkpoints_its_end_and_the_next_run_continues_from_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A source whose worker 0 emits `word(0), word(1), ...` up to a limit the test raises, and
+/// ends at `end`; its position (the next index) restores at any parallelism.
+#[derive(Clone)]
+struct Gated {
+    limit: Arc<AtomicU64>,
+    end: u64,
+}
+
+struct GatedInstance {
+    limit: Arc<AtomicU64>,
+    end: u64,
+    next: u64,
+    active: bool,
+}
+
+impl SourceFactory for Gated {
+    type Source = GatedInstance;
+    fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<GatedInstance, BoxError> {
+        Ok(GatedInstance {
+            limit: self.limit.clone(),
+            end: self.end,
+            next: 0,
+            active: ctx.worker() == 0,
+        })
+    }
+    fn name(&self) -> &str {
+        "gated"
+    }
+}
+
+impl Source for GatedInstance {
+    type Out = String;
+    fn poll<E: Emit<String>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
+        if !self.active || self.next >= self.end {
+            return Ok(Progress::Done);
+        }
+        let limit = self.limit.load(Ordering::Acquire).min(self.end);
+        let mut n = 0;
+        while self.next < limit && n < budget && !out.should_yield() {
+            out.emit(word(self.next));
+            self.next += 1;
+            n += 1;
+        }
+        Ok(if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle {
+                deadline: Some(std::time::Instant::now() + Duration::from_millis(1)),
+            }
+        })
+    }
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(self.active.then(|| encode(&self.next)).transpose()?)
+    }
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        for blob in state.worker_blobs().iter().flatten() {
+            self.next = self.next.max(decode::<u64>(blob, state.node())?);
+        }
+        Ok(())
+    }
+}
+
+fn gated_job(limit: &Arc<AtomicU64>, end: u64) -> (Job, CollectSink<(String, u64)>) {
+    let job = Job::new("ckpt-gated");
+    let out = CollectSink::default();
+    job.source(Gated {
+        limit: limit.clone(),
+        end,
+    })
+    .key_by(|w: &String| w.clone())
+    .count()
+    .sink(out.clone());
+    (job, out)
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < common::HANG, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Checks a recovered run: it restored at some input position `p`, so for every word its
+/// updates are exactly `truth_p(w) + 1 ..= truth_end(w)`. Returns `p`.
+fn check_resumed(updates: &[(String, u64)], end: u64) -> u64 {
+    let p = end - updates.len() as u64;
+    let (before, after) = (truth(p), truth(end));
+    let got = by_word(updates);
+    for (w, n) in &after {
+        let from = before.get(w).copied().unwrap_or(0);
+        let want: Vec<u64> = (from + 1..=*n).collect();
+        assert_eq!(
+            got.get(w).cloned().unwrap_or_default(),
+            want,
+            "word {w} after restoring at input position {p}"
+        );
+    }
+    p
+}
+
+#[test]
+fn an_aborted_job_restarts_from_its_last_checkpoint_at_another_parallelism() {
+    let dir = temp_dir("abort");
+    let limit = Arc::new(AtomicU64::new(1_000));
+    let (job, out) = gated_job(&limit, 3_000);
+    let handle = job.run(config(2, &dir, 10)).expect("starts");
+    wait_until("the first 1000 updates", || out.len() >= 1_000);
+    let done_before = handle.checkpoints().unwrap().completed.len();
+    wait_until("a checkpoint after them", || {
+        handle.checkpoints().unwrap().completed.len() >= done_before + 2
+    });
+    limit.store(1_500, Ordering::Release);
+    wait_until("1500 updates", || out.len() >= 1_500);
+    let log = handle.checkpoints().unwrap();
+    assert!(log.completed.iter().all(|c| !c.last));
+    assert!(log.completed.iter().any(|c| c.bytes > 0));
+    drop(handle); // abort: no final checkpoint
+    let first = out.take();
+    assert_eq!(first.len(), 1_500);
+
+    for (workers, end) in [(3, 2_000), (1, 3_000)] {
+        limit.store(u64::MAX, Ordering::Release);
+        let (job, out) = gated_job(&limit, end);
+        let handle = job.run(config(workers, &dir, 10)).expect("restarts");
+        let restored = handle.checkpoints().unwrap().restored_from;
+        assert!(restored.is_some(), "restored from a checkpoint");
+        finish(handle).expect("recovered run succeeds");
+        let p = check_resumed(&out.take(), end);
+        if workers == 3 {
+            assert!((1_000..=1_500).contains(&p), "restored position {p}");
+        } else {
+            // The previous run ended with a final checkpoint at its end.
+            assert_eq!(p, 2_000);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning() {
+    let dir = temp_dir("corrupt");
+    let limit = Arc::new(AtomicU64::new(0));
+    let (job, _) = gated_job(&limit, 2_000);
+    let handle = job.run(config(2, &dir, 5)).expect("starts");
+    for step in 1..=3 {
+        limit.store(step * 500, Ordering::Release);
+        let n = handle.checkpoints().unwrap().completed.len();
+        wait_until("a checkpoint", || {
+            handle.checkpoints().unwrap().completed.len() >= n + 2
+        });
+    }
+    // Reaching the end of the input ends the job with a final checkpoint.
+    limit.store(2_000, Ordering::Release);
+    finish(handle).expect("first run");
+    let mut epochs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    epochs.sort();
+    assert_eq!(epochs.len(), 3, "three checkpoints retained: {epochs:?}");
+    let newest = epochs.last().unwrap();
+    let state = std::fs::read_dir(newest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+        .unwrap();
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[0] ^= 0x55;
+    std::fs::write(&state, bytes).unwrap();
+
+    limit.store(u64::MAX, Ordering::Release);
+    let (job, out) = gated_job(&limit, 2_500);
+    let handle = job.run(config(2, &dir, 5)).expect("restarts");
+    let log = handle.checkpoints().unwrap();
+    assert_eq!(log.warnings.len(), 1, "{:?}", log.warnings);
+    assert!(log.warnings[0].contains("unusable"), "{}", log.warnings[0]);
+    finish(handle).expect("second run");
+    let p = check_resumed(&out.take(), 2_500);
+    assert!(p <= 2_000, "restored before the end of the first run: {p}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_changed_job_graph_refuses_to_restore() {
+    let dir = temp_dir("changed");
+    count_words(100, 1, &dir);
+    let job = Job::new("ckpt-words");
+    job.source(MemorySource::new((0..100).map(word).collect()))
+        .map(|w: String| w.to_uppercase())
+        .key_by(|w: &String| w.clone())
+        .count()
+        .sink(DiscardSink::default());
+    let err = job.run(config(1, &dir, 20)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("different job graph"), "{msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_union_aligns_barriers_and_restores_both_inputs() {
+    let dir = temp_dir("union");
+    let run = |n: u64| {
+        let job = Job::new("ckpt-union");
+        let out = CollectSink::default();
+        let evens = job
+            .source(MemorySource::new((0..n).filter(|i| i % 2 == 0).map(word).collect()))
+            .name("evens");
+        let odds = job
+            .source(MemorySource::new((0..n).filter(|i| i % 2 == 1).map(word).collect()))
+            .name("odds");
+        evens
+            .union(odds)
+            .key_by(|w: &String| w.clone())
+            .count()
+            .sink(out.clone());
+        finish(job.run(config(2, &dir, 1)).expect("starts")).expect("runs");
+        out.take()
+    };
+    let first = run(4_000);
+    let second = run(6_000);
+    let (t1, t2) = (truth(4_000), truth(6_000));
+    let (a, b) = (by_word(&first), by_word(&second));
+    for (w, n) in &t2 {
+        let before = t1.get(w).copied().unwrap_or(0);
+        assert_eq!(a.get(w).cloned().unwrap_or_default(), (1..=before).collect::<Vec<_>>());
+        assert_eq!(b.get(w).cloned().unwrap_or_default(), (before + 1..=*n).collect::<Vec<_>>());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
