@@ -171,7 +171,10 @@ fn gated_job(limit: &Arc<AtomicU64>, end: u64) -> (Job, CollectSink<(String, u64
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond() {
-        assert!(start.elapsed() < common::HANG, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < common::HANG,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -299,10 +302,14 @@ fn a_union_aligns_barriers_and_restores_both_inputs() {
         let job = Job::new("ckpt-union");
         let out = CollectSink::default();
         let evens = job
-            .source(MemorySource::new((0..n).filter(|i| i % 2 == 0).map(word).collect()))
+            .source(MemorySource::new(
+                (0..n).filter(|i| i % 2 == 0).map(word).collect(),
+            ))
             .name("evens");
         let odds = job
-            .source(MemorySource::new((0..n).filter(|i| i % 2 == 1).map(word).collect()))
+            .source(MemorySource::new(
+                (0..n).filter(|i| i % 2 == 1).map(word).collect(),
+            ))
             .name("odds");
         evens
             .union(odds)
@@ -318,8 +325,14 @@ fn a_union_aligns_barriers_and_restores_both_inputs() {
     let (a, b) = (by_word(&first), by_word(&second));
     for (w, n) in &t2 {
         let before = t1.get(w).copied().unwrap_or(0);
-        assert_eq!(a.get(w).cloned().unwrap_or_default(), (1..=before).collect::<Vec<_>>());
-        assert_eq!(b.get(w).cloned().unwrap_or_default(), (before + 1..=*n).collect::<Vec<_>>());
+        assert_eq!(
+            a.get(w).cloned().unwrap_or_default(),
+            (1..=before).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            b.get(w).cloned().unwrap_or_default(),
+            (before + 1..=*n).collect::<Vec<_>>()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -353,14 +353,30 @@ where
     }
 }
 
+/// One input of an exchange's receiving side: the consumer end of a ring.
+///
+/// Implemented for `rtrb`'s consumer; the model checks implement it over loom-visible queues
+/// to drive the real barrier-alignment code.
+pub trait Inbound<M> {
+    /// Takes the next message, if one is there. Never blocks.
+    fn pop(&mut self) -> Option<Message<M>>;
+}
+
+impl<M> Inbound<M> for Consumer<Message<M>> {
+    #[inline]
+    fn pop(&mut self) -> Option<Message<M>> {
+        Consumer::pop(self).ok()
+    }
+}
+
 /// The receiving side of an exchange on one worker: a flow over its P input rings.
 ///
 /// Barriers are aligned: an input that has delivered `Barrier(n)` is held (not read) until
 /// every open input has delivered it; then the flow reports the barrier and releases them all.
 /// Records behind a barrier therefore never overtake records of the previous epoch from a
 /// slower input.
-pub struct ExchangeIn<M> {
-    consumers: Vec<Consumer<Message<M>>>,
+pub struct ExchangeIn<M, C = Consumer<Message<M>>> {
+    consumers: Vec<C>,
     ended: Vec<bool>,
     held: Vec<bool>,
     open: usize,
@@ -371,9 +387,10 @@ pub struct ExchangeIn<M> {
     next: usize,
     counters: NodeCounters,
     received: u64,
+    _msg: PhantomData<fn() -> M>,
 }
 
-impl<M> std::fmt::Debug for ExchangeIn<M> {
+impl<M, C> std::fmt::Debug for ExchangeIn<M, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExchangeIn")
             .field("inputs", &self.consumers.len())
@@ -382,8 +399,9 @@ impl<M> std::fmt::Debug for ExchangeIn<M> {
     }
 }
 
-impl<M> ExchangeIn<M> {
-    pub(crate) fn new(consumers: Vec<Consumer<Message<M>>>, counters: NodeCounters) -> Self {
+impl<M, C: Inbound<M>> ExchangeIn<M, C> {
+    /// The receiving side over `inputs`, one per sending worker.
+    pub fn new(consumers: Vec<C>, counters: NodeCounters) -> Self {
         let n = consumers.len();
         Self {
             consumers,
@@ -397,11 +415,12 @@ impl<M> ExchangeIn<M> {
             next: 0,
             counters,
             received: 0,
+            _msg: PhantomData,
         }
     }
 }
 
-impl<M> Flow for ExchangeIn<M> {
+impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
     type Out = M;
 
     fn take_barrier_report(&mut self, report: &mut BarrierReport) {
@@ -424,16 +443,16 @@ impl<M> Flow for ExchangeIn<M> {
             let consumer = &mut self.consumers[idx];
             while taken < budget && !out.should_yield() {
                 match consumer.pop() {
-                    Ok(Message::Record(msg)) => {
+                    Some(Message::Record(msg)) => {
                         taken += 1;
                         out.emit(msg);
                     }
-                    Ok(Message::End) => {
+                    Some(Message::End) => {
                         self.ended[idx] = true;
                         self.open -= 1;
                         break;
                     }
-                    Ok(Message::Barrier(epoch)) => {
+                    Some(Message::Barrier(epoch)) => {
                         self.held[idx] = true;
                         self.n_held += 1;
                         self.aligning = Some(epoch);
@@ -444,8 +463,8 @@ impl<M> Flow for ExchangeIn<M> {
                     }
                     // Watermarks are not produced yet (event time comes later); skipping them
                     // keeps records flowing if one appears.
-                    Ok(Message::Watermark(_)) => {}
-                    Err(_) => break,
+                    Some(Message::Watermark(_)) => {}
+                    None => break,
                 }
             }
         }

@@ -260,6 +260,7 @@ impl Job {
                         workers,
                         signal: signals[w].clone(),
                         started,
+                        checkpointing: control.is_some(),
                     },
                     signals: signals.clone(),
                     stop: shared.stop.clone(),

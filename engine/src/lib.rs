@@ -48,7 +48,7 @@ pub use coordinator::{CheckpointLog, CheckpointStats};
 pub use dead_letter::{DeadLetter, Origin, RawRecord};
 pub use epoch::BarrierReport;
 pub use error::{BoxError, Failure, JobError};
-pub use exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
+pub use exchange::{ExchangeIn, Inbound, KeyRouter, RoundRobin, Router};
 pub use flow::{Flow, Progress, Then, Union};
 pub use graph::{BuildCtx, FlowBuilder};
 pub use idle::{IdleStrategy, Idler, Wait};

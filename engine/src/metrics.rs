@@ -131,6 +131,15 @@ impl NodeCounters {
         Self { registry, slot }
     }
 
+    /// Counters that belong to no job: for driving a flow by hand (tests, model checks).
+    pub fn detached() -> Self {
+        let registry = Arc::new(MetricsRegistry::new(
+            vec![(Arc::from("detached"), NodeKind::Operator)],
+            1,
+        ));
+        Self::new(registry, 0, 0)
+    }
+
     /// Publishes this worker's cumulative counts of the node.
     #[inline]
     pub fn publish(&self, records_in: u64, records_out: u64) {

@@ -20,6 +20,7 @@ pub struct WorkerContext {
     pub(crate) workers: usize,
     pub(crate) signal: Arc<WorkerSignal>,
     pub(crate) started: Instant,
+    pub(crate) checkpointing: bool,
 }
 
 impl WorkerContext {
@@ -37,6 +38,13 @@ impl WorkerContext {
     /// When the job was started, shared by all workers (a common time base for generators).
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Whether the job takes checkpoints. A source that can be told where to read (Kafka)
+    /// then assigns its input to workers itself, so that a checkpoint's positions are
+    /// consistent: group rebalances would move partitions between barriers.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
     }
 
     /// A handle that wakes this worker when it parks for lack of work. A source fed by a

@@ -11,7 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
+use rill_engine::state::{decode, encode, RestoredState};
+use rill_engine::{BoxError, Emit, Epoch, Progress, Source, SourceFactory, WorkerContext};
 
 use super::{KafkaConnectorError, KafkaRecord};
 
@@ -334,8 +335,12 @@ impl SourceFactory for KafkaSource {
             .client_config()
             .create_with_context(context)
             .map_err(KafkaConnectorError::Config)?;
-        let ends = if self.bounded {
-            Some(self.assign_share(&consumer, ctx, &positions)?)
+        // With checkpoints the partitions are assigned by the job, not the group: a rebalance
+        // between two workers' barriers would make the checkpoint's positions inconsistent.
+        let statically = self.bounded || ctx.checkpointing();
+        let ends = if statically {
+            let ends = self.assign_share(&consumer, ctx, &positions)?;
+            self.bounded.then_some(ends)
         } else {
             let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             consumer
@@ -350,6 +355,9 @@ impl SourceFactory for KafkaSource {
             positions,
             last_topic: None,
             ends,
+            statically,
+            checkpointing: ctx.checkpointing(),
+            captured: None,
         })
     }
 
@@ -527,7 +535,16 @@ pub struct KafkaConsumerSource {
     last_topic: Option<Arc<str>>,
     /// Bounded mode: the offset each owned partition is read up to (exclusive).
     ends: Option<Vec<PartitionPosition>>,
+    /// Partitions assigned by the job (bounded or checkpointing), not by the group.
+    statically: bool,
+    /// The job checkpoints: offsets are committed when a checkpoint completes.
+    checkpointing: bool,
+    /// The positions taken at the last barrier, committed when its checkpoint completes.
+    captured: Option<Vec<PartitionPosition>>,
 }
+
+/// A partition's position as stored in a checkpoint.
+type StoredPosition = (String, i32, i64);
 
 impl std::fmt::Debug for KafkaConsumerSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -678,6 +695,78 @@ impl Source for KafkaConsumerSource {
             }
         })
     }
+
+    /// The next offset of every partition this worker reads.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        self.checkpoint_position()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        self.restore_positions(state)
+    }
+
+    fn checkpoint_complete(&mut self, _epoch: Epoch) -> Result<(), BoxError> {
+        self.commit_captured();
+        Ok(())
+    }
+}
+
+impl KafkaConsumerSource {
+    /// The position of every owned partition, for a checkpoint.
+    fn checkpoint_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let table = self.positions();
+        let stored: Vec<StoredPosition> = table
+            .iter()
+            .map(|p| (p.topic.to_string(), p.partition, p.next_offset))
+            .collect();
+        self.captured = Some(table);
+        Ok(Some(encode(&stored)?))
+    }
+
+    /// Seeks every owned partition to the checkpoint's position (from whichever old worker
+    /// owned it), so a job restores at any number of workers.
+    fn restore_positions(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        let mut stored: Vec<StoredPosition> = Vec::new();
+        for blob in state.worker_blobs().iter().flatten() {
+            stored.extend(decode::<Vec<StoredPosition>>(blob, state.node())?);
+        }
+        let mut table = lock(&self.positions);
+        let mut assignment = TopicPartitionList::new();
+        for p in table.iter_mut() {
+            if let Some((_, _, offset)) = stored
+                .iter()
+                .find(|(t, part, _)| *part == p.partition && **t == *p.topic)
+            {
+                p.next_offset = *offset;
+            }
+            assignment
+                .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+                .map_err(KafkaConnectorError::Client)?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(KafkaConnectorError::Client)?;
+        Ok(())
+    }
+
+    /// Commits the positions of a completed checkpoint to the group, for lag monitoring (the
+    /// checkpoint, not the group, is where a restart resumes).
+    fn commit_captured(&mut self) {
+        let Some(positions) = self.captured.take() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in &positions {
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
+        }
+        if tpl.count() > 0 {
+            let stats = &self.consumer.context().stats;
+            match self.consumer.commit(&tpl, CommitMode::Async) {
+                Ok(()) => stats.commits.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.failed_commits.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+    }
 }
 
 impl Drop for KafkaConsumerSource {
@@ -685,7 +774,13 @@ impl Drop for KafkaConsumerSource {
         // The source has ended (stop, end of a bounded run, or failure): commit what was
         // handed on so a restart of the group continues after it.
         let context = self.consumer.context();
-        if self.ends.is_some() {
+        if self.checkpointing {
+            // Checkpoints commit offsets when they complete; what was handed on after the
+            // last one is not acknowledged.
+            let _ = self.consumer.unassign();
+            return;
+        }
+        if self.statically {
             // Bounded: not a group member, a plain commit.
             context.commit_positions(&self.consumer, None);
             let _ = self.consumer.unassign();
