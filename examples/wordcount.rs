@@ -8,6 +8,11 @@
 //! # of its words (key = word, value = count as UTF-8 decimal); runs until SIGTERM / Ctrl-C
 //! cargo run --release --example wordcount -- --brokers HOST:PORT --input input-text --output output-wordcount
 //!
+//! # the same, with a checkpoint every second (state and offsets survive a crash; a restart
+//! # continues from the last checkpoint) and exactly-once output (one Kafka transaction per
+//! # checkpoint; read the output with isolation.level=read_committed)
+//! cargo run --release --example wordcount -- --brokers HOST:PORT --checkpoint-dir /var/lib/wc --exactly-once
+//!
 //! # no flags: an embedded Kafka (librdkafka's mock cluster), fed a demo text; prints the counts
 //! cargo run --release --example wordcount
 //! ```
@@ -51,6 +56,36 @@ struct Args {
     /// Worker threads (default: available cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Kafka mode: checkpoint state and input offsets into DIR, and restore from it at start.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<std::path::PathBuf>,
+    /// Time between checkpoints, e.g. `1s`, `250ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    checkpoint_interval: std::time::Duration,
+    /// Kafka mode: exactly-once output (one transaction per checkpoint; needs
+    /// --checkpoint-dir).
+    #[arg(long, requires = "checkpoint_dir")]
+    exactly_once: bool,
+    /// Transactional id of the exactly-once sink (stable across restarts; default:
+    /// `<group>-output`).
+    #[arg(long)]
+    transactional_id: Option<String>,
+}
+
+/// Parses `250ms`, `2s`, `1m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "ms"), |i| s.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 250ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(60 * n)),
+        _ => Err(format!("`{s}`: the unit must be ms, s or m")),
+    }
 }
 
 /// Splits a line into owned words.
@@ -88,24 +123,42 @@ fn count_stdin(config: Config) -> anyhow::Result<()> {
 /// The Kafka job: every record's words, their updated counts to `output`.
 fn kafka_job(brokers: &str, args: &Args, source: KafkaSource, linger_ms: &str) -> Job {
     let job = Job::new("wordcount");
+    let mut sink = KafkaSink::new(brokers)
+        .topic(args.output.clone())
+        .set("linger.ms", linger_ms);
+    if args.exactly_once {
+        let id = args
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-output", args.group));
+        sink = sink.exactly_once(id);
+    }
     job.source(source)
         .try_map(|r: KafkaRecord| r.value_str().map(words))
         .flat_map(|words: Vec<String>| words)
         .key_by(|word: &String| word.clone())
         .count()
         .map(|(word, n): (String, u64)| (word, n.to_string()))
-        .sink(
-            KafkaSink::new(brokers)
-                .topic(args.output.clone())
-                .set("linger.ms", linger_ms),
-        );
+        .sink(sink);
     job
 }
 
 /// Kafka -> Kafka until SIGTERM or Ctrl-C, then a clean stop (everything flushed).
 fn count_kafka(brokers: &str, args: &Args, config: Config) -> anyhow::Result<()> {
     let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
+    let mut config = config;
+    if let Some(dir) = &args.checkpoint_dir {
+        config = config.with_checkpoints(
+            CheckpointConfig::new(dir).with_interval(args.checkpoint_interval),
+        );
+    }
     let handle = kafka_job(brokers, args, source, "0").run(config)?;
+    if let Some(log) = handle.checkpoints() {
+        match log.restored_from {
+            Some(epoch) => eprintln!("restored checkpoint {epoch}"),
+            None => eprintln!("no checkpoint to restore: starting from the group's offsets"),
+        }
+    }
     eprintln!(
         "counting words of `{}` into `{}` on {brokers}; SIGTERM or Ctrl-C stops",
         args.input, args.output

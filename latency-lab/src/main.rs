@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rill::prelude::*;
+use rill::CheckpointLog;
 
 use crate::report::{print_header, print_row, Summary};
 
@@ -99,10 +100,21 @@ struct Args {
     /// Capacity of each exchange ring, in messages.
     #[arg(long, default_value_t = 1024)]
     ring_capacity: usize,
+    /// Take a checkpoint every this many seconds (memory source; into a temporary directory).
+    /// Each run then prints the checkpoints' durations and sizes.
+    #[arg(long)]
+    checkpoint_interval: Option<f64>,
 }
 
 /// One run: the pipeline at one rate, returning the latency histogram (ns) and records seen.
 fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
+    let checkpoint_dir = args.checkpoint_interval.map(|_| {
+        std::env::temp_dir().join(format!(
+            "latency-lab-checkpoints-{}-{}",
+            std::process::id(),
+            rill::engine::time::now_nanos()
+        ))
+    });
     let warmup = Duration::from_secs_f64(args.warmup);
     let total = warmup + Duration::from_secs_f64(args.duration);
     let keys = args.keys.max(1);
@@ -117,13 +129,9 @@ fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
             .with_duration(total)
             .with_start_delay(start_delay),
     )
-    // A little per-record work before the exchange: derive the key.
-    .map(move |g: Generated<u64>| {
-        (
-            g.value.wrapping_mul(0x9E37_79B9_7F4A_7C15) % keys,
-            g.scheduled_nanos,
-        )
-    })
+    // A little per-record work before the exchange: derive the key. Consecutive records hit
+    // consecutive keys, so after `keys` records every key holds state.
+    .map(move |g: Generated<u64>| (g.value % keys, g.scheduled_nanos))
     .key_by(|(key, _): &(u64, u64)| *key)
     // Running count per key; the output keeps the scheduled time of the record that caused it,
     // so the sink measures that record's latency.
@@ -136,16 +144,55 @@ fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
     )
     .sink(sink.clone());
 
-    let config = Config::default()
+    let mut config = Config::default()
         .with_workers(args.workers)
         .with_pinning(args.pin)
         .with_idle(args.idle.strategy())
         .with_ring_capacity(args.ring_capacity);
-    job.run(config)
-        .context("starting the job")?
-        .await_termination()
-        .context("running the job")?;
+    if let (Some(dir), Some(every)) = (&checkpoint_dir, args.checkpoint_interval) {
+        config = config.with_checkpoints(
+            CheckpointConfig::new(dir).with_interval(Duration::from_secs_f64(every)),
+        );
+    }
+    let mut handle = job.run(config).context("starting the job")?;
+    let result = loop {
+        if let Some(r) = handle.await_termination_timeout(Duration::from_secs(1)) {
+            break r;
+        }
+    };
+    result.context("running the job")?;
+    if let Some(log) = handle.checkpoints() {
+        print_checkpoints(&log);
+    }
+    if let Some(dir) = checkpoint_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(sink.histogram())
+}
+
+/// One line about a run's checkpoints: how many, how long, how big.
+fn print_checkpoints(log: &CheckpointLog) {
+    let done = &log.completed;
+    if done.is_empty() {
+        println!("      checkpoints: none completed");
+        return;
+    }
+    let mut durations: Vec<Duration> = done.iter().map(|c| c.duration).collect();
+    durations.sort();
+    let median = durations[durations.len() / 2];
+    let max = durations[durations.len() - 1];
+    let last = &done[done.len() - 1];
+    let align = done.iter().map(|c| c.alignment).max().unwrap_or_default();
+    println!(
+        "      checkpoints: {} completed, duration median {:.1} ms max {:.1} ms (barrier to completion), \
+         last {} bytes written in {:.1} ms, longest alignment {:.2} ms",
+        done.len(),
+        median.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        last.bytes,
+        last.write_time.as_secs_f64() * 1e3,
+        align.as_secs_f64() * 1e3,
+    );
 }
 
 fn main() -> anyhow::Result<()> {

@@ -54,10 +54,24 @@ pub fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
 /// Reads `topic` from the beginning (all partitions, no group) until `n` records arrived or
 /// `timeout` passed, then returns what it read.
 pub fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
+    // Only committed transactions: what exactly-once output promises.
+    read_isolated(brokers, topic, n, timeout, "read_committed")
+}
+
+/// Like [`read`], with the given `isolation.level` (`read_uncommitted` shows records of
+/// aborted and open transactions too).
+pub fn read_isolated(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+    isolation: &str,
+) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "rill-test-reader")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", "5")
         .create()
         .expect("test consumer");

@@ -3,6 +3,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rill::{JobError, JobHandle, JobMetrics};
@@ -21,3 +22,22 @@ pub fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
         None => panic!("job `{}` did not terminate within {HANG:?}", handle.name()),
     }
 }
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole test suite (`cargo test`), which builds the examples",
+        path.display()
+    );
+    path
+}
+

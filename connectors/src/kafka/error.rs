@@ -33,6 +33,13 @@ pub enum KafkaConnectorError {
         /// Records still waiting for acknowledgement.
         in_flight: i32,
     },
+    /// An exactly-once sink was used before the job recovered it (fenced earlier producers):
+    /// it needs a job with checkpoints.
+    #[error("the exactly-once Kafka sink was not recovered: run it in a job with checkpoints")]
+    NotRecovered,
+    /// Exactly-once output needs a default topic (for its commit marker).
+    #[error("an exactly-once Kafka sink needs a default topic: call .topic(...)")]
+    NoMarkerTopic,
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka: {0}")]
     Embedded(#[source] KafkaError),

@@ -5,7 +5,9 @@
 //!   every record through its pipeline at once. A parked worker is woken by librdkafka's queue
 //!   callback the moment a record arrives.
 //! - [`KafkaSink`]: one producer per worker; delivery failures fail the job; everything is
-//!   flushed before the job's handle returns.
+//!   flushed before the job's handle returns. With [`KafkaSink::exactly_once`], one
+//!   transaction per checkpoint epoch instead: `read_committed` readers see every record
+//!   exactly once, after its checkpoint completes.
 //! - [`EmbeddedKafka`]: librdkafka's in-process mock cluster, so examples and tests need no
 //!   broker. Its limits are listed on the type; figures measured on it are not Kafka figures.
 //!
@@ -18,11 +20,15 @@ mod error;
 mod record;
 mod sink;
 mod source;
+mod transaction;
 
 pub use embedded::EmbeddedKafka;
+pub use transaction::TransactionalWriter;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};
-pub use sink::{dead_letter_headers, KafkaOutput, KafkaProducerSink, KafkaSink, ToKafka};
+pub use sink::{
+    dead_letter_headers, KafkaOutput, KafkaProducerSink, KafkaSink, KafkaSinkWriter, ToKafka,
+};
 pub use source::{
     KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
 };

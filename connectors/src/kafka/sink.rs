@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -11,8 +11,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use rill_engine::{BoxError, DeadLetter, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, Committer, DeadLetter, Epoch, Sink, SinkFactory, WorkerContext};
 
+use super::transaction::{Transaction, TransactionalWriter};
 use super::KafkaConnectorError;
 
 /// What a [`KafkaSink`] needs from a record: topic (optional, else the sink's), key, value and
@@ -150,6 +151,9 @@ pub struct KafkaSink<T> {
     overrides: Vec<(String, String)>,
     flush_timeout: Duration,
     dead_letter_failed: bool,
+    transactional_id: Option<String>,
+    /// The job-wide transaction, created when the sink joins a job.
+    transaction: Arc<OnceLock<Arc<Transaction>>>,
     _records: PhantomData<fn(T)>,
 }
 
@@ -161,6 +165,8 @@ impl<T> Clone for KafkaSink<T> {
             overrides: self.overrides.clone(),
             flush_timeout: self.flush_timeout,
             dead_letter_failed: self.dead_letter_failed,
+            transactional_id: self.transactional_id.clone(),
+            transaction: self.transaction.clone(),
             _records: PhantomData,
         }
     }
@@ -184,8 +190,32 @@ impl<T> KafkaSink<T> {
             overrides: Vec::new(),
             flush_timeout: Duration::from_secs(60),
             dead_letter_failed: false,
+            transactional_id: None,
+            transaction: Arc::default(),
             _records: PhantomData,
         }
+    }
+
+    /// Writes exactly once: one Kafka transaction per checkpoint epoch, committed when the
+    /// checkpoint completes (the job must have checkpoints). Readers with
+    /// `isolation.level=read_committed` then see each record once, and only after its
+    /// checkpoint: visibility latency grows to about the checkpoint interval. Without this,
+    /// the sink is at-least-once and records are visible at once.
+    ///
+    /// `transactional_id` must be stable across restarts of the job (it is how a restarted
+    /// job fences its crashed predecessor) and unique among jobs. Needs a default
+    /// [`topic`](Self::topic). `dead_letter_failed_deliveries` does not apply: a failed
+    /// delivery aborts the epoch's transaction and fails the checkpoint, so the job restarts
+    /// from the previous one.
+    ///
+    /// ```no_run
+    /// use rill_connectors::kafka::KafkaSink;
+    /// let sink: KafkaSink<(String, String)> =
+    ///     KafkaSink::new("localhost:9092").topic("counts").exactly_once("wordcount-counts");
+    /// ```
+    pub fn exactly_once(mut self, transactional_id: impl Into<String>) -> Self {
+        self.transactional_id = Some(transactional_id.into());
+        self
     }
 
     /// The topic for records that do not name one.
@@ -216,10 +246,8 @@ impl<T> KafkaSink<T> {
     }
 }
 
-impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
-    type Sink = KafkaProducerSink;
-
-    fn create(&self, _ctx: &WorkerContext) -> Result<KafkaProducerSink, BoxError> {
+impl<T> KafkaSink<T> {
+    fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -228,6 +256,42 @@ impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
         for (k, v) in &self.overrides {
             config.set(k, v);
         }
+        config
+    }
+}
+
+impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
+    type Sink = KafkaSinkWriter;
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        let id = self.transactional_id.clone()?;
+        let txn = self.transaction.get_or_init(|| {
+            Arc::new(Transaction::new(
+                id,
+                self.producer_config(),
+                self.brokers.clone(),
+                self.topic.clone().unwrap_or_default(),
+                self.flush_timeout,
+            ))
+        });
+        Some(txn.clone() as Arc<dyn Committer>)
+    }
+
+    fn create(&self, _ctx: &WorkerContext) -> Result<KafkaSinkWriter, BoxError> {
+        if self.transactional_id.is_some() {
+            if self.topic.is_none() {
+                return Err(KafkaConnectorError::NoMarkerTopic.into());
+            }
+            let txn = self
+                .transaction
+                .get()
+                .ok_or(KafkaConnectorError::NotRecovered)?;
+            return Ok(KafkaSinkWriter::Transactional(TransactionalWriter::new(
+                txn.clone(),
+                self.topic.clone(),
+            )));
+        }
+        let config = self.producer_config();
         let failure = Arc::new(Mutex::new(None));
         let undelivered = self
             .dead_letter_failed
@@ -238,13 +302,13 @@ impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
                 undelivered: undelivered.clone(),
             })
             .map_err(KafkaConnectorError::Config)?;
-        Ok(KafkaProducerSink {
+        Ok(KafkaSinkWriter::Plain(KafkaProducerSink {
             producer,
             default_topic: self.topic.clone(),
             failure,
             undelivered,
             flush_timeout: self.flush_timeout,
-        })
+        }))
     }
 
     fn name(&self) -> &str {
@@ -254,9 +318,36 @@ impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
 
 /// Records failed deliveries: the first one fails the job at the next flush, or, when the
 /// sink dead-letters them, each becomes a dead letter.
-struct DeliveryContext {
-    failure: Arc<Mutex<Option<KafkaConnectorError>>>,
-    undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
+/// Collects delivery failures reported by librdkafka's delivery callbacks.
+pub(crate) struct DeliveryContext {
+    pub(crate) failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+    pub(crate) undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
+}
+
+/// A librdkafka record from its parts.
+pub(crate) fn record_of<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &[(String, Vec<u8>)],
+) -> BaseRecord<'a, [u8], [u8]> {
+    let mut record: BaseRecord<'a, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    if !headers.is_empty() {
+        let headers = headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
+            hs.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        });
+        record = record.headers(headers);
+    }
+    record
 }
 
 /// A record the broker rejected, as a dead letter of the sink.
@@ -337,23 +428,8 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
             .topic()
             .or(self.default_topic.as_deref())
             .ok_or(KafkaConnectorError::NoTopic)?;
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-        if let Some(key) = item.key() {
-            record = record.key(key);
-        }
-        if let Some(value) = item.value() {
-            record = record.payload(value);
-        }
         let item_headers = item.headers();
-        if !item_headers.is_empty() {
-            let headers = item_headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
-                hs.insert(Header {
-                    key: k,
-                    value: Some(v),
-                })
-            });
-            record = record.headers(headers);
-        }
+        let mut record = record_of(topic, item.key(), item.value(), &item_headers);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -389,6 +465,19 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
         self.check_deliveries()
     }
 
+    /// At-least-once with checkpoints: every record written before the barrier must be
+    /// acknowledged before the checkpoint may say the input behind it is done.
+    fn on_barrier(&mut self, _epoch: Epoch) -> Result<(), BoxError> {
+        if self.producer.flush(self.flush_timeout).is_err() {
+            self.check_deliveries()?;
+            return Err(KafkaConnectorError::FlushTimeout {
+                in_flight: self.producer.in_flight_count(),
+            }
+            .into());
+        }
+        self.check_deliveries()
+    }
+
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         match &self.undelivered {
             Some(u) => std::mem::take(&mut *u.lock().unwrap_or_else(|p| p.into_inner())),
@@ -405,5 +494,55 @@ impl<T: ToKafka> Sink<T> for KafkaProducerSink {
             .into());
         }
         self.check_deliveries()
+    }
+}
+
+/// One worker's [`KafkaSink`]: at-least-once ([`KafkaProducerSink`]) or exactly-once
+/// ([`TransactionalWriter`]).
+#[derive(Debug)]
+pub enum KafkaSinkWriter {
+    /// A producer of its own; records are visible at once.
+    Plain(KafkaProducerSink),
+    /// Writes into the job's transaction of the current epoch.
+    Transactional(TransactionalWriter),
+}
+
+impl<T: ToKafka> Sink<T> for KafkaSinkWriter {
+    #[inline]
+    fn write(&mut self, item: T) -> Result<(), BoxError> {
+        match self {
+            KafkaSinkWriter::Plain(s) => s.write(item),
+            KafkaSinkWriter::Transactional(s) => s.write(item),
+        }
+    }
+    fn flush(&mut self) -> Result<(), BoxError> {
+        match self {
+            KafkaSinkWriter::Plain(s) => Sink::<T>::flush(s),
+            KafkaSinkWriter::Transactional(s) => Sink::<T>::flush(s),
+        }
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        match self {
+            KafkaSinkWriter::Plain(s) => Sink::<T>::close(s),
+            KafkaSinkWriter::Transactional(s) => Sink::<T>::close(s),
+        }
+    }
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        match self {
+            KafkaSinkWriter::Plain(s) => Sink::<T>::take_dead_letters(s),
+            KafkaSinkWriter::Transactional(s) => Sink::<T>::take_dead_letters(s),
+        }
+    }
+    fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        match self {
+            KafkaSinkWriter::Plain(s) => Sink::<T>::on_barrier(s, epoch),
+            KafkaSinkWriter::Transactional(s) => Sink::<T>::on_barrier(s, epoch),
+        }
+    }
+    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        match self {
+            KafkaSinkWriter::Plain(s) => Sink::<T>::checkpoint_complete(s, epoch),
+            KafkaSinkWriter::Transactional(s) => Sink::<T>::checkpoint_complete(s, epoch),
+        }
     }
 }
