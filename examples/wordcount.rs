@@ -148,9 +148,8 @@ fn count_kafka(brokers: &str, args: &Args, config: Config) -> anyhow::Result<()>
     let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
     let mut config = config;
     if let Some(dir) = &args.checkpoint_dir {
-        config = config.with_checkpoints(
-            CheckpointConfig::new(dir).with_interval(args.checkpoint_interval),
-        );
+        config = config
+            .with_checkpoints(CheckpointConfig::new(dir).with_interval(args.checkpoint_interval));
     }
     let handle = kafka_job(brokers, args, source, "0").run(config)?;
     if let Some(log) = handle.checkpoints() {

@@ -40,14 +40,61 @@ fn truth(n: u64) -> BTreeMap<String, u64> {
     m
 }
 
+/// Key of the plain records [`poke`] writes; not an update.
+const POKE: &[u8] = b"~poke";
+
+/// Writes one plain (non-transactional) record to every partition of `topic`.
+///
+/// noida-db 0.2.3 does not hand a partition's newest committed transaction to
+/// `read_committed` fetchers until something else is written to that partition (seen here:
+/// the last 100 committed updates became visible to a fresh reader right after a plain write,
+/// with the broker reporting the same last stable offset for both isolation levels). Real
+/// Kafka does; the test pokes the output partitions instead of waiting forever.
+fn poke(brokers: &str, topic: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("poke producer");
+    for partition in 0..2 {
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .partition(partition)
+                    .key(POKE)
+                    .payload(""),
+            )
+            .expect("poke queued");
+    }
+    producer
+        .flush(Duration::from_secs(10))
+        .expect("poke written");
+}
+
+/// The updates (records other than pokes) a `read_committed` reader sees in `topic`, waiting
+/// up to 90 s for at least `total` of them.
+fn committed_updates(brokers: &str, topic: &str, total: u64) -> Vec<common::kafka::Read> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        // Everything readable within 3 s: more than `total` would be duplicates.
+        let mut records = common::kafka::read(brokers, topic, usize::MAX, Duration::from_secs(3));
+        records.retain(|(k, _, _)| k.as_deref() != Some(POKE));
+        if records.len() as u64 >= total || Instant::now() >= deadline {
+            return records;
+        }
+        poke(brokers, topic);
+    }
+}
+
+fn read_committed_updates(brokers: &str, topic: &str, total: u64) -> u64 {
+    committed_updates(brokers, topic, total).len() as u64
+}
+
 /// Reads the committed output until `expected` updates arrived (or a timeout), and checks
 /// that every word's updates are exactly 1, 2, ..., n, once each, in order.
 fn check_output(brokers: &str, topic: &str, expected: &BTreeMap<String, u64>) {
     let total: u64 = expected.values().sum();
-    let records = common::kafka::read(brokers, topic, total as usize, Duration::from_secs(90));
-    assert_eq!(records.len() as u64, total, "every update is committed");
-    // Read again, asking for one more: a duplicate would show up here.
-    let all = common::kafka::read(brokers, topic, total as usize + 1, Duration::from_secs(2));
+    let all = committed_updates(brokers, topic, total);
     let mut per_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (k, v, _) in &all {
         let word = String::from_utf8(k.clone().unwrap_or_default()).expect("UTF-8 key");
@@ -95,9 +142,9 @@ fn exactly_once_output_continues_across_a_restart_in_process() {
     let dir = std::env::temp_dir().join(format!("rill-eo1-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = || {
-        Config::default().with_workers(2).with_checkpoints(
-            CheckpointConfig::new(&dir).with_interval(Duration::from_millis(100)),
-        )
+        Config::default()
+            .with_workers(2)
+            .with_checkpoints(CheckpointConfig::new(&dir).with_interval(Duration::from_millis(100)))
     };
 
     common::kafka::produce(&brokers, "eo1-in", &lines(0..300));
@@ -106,8 +153,7 @@ fn exactly_once_output_continues_across_a_restart_in_process() {
         .expect("starts");
     let expected = truth(300);
     let total: u64 = expected.values().sum();
-    let seen = common::kafka::read(&brokers, "eo1-out", total as usize, Duration::from_secs(60));
-    assert_eq!(seen.len() as u64, total, "all updates committed");
+    assert_eq!(read_committed_updates(&brokers, "eo1-out", total), total);
     handle.stop();
     let metrics = finish(handle).expect("first run");
     assert!(metrics.get("kafka").is_some());
@@ -120,8 +166,7 @@ fn exactly_once_output_continues_across_a_restart_in_process() {
     assert!(handle.checkpoints().unwrap().restored_from.is_some());
     let expected = truth(500);
     let total: u64 = expected.values().sum();
-    let seen = common::kafka::read(&brokers, "eo1-out", total as usize, Duration::from_secs(60));
-    assert_eq!(seen.len() as u64, total);
+    assert_eq!(read_committed_updates(&brokers, "eo1-out", total), total);
     handle.stop();
     finish(handle).expect("second run");
     check_output(&brokers, "eo1-out", &expected);
@@ -154,7 +199,7 @@ fn spawn_wordcount(brokers: &str, dir: &std::path::Path) -> Child {
 }
 
 #[test]
-fn wordcount_killed_with_sigkill_five_times_outputs_every_count_exactly_once() {
+fn wordcount_killed_with_sigkill_at_least_five_times_outputs_every_count_exactly_once() {
     let broker = Broker::start();
     let brokers = broker.bootstrap.clone();
     broker.create_topic("eo2-in", 2);
@@ -162,14 +207,14 @@ fn wordcount_killed_with_sigkill_five_times_outputs_every_count_exactly_once() {
     let dir = std::env::temp_dir().join(format!("rill-eo2-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Input is produced throughout: 40 lines every 50 ms, 2,400 lines in about 3 s.
+    // Input is produced throughout: 40 lines every 120 ms, 2,400 lines in about 8 s.
     const LINES: u64 = 2_400;
     let feeder = {
         let brokers = brokers.clone();
         std::thread::spawn(move || {
             for chunk in (0..LINES).step_by(40) {
                 common::kafka::produce(&brokers, "eo2-in", &lines(chunk..chunk + 40));
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(120));
             }
         })
     };
@@ -178,7 +223,8 @@ fn wordcount_killed_with_sigkill_five_times_outputs_every_count_exactly_once() {
     let mut kills = 0;
     let started = Instant::now();
     let mut child = spawn_wordcount(&brokers, &dir);
-    while kills < 6 {
+    // Kill at pseudo-random moments for as long as input is being produced.
+    while !feeder.is_finished() {
         std::thread::sleep(Duration::from_millis(schedule.next_ms(150, 900)));
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
@@ -192,77 +238,18 @@ fn wordcount_killed_with_sigkill_five_times_outputs_every_count_exactly_once() {
         child = spawn_wordcount(&brokers, &dir);
     }
     feeder.join().expect("feeder");
-    eprintln!(
-        "{kills} kills in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{kills} kills in {:.1} s", started.elapsed().as_secs_f64());
 
     let expected = truth(LINES);
     let total: u64 = expected.values().sum();
-    let seen = common::kafka::read(&brokers, "eo2-out", total as usize, Duration::from_secs(90));
-    if seen.len() as u64 != total {
+    let seen = read_committed_updates(&brokers, "eo2-out", total);
+    if seen != total {
         let _ = child.kill();
         let out = child.wait_with_output().expect("exits");
-        let input_committed = common::kafka::committed_total(&brokers, "eo2", "eo2-in");
-        let raw = common::kafka::read_isolated(
-            &brokers,
-            "eo2-out",
-            usize::MAX,
-            Duration::from_secs(5),
-            "read_uncommitted",
-        );
-        let mut raw_words: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for (k, v, _) in &raw {
-            raw_words
-                .entry(String::from_utf8(k.clone().unwrap_or_default()).unwrap())
-                .or_default()
-                .push(String::from_utf8(v.clone().unwrap_or_default()).unwrap().parse().unwrap());
-        }
-        let gamma = raw_words.get("gamma").cloned().unwrap_or_default();
-        let mut committed_gamma: Vec<u64> = seen
-            .iter()
-            .filter(|(k, _, _)| k.as_deref() == Some(b"gamma".as_slice()))
-            .map(|(_, v, _)| String::from_utf8(v.clone().unwrap()).unwrap().parse().unwrap())
-            .collect();
-        committed_gamma.sort();
-        let missing: Vec<u64> = (1..=600).filter(|c| committed_gamma.binary_search(c).is_err()).collect();
-        eprintln!(
-            "uncommitted-inclusive gamma: {} records, last 40: {:?}",
-            gamma.len(),
-            &gamma[gamma.len().saturating_sub(40)..]
-        );
-        eprintln!("committed gamma missing counts: {missing:?}");
-        {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            for iso in ["read_committed", "read_uncommitted"] {
-                let c: BaseConsumer = rdkafka::config::ClientConfig::new()
-                    .set("bootstrap.servers", &brokers)
-                    .set("isolation.level", iso)
-                    .create()
-                    .unwrap();
-                for p in 0..2 {
-                    eprintln!(
-                        "{iso} partition {p} watermarks {:?}",
-                        c.fetch_watermarks("eo2-out", p, Duration::from_secs(5))
-                    );
-                }
-            }
-        }
-        // Does a later write to the topic make them visible?
-        common::kafka::produce(&brokers, "eo2-out", &[(b"x".to_vec(), b"0".to_vec()), (b"y".to_vec(), b"0".to_vec()), (b"z".to_vec(), b"0".to_vec())]);
-        let again = common::kafka::read(&brokers, "eo2-out", total as usize + 3, Duration::from_secs(10));
-        eprintln!("after a plain write: {} committed records visible", again.len());
-        let mut per_word: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, _, _) in &seen {
-            *per_word
-                .entry(String::from_utf8(k.clone().unwrap_or_default()).unwrap())
-                .or_default() += 1;
-        }
         panic!(
-            "the last run did not catch up: {} of {total} updates (per word {per_word:?}, \
-             expected {expected:?}); input offsets committed: {input_committed} of {LINES}; \
-             its stderr: {}",
-            seen.len(),
+            "the last run did not catch up: {seen} of {total} updates; input offsets committed: \
+             {} of {LINES}; its stderr: {}",
+            common::kafka::committed_total(&brokers, "eo2", "eo2-in"),
             String::from_utf8_lossy(&out.stderr)
         );
     }

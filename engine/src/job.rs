@@ -444,6 +444,9 @@ impl Job {
     }
 }
 
+/// The checkpoint coordinator's thread and the channel that tells it the workers are done.
+type CoordinatorThread = (JoinHandle<Result<(), JobError>>, Sender<CoordinatorEvent>);
+
 /// Stops a running job gracefully from any thread (a signal handler, another service).
 #[derive(Debug, Clone)]
 pub struct StopHandle {
@@ -465,7 +468,7 @@ impl StopHandle {
 #[derive(Debug)]
 pub struct JobHandle {
     name: String,
-    coordinator: Option<(JoinHandle<Result<(), JobError>>, Sender<CoordinatorEvent>)>,
+    coordinator: Option<CoordinatorThread>,
     checkpoint_log: Option<Arc<std::sync::Mutex<CheckpointLog>>>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<WorkerEvent>,

@@ -40,4 +40,3 @@ pub fn example_binary(name: &str) -> PathBuf {
     );
     path
 }
-

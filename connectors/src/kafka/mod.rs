@@ -23,7 +23,6 @@ mod source;
 mod transaction;
 
 pub use embedded::EmbeddedKafka;
-pub use transaction::TransactionalWriter;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};
 pub use sink::{
@@ -32,3 +31,4 @@ pub use sink::{
 pub use source::{
     KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
 };
+pub use transaction::TransactionalWriter;
