@@ -336,3 +336,54 @@ fn a_union_aligns_barriers_and_restores_both_inputs() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn file_lines_resume_mid_file_and_skip_finished_files_at_another_parallelism() {
+    let dir = temp_dir("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("checkpoints");
+    let big = dir.join("big.txt");
+    let n: u64 = 200_000;
+    let text: String = (0..n).map(|i| word(i) + "\n").collect();
+    std::fs::write(&big, text).unwrap();
+    let job_over = |paths: Vec<PathBuf>| {
+        let job = Job::new("ckpt-files");
+        let out = CollectSink::default();
+        job.source(FileLines::new(paths))
+            .map(|l: rill::connectors::FileLine| String::from_utf8(l.bytes).unwrap())
+            .key_by(|w: &String| w.clone())
+            .count()
+            .sink(out.clone());
+        (job, out)
+    };
+
+    // Abort while the big file is being read, after a checkpoint.
+    let (job, out) = job_over(vec![big.clone()]);
+    let handle = job.run(config(2, &ckpt, 1)).expect("starts");
+    wait_until("some lines and a checkpoint", || {
+        out.len() >= 20_000 && !handle.checkpoints().unwrap().completed.is_empty()
+    });
+    drop(handle);
+    let first = out.take().len() as u64;
+
+    // Restore at 3 workers: the file resumes at the checkpoint's byte position.
+    let (job, out) = job_over(vec![big.clone()]);
+    finish(job.run(config(3, &ckpt, 1)).expect("restarts")).expect("second run");
+    let p = check_resumed(&out.take(), n);
+    assert!(
+        p <= first,
+        "restored position {p} is after what the first run emitted ({first})"
+    );
+
+    // The big file is finished now: a run over it and a new file reads only the new one.
+    let small = dir.join("small.txt");
+    std::fs::write(
+        &small,
+        (n..n + 50).map(|i| word(i) + "\n").collect::<String>(),
+    )
+    .unwrap();
+    let (job, out) = job_over(vec![big, small]);
+    finish(job.run(config(2, &ckpt, 1)).expect("third run")).expect("third run");
+    check_resumed(&out.take(), n + 50);
+    let _ = std::fs::remove_dir_all(&dir);
+}

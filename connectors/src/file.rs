@@ -1,10 +1,12 @@
 //! A bounded source over the lines of files.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::{
     BoxError, Emit, Origin, Progress, RawRecord, Source, SourceFactory, WorkerContext,
 };
@@ -103,6 +105,8 @@ impl SourceFactory for FileLines {
         Ok(FileLinesReader {
             pending: mine,
             current: None,
+            finished: Vec::new(),
+            resume: HashMap::new(),
         })
     }
 
@@ -116,8 +120,16 @@ impl SourceFactory for FileLines {
 pub struct FileLinesReader {
     /// Files still to read, last first.
     pending: Vec<PathBuf>,
-    current: Option<(Arc<str>, BufReader<File>, i64)>,
+    /// The file being read: name, reader, lines read, bytes read.
+    current: Option<(Arc<str>, BufReader<File>, i64, u64)>,
+    /// Files read to their end.
+    finished: Vec<Arc<str>>,
+    /// Restored positions (bytes, lines) of files read partly before a checkpoint.
+    resume: HashMap<String, (u64, i64)>,
 }
+
+/// One file's position in a checkpoint: path, read to the end, bytes read, lines read.
+type FilePosition = (String, bool, u64, i64);
 
 impl Source for FileLinesReader {
     type Out = FileLine;
@@ -129,15 +141,21 @@ impl Source for FileLinesReader {
     ) -> Result<Progress, BoxError> {
         let mut emitted = 0;
         while emitted < budget && !out.should_yield() {
-            let (path, reader, line) = match &mut self.current {
+            let (path, reader, line, offset) = match &mut self.current {
                 Some(c) => c,
                 None => match self.pending.pop() {
                     None => return Ok(Progress::Done),
                     Some(p) => {
-                        let file = File::open(&p)
+                        let mut file = File::open(&p)
                             .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
                         let name: Arc<str> = Arc::from(p.to_string_lossy().as_ref());
-                        self.current.insert((name, BufReader::new(file), 0))
+                        let (offset, line) = self.resume.remove(&*name).unwrap_or((0, 0));
+                        if offset > 0 {
+                            file.seek(SeekFrom::Start(offset))
+                                .map_err(|e| format!("cannot seek in {name}: {e}"))?;
+                        }
+                        self.current
+                            .insert((name, BufReader::new(file), line, offset))
                     }
                 },
             };
@@ -146,11 +164,14 @@ impl Source for FileLinesReader {
                 .read_until(b'\n', &mut bytes)
                 .map_err(|e| format!("reading {path}: {e}"))?;
             if n == 0 {
+                let name = path.clone();
+                self.finished.push(name);
                 self.current = None;
                 continue;
             }
             strip_line_end(&mut bytes);
             *line += 1;
+            *offset += n as u64;
             out.emit(FileLine {
                 path: path.clone(),
                 line: *line,
@@ -159,5 +180,50 @@ impl Source for FileLinesReader {
             emitted += 1;
         }
         Ok(Progress::Busy)
+    }
+
+    /// The files read to their end, and the byte and line position in the current one.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let mut files: Vec<FilePosition> = self
+            .finished
+            .iter()
+            .map(|p| (p.to_string(), true, 0, 0))
+            .collect();
+        if let Some((path, _, line, offset)) = &self.current {
+            files.push((path.to_string(), false, *offset, *line));
+        }
+        // Partly read files restored but not reopened yet keep their position.
+        for (path, (offset, line)) in &self.resume {
+            files.push((path.clone(), false, *offset, *line));
+        }
+        Ok(Some(encode(&files)?))
+    }
+
+    /// Skips the files a checkpoint had finished and resumes partly read ones at their byte
+    /// position, whichever worker read them before: files are assigned by path.
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        let mut done = std::collections::HashSet::new();
+        for blob in state.worker_blobs().iter().flatten() {
+            for (path, finished, offset, line) in decode::<Vec<FilePosition>>(blob, state.node())? {
+                if finished {
+                    done.insert(path);
+                } else {
+                    self.resume.insert(path, (offset, line));
+                }
+            }
+        }
+        self.pending
+            .retain(|p| !done.contains(p.to_string_lossy().as_ref()));
+        // Keep only the partly read files this worker reads now; their owners keep the rest.
+        let mine: std::collections::HashSet<String> = self
+            .pending
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        self.resume.retain(|path, _| mine.contains(path));
+        // Every worker keeps the finished files of the checkpoint: a later checkpoint must
+        // still say they are done, whoever reads the rest.
+        self.finished = done.into_iter().map(Arc::from).collect();
+        Ok(())
     }
 }
