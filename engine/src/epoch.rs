@@ -44,6 +44,9 @@ pub(crate) enum CoordinatorEvent {
 /// The epoch counters shared by the coordinator and the workers.
 #[derive(Debug)]
 pub(crate) struct EpochControl {
+    /// The epoch the job restored (0 for a fresh start): where every task's count begins,
+    /// even a task built after the coordinator has already started the next epoch.
+    initial: Epoch,
     requested: AtomicU64,
     completed: AtomicU64,
     /// The epoch after which sources end; 0 while the job runs on.
@@ -59,12 +62,18 @@ impl EpochControl {
         signals: Arc<[Arc<WorkerSignal>]>,
     ) -> Self {
         Self {
+            initial: restored,
             requested: AtomicU64::new(restored),
             completed: AtomicU64::new(restored),
             final_epoch: AtomicU64::new(0),
             events,
             signals,
         }
+    }
+
+    /// The epoch the job started from.
+    pub(crate) fn initial(&self) -> Epoch {
+        self.initial
     }
 
     /// The newest epoch sources are asked to inject.

@@ -162,7 +162,7 @@ impl<S> SourceFlow<S> {
         counters: NodeCounters,
         epochs: Option<Arc<EpochControl>>,
     ) -> Self {
-        let epoch = epochs.as_ref().map_or(0, |e| e.requested());
+        let epoch = epochs.as_ref().map_or(0, |e| e.initial());
         Self {
             source,
             node,

@@ -85,7 +85,7 @@ impl<F, S, T> SinkTask<F, S, T> {
         dead_letters: Option<DeadLetterRoute>,
         epochs: Option<TaskEpochs>,
     ) -> Self {
-        let completed = epochs.as_ref().map_or(0, |e| e.control.completed());
+        let completed = epochs.as_ref().map_or(0, |e| e.control.initial());
         Self {
             name,
             worker,
