@@ -316,9 +316,20 @@ impl Job {
                 log,
                 abort: Box::new(move || abort_shared.request_abort()),
             };
+            // With pinned workers, keep the coordinator off their cores when a core is left:
+            // the scheduler otherwise tends to wake it on the core of the worker that sent the
+            // last acknowledgement, preempting that worker for a whole time slice (measured:
+            // p99.9 of 6 ms instead of 75 us with one pinned worker).
+            let spare = cores.as_ref().and_then(|c| c.get(workers).copied());
             let spawned = std::thread::Builder::new()
                 .name(format!("rill-{}-checkpoints", self.name))
-                .spawn(move || coordinator::run(setup));
+                .spawn(move || {
+                    if let Some(core) = spare {
+                        // A request, like worker pinning: failing leaves it unpinned.
+                        let _ = core_affinity::set_for_current(core);
+                    }
+                    coordinator::run(setup)
+                });
             match spawned {
                 Ok(t) => coordinator = Some((t, coordinator_tx)),
                 Err(source) => {

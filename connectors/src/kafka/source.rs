@@ -111,6 +111,14 @@ impl SourceStats {
 /// worker of the same job: partitions moving between this job's workers always resume exactly
 /// where the job was.
 ///
+/// **With checkpoints** (`Config::with_checkpoints`) the job, not the group, assigns the
+/// partitions: partition i of the sorted list goes to worker i mod P, as in bounded mode, so
+/// that every checkpoint holds one consistent offset per partition (a group rebalance between
+/// two workers' barriers would not). Offsets are stored in the checkpoint and a restarted job
+/// seeks to them, at any number of workers; they are also committed to the group when a
+/// checkpoint completes, for lag monitoring. Partitions added to a topic while the job runs
+/// are picked up at its next start.
+///
 /// ```no_run
 /// use rill_connectors::kafka::{KafkaSource, StartFrom};
 /// let source = KafkaSource::new("localhost:9092", "wordcount")
