@@ -1,13 +1,13 @@
 //! Operator state at a checkpoint: captured on the worker in O(1), encoded off it, restored
 //! at any parallelism.
 //!
-//! A stateful operator keeps its keyed state in a [`KeyedState`], a persistent (structurally
-//! shared) hash map. At a barrier the operator hands the engine a [`StateSnapshot`]: for a
-//! `KeyedState` that is a clone of the map, which costs one reference-count increment, so the
+//! A stateful operator keeps its keyed state in a [`KeyedState`], a copy-on-write table of
+//! small hash maps. At a barrier the operator hands the engine a [`StateSnapshot`]: for a
+//! `KeyedState` that is a clone of the table's root, one reference-count increment, so the
 //! data path never waits for a copy. The coordinator thread later calls
-//! [`StateSnapshot::encode`], which walks the frozen map, splits it by key group and encodes
-//! each group with `bincode`. Writes the worker makes after the barrier copy only the map nodes
-//! they touch (copy-on-write), leaving the snapshot intact.
+//! [`StateSnapshot::encode`], which walks the frozen table and encodes each key group with
+//! `bincode`. Writes the worker makes after the barrier copy only the buckets they touch
+//! (copy-on-write), leaving the snapshot intact.
 //!
 //! On recovery each worker receives, through [`RestoredState`], the encoded key groups it owns
 //! under the *new* parallelism, from the files of every worker of the old run.
@@ -17,7 +17,9 @@ use std::hash::Hash;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::keygroup::{key_group, worker_for_group, BuildKeyHasher};
+use std::sync::Arc;
+
+use crate::keygroup::{hash_key, worker_for_group, BuildKeyHasher, KEY_GROUPS};
 
 /// Why state could not be captured, encoded or restored.
 #[derive(Debug, thiserror::Error)]
@@ -198,14 +200,26 @@ impl<'a> RestoredState<'a> {
     }
 }
 
-type Map<K, V> = imbl::GenericHashMap<K, V, BuildKeyHasher, imbl::shared_ptr::DefaultSharedPtr>;
+/// Buckets per chunk, and chunks: 16,384 buckets in all, four per key group, so a bucket's
+/// key group is `bucket % KEY_GROUPS` with no rehashing.
+const PER_CHUNK: usize = 128;
+const CHUNKS: usize = 128;
+const BUCKETS: usize = PER_CHUNK * CHUNKS;
+const _: () = assert!(BUCKETS % KEY_GROUPS as usize == 0);
+
+type Bucket<K, V> = std::collections::HashMap<K, V, BuildKeyHasher>;
+type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 
 /// Per-key state of a keyed operator on one worker, snapshotted in O(1).
 ///
-/// A persistent hash map (`imbl`): cloning shares the structure, and a write after a clone
-/// copies only the path to the entry it changes. Lookups and updates cost a little more than
-/// `std`'s `HashMap` (a few pointer hops), which buys checkpoints that never pause the worker
-/// to copy its state.
+/// A fixed two-level copy-on-write table: 128 chunks of 128 buckets, each bucket a small
+/// `std` hash map, every level behind an `Arc`. A snapshot clones the root `Arc` and nothing
+/// else. The first write to a bucket after a snapshot copies that bucket (about
+/// keys / 16,384 entries) and, the first time, the 128 pointers of its chunk and of the root:
+/// the copying is spread over the writes that follow a barrier, in steps of a few
+/// microseconds, instead of a pause of the worker. Lookups cost one extra hash and two
+/// indexed loads over a plain `HashMap`. The bucket of a key also fixes its key group, so
+/// encoding by key group needs no rehashing.
 ///
 /// ```
 /// use rill_engine::state::{KeyedState, StateSnapshot, EncodedState};
@@ -220,23 +234,32 @@ type Map<K, V> = imbl::GenericHashMap<K, V, BuildKeyHasher, imbl::shared_ptr::De
 /// ```
 #[derive(Debug)]
 pub struct KeyedState<K, V> {
-    map: Map<K, V>,
+    root: Arc<Vec<Arc<Chunk<K, V>>>>,
+    len: usize,
 }
 
-impl<K: Clone, V: Clone> Clone for KeyedState<K, V> {
+impl<K, V> Clone for KeyedState<K, V> {
     fn clone(&self) -> Self {
         Self {
-            map: self.map.clone(),
+            root: self.root.clone(),
+            len: self.len,
         }
     }
 }
 
 impl<K, V> Default for KeyedState<K, V> {
     fn default() -> Self {
+        let chunk: Arc<Chunk<K, V>> = Arc::new((0..PER_CHUNK).map(|_| None).collect());
         Self {
-            map: Map::with_hasher(BuildKeyHasher::default()),
+            root: Arc::new(vec![chunk; CHUNKS]),
+            len: 0,
         }
     }
+}
+
+#[inline]
+fn bucket_of<Q: Hash + ?Sized>(key: &Q) -> usize {
+    (hash_key(key) % BUCKETS as u64) as usize
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
@@ -247,7 +270,17 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get(key)
+        let b = bucket_of(key);
+        self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)
+    }
+
+    /// The bucket `b` for writing: copies it (and its chunk, and the root) first if a
+    /// snapshot still shares them.
+    #[inline]
+    fn bucket_mut(&mut self, b: usize) -> &mut Bucket<K, V> {
+        let chunk = &mut Arc::make_mut(&mut self.root)[b / PER_CHUNK];
+        let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
+        Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
     }
 
     /// The value of `key` for update, if any.
@@ -257,20 +290,36 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get_mut(key)
+        let b = bucket_of(key);
+        // Look before copying: a miss must not copy a bucket.
+        self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
+        self.bucket_mut(b).get_mut(key)
     }
 
-    /// The value of `key` for update, inserting `init()` first if it is absent. Takes the key
-    /// by value only when it must be stored.
+    /// The value of `key` for update, inserting `init()` first if it is absent.
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, init: impl FnOnce() -> V) -> &mut V {
-        self.map.entry(key).or_insert_with(init)
+        let b = bucket_of(&key);
+        let len = &mut self.len;
+        let bucket = {
+            let chunk = &mut Arc::make_mut(&mut self.root)[b / PER_CHUNK];
+            let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
+            Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
+        };
+        bucket.entry(key).or_insert_with(|| {
+            *len += 1;
+            init()
+        })
     }
 
     /// Sets the value of `key`, returning the previous one.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.map.insert(key, value)
+        let old = self.bucket_mut(bucket_of(&key)).insert(key, value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
     }
 
     /// Removes `key`, returning its value.
@@ -280,28 +329,38 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.remove(key)
+        let b = bucket_of(key);
+        self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
+        let old = self.bucket_mut(b).remove(key);
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// True if no key is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Every (key, value), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter()
+        self.root
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .flatten()
+            .flat_map(|bucket| bucket.iter())
     }
 
     /// Freezes the current contents, in O(1), for a checkpoint.
     pub fn snapshot(&self) -> KeyedSnapshot<K, V> {
         KeyedSnapshot {
-            map: self.map.clone(),
+            root: self.root.clone(),
         }
     }
 }
@@ -319,7 +378,7 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         for (_, bytes) in state.owned_groups() {
             let entries: Vec<(K, V)> = decode(bytes, state.node())?;
             for (k, v) in entries {
-                self.map.insert(k, v);
+                self.insert(k, v);
             }
         }
         Ok(())
@@ -329,7 +388,7 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
 /// A frozen [`KeyedState`], encoded per key group on the coordinator thread.
 #[derive(Debug)]
 pub struct KeyedSnapshot<K, V> {
-    map: Map<K, V>,
+    root: Arc<Vec<Arc<Chunk<K, V>>>>,
 }
 
 impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
@@ -338,13 +397,21 @@ where
     V: Clone + Serialize + Send + Sync + 'static,
 {
     fn encode(&self) -> Result<EncodedState, StateError> {
-        let mut groups: std::collections::BTreeMap<u32, Vec<(&K, &V)>> = Default::default();
-        for (k, v) in self.map.iter() {
-            groups.entry(key_group(k)).or_default().push((k, v));
-        }
-        let mut out = Vec::with_capacity(groups.len());
-        for (g, entries) in groups {
-            out.push((g, encode(&entries)?));
+        // Key group g lives in buckets g, g + KEY_GROUPS, ...: gathered one group at a time
+        // into one reused vector, so encoding allocates little beyond its output.
+        let groups = KEY_GROUPS as usize;
+        let mut entries: Vec<(&K, &V)> = Vec::new();
+        let mut out = Vec::new();
+        for g in 0..groups {
+            entries.clear();
+            for b in (g..BUCKETS).step_by(groups) {
+                if let Some(bucket) = &self.root[b / PER_CHUNK][b % PER_CHUNK] {
+                    entries.extend(bucket.iter());
+                }
+            }
+            if !entries.is_empty() {
+                out.push((g as u32, encode(&entries)?));
+            }
         }
         Ok(EncodedState::Keyed(out))
     }
