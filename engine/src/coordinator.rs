@@ -17,6 +17,7 @@ use crate::commit::Committer;
 use crate::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
 use crate::error::JobError;
 use crate::message::Epoch;
+use crate::mode::Trigger;
 
 /// Figures of one completed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub struct CheckpointLog {
 pub(crate) struct CoordinatorSetup {
     pub(crate) job: String,
     pub(crate) config: CheckpointConfig,
-    pub(crate) store: CheckpointStore,
+    pub(crate) store: Option<CheckpointStore>,
     pub(crate) control: Arc<EpochControl>,
     pub(crate) events: Receiver<CoordinatorEvent>,
     pub(crate) committer: Option<Arc<dyn Committer>>,
@@ -61,6 +62,8 @@ pub(crate) struct CoordinatorSetup {
     pub(crate) tasks: usize,
     pub(crate) source_instances: usize,
     pub(crate) restored: Epoch,
+    /// Micro-batch mode: when batches start.
+    pub(crate) trigger: Option<Trigger>,
     pub(crate) log: Arc<Mutex<CheckpointLog>>,
     /// Aborts the job's workers when a checkpoint fails.
     pub(crate) abort: Box<dyn Fn() + Send>,
@@ -98,10 +101,15 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
         .flat_map(|t| (0..s.workers).map(move |w| (t, w)))
         .collect();
     let mut next_epoch = s.restored + 1;
-    let mut next_trigger = Instant::now() + s.config.interval;
+    // Continuous: the first checkpoint one interval after start. Micro-batch: the first
+    // batch at once; AvailableNow: that batch is the only one.
+    let mut next_trigger = match s.trigger {
+        None => Instant::now() + s.config.interval,
+        Some(_) => Instant::now(),
+    };
     let mut in_flight: Option<InFlight> = None;
     let mut exhausted = 0;
-    let mut want_last = false;
+    let mut want_last = s.trigger == Some(Trigger::AvailableNow);
     let mut last_started = false;
     loop {
         let deadline = match &in_flight {
@@ -137,8 +145,13 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
         if let Some(f) = &in_flight {
             if f.pending.is_empty() {
                 let f = in_flight.take().expect("checked above");
+                let started = f.started;
                 complete(s, f)?;
-                next_trigger = Instant::now() + s.config.interval;
+                next_trigger = match s.trigger {
+                    None => Instant::now() + s.config.interval,
+                    Some(Trigger::ProcessingTime(d)) => started + d,
+                    Some(_) => Instant::now(),
+                };
             } else if f.started.elapsed() >= s.config.timeout {
                 return Err(checkpoint_error(
                     f.epoch,
@@ -198,12 +211,13 @@ fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result
             state,
         });
     }
-    let entry = s
-        .store
-        .write_state(f.epoch, task, worker, nodes)
-        .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {e}")))?;
-    f.bytes += entry.len;
-    f.files.push(entry);
+    if let Some(store) = &s.store {
+        let entry = store
+            .write_state(f.epoch, task, worker, nodes)
+            .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {e}")))?;
+        f.bytes += entry.len;
+        f.files.push(entry);
+    }
     f.write_time += write_started.elapsed();
     Ok(())
 }
@@ -223,9 +237,11 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
     };
-    s.store
-        .commit_manifest(&manifest)
-        .map_err(|e| checkpoint_error(f.epoch, format!("writing the manifest: {e}")))?;
+    if let Some(store) = &s.store {
+        store
+            .commit_manifest(&manifest)
+            .map_err(|e| checkpoint_error(f.epoch, format!("writing the manifest: {e}")))?;
+    }
     f.write_time += write_started.elapsed();
     if let Some(c) = &s.committer {
         c.commit(f.epoch).map_err(|e| {
@@ -242,7 +258,9 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
     }
     s.control.complete(f.epoch);
     // Old checkpoints are only garbage: failing to delete them must not fail the job.
-    let _ = s.store.retain(f.epoch, s.config.retain);
+    if let Some(store) = &s.store {
+        let _ = store.retain(f.epoch, s.config.retain);
+    }
     let stats = CheckpointStats {
         epoch: f.epoch,
         duration: f.started.elapsed(),

@@ -68,6 +68,8 @@ pub struct BuildCtx {
     pub(crate) dead_letters: std::sync::OnceLock<DeadLetterRoute>,
     /// Epoch control, when the job checkpoints.
     pub(crate) epochs: Option<Arc<EpochControl>>,
+    /// Micro-batch mode: sources read only inside a batch, sinks write at its end.
+    pub(crate) micro_batch: bool,
     /// The index of the task being built (set by the worker before each factory call).
     pub(crate) task: std::cell::Cell<usize>,
     /// Per node: what the checkpoint being restored holds.

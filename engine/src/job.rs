@@ -16,6 +16,7 @@ use crate::error::JobError;
 use crate::graph::{BuildCtx, Graph};
 use crate::idle::IdleStrategy;
 use crate::metrics::{JobMetrics, MetricsRegistry, NodeKind};
+use crate::mode::Mode;
 use crate::signal::WorkerSignal;
 use crate::sink::SinkFactory;
 use crate::source::{SourceFactory, WorkerContext};
@@ -46,6 +47,8 @@ pub struct Config {
     pub batch_size: usize,
     /// Asynchronous barrier checkpoints, and recovery from them at start. Default: off.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Continuous (default) or micro-batch scheduling.
+    pub mode: Mode,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             idle: IdleStrategy::default(),
             batch_size: 256,
             checkpoint: None,
+            mode: Mode::Continuous,
         }
     }
 }
@@ -87,6 +91,11 @@ impl Config {
     /// Sets the per-poll record budget.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
+        self
+    }
+    /// Sets the execution mode (continuous or micro-batch).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
         self
     }
     /// Turns on checkpoints (and recovery from the checkpoint directory at start).
@@ -267,6 +276,7 @@ impl Job {
                     metrics: metrics.clone(),
                     dead_letters: std::sync::OnceLock::new(),
                     epochs: control.clone(),
+                    micro_batch: matches!(config.mode, Mode::MicroBatch(_)),
                     task: std::cell::Cell::new(0),
                     restored: restored.clone(),
                 },
@@ -313,6 +323,10 @@ impl Job {
                 tasks: task_count,
                 source_instances: source_nodes * workers,
                 restored: r.epoch,
+                trigger: match config.mode {
+                    Mode::MicroBatch(t) => Some(t),
+                    Mode::Continuous => None,
+                },
                 log,
                 abort: Box::new(move || abort_shared.request_abort()),
             };
@@ -363,7 +377,8 @@ impl Job {
 /// What a checkpointing job starts from.
 struct Recovery {
     config: CheckpointConfig,
-    store: CheckpointStore,
+    /// `None` in micro-batch mode without a checkpoint location.
+    store: Option<CheckpointStore>,
     committer: Option<Arc<dyn crate::commit::Committer>>,
     epoch: crate::message::Epoch,
     nodes: Option<Arc<Vec<crate::state::NodeRestore>>>,
@@ -393,6 +408,18 @@ impl Job {
                     "sink `{name}` is transactional (exactly-once): it commits at checkpoints, \
                      so the job needs Config::with_checkpoints"
                 )));
+            }
+            if let Mode::MicroBatch(_) = config.mode {
+                // Batches are epochs even when nothing is stored.
+                return Ok(Some(Recovery {
+                    config: CheckpointConfig::new(std::env::temp_dir()),
+                    store: None,
+                    committer: None,
+                    epoch: 0,
+                    nodes: None,
+                    node_list: Vec::new(),
+                    warnings: Vec::new(),
+                }));
             }
             return Ok(None);
         };
@@ -445,7 +472,7 @@ impl Job {
         }
         Ok(Some(Recovery {
             config: cc,
-            store,
+            store: Some(store),
             committer,
             epoch,
             nodes,

@@ -138,6 +138,7 @@ pub struct SourceFlow<S> {
     completed: Epoch,
     exhausted: bool,
     captured: Option<Vec<u8>>,
+    micro_batch: bool,
 }
 
 impl<S> std::fmt::Debug for SourceFlow<S> {
@@ -161,6 +162,7 @@ impl<S> SourceFlow<S> {
         stop: Arc<AtomicBool>,
         counters: NodeCounters,
         epochs: Option<Arc<EpochControl>>,
+        micro_batch: bool,
     ) -> Self {
         let epoch = epochs.as_ref().map_or(0, |e| e.initial());
         Self {
@@ -177,6 +179,7 @@ impl<S> SourceFlow<S> {
             completed: epoch,
             exhausted: false,
             captured: None,
+            micro_batch,
         }
     }
 
@@ -186,6 +189,57 @@ impl<S> SourceFlow<S> {
             worker: self.worker,
             source,
         }
+    }
+}
+
+impl<S: Source> SourceFlow<S> {
+    /// Micro-batch mode: between batches the source is not read, so input collects in it (in
+    /// Kafka, in the generator's schedule). Once batch `requested` has started, it emits what
+    /// is available now, across as many polls as that takes, and then ends the batch with
+    /// its barrier.
+    fn poll_batch<E: Emit<S::Out>>(
+        &mut self,
+        requested: Epoch,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, JobError> {
+        let Some(epochs) = self.epochs.clone() else {
+            return Ok(Progress::IDLE);
+        };
+        if requested > self.epoch {
+            if !self.exhausted {
+                let mut counted = Counted {
+                    out,
+                    count: &mut self.emitted,
+                };
+                let progress =
+                    self.source
+                        .poll(&mut counted, budget)
+                        .map_err(|e| JobError::Source {
+                            source_name: self.name.clone(),
+                            worker: self.worker,
+                            source: e,
+                        })?;
+                self.counters.publish(0, self.emitted);
+                match progress {
+                    Progress::Busy | Progress::Barrier(_) => return Ok(Progress::Busy),
+                    Progress::Done => {
+                        self.exhausted = true;
+                        epochs.send(CoordinatorEvent::SourceExhausted);
+                    }
+                    Progress::Idle { .. } => {}
+                }
+            }
+            self.epoch = requested;
+            self.captured = self.source.position().map_err(|e| self.error(e))?;
+            return Ok(Progress::Barrier(requested));
+        }
+        if epochs.ends_after(self.epoch) {
+            self.done = true;
+            return Ok(Progress::Done);
+        }
+        // Until the next trigger, which wakes the worker.
+        Ok(Progress::IDLE)
     }
 }
 
@@ -206,6 +260,9 @@ impl<S: Source> Flow for SourceFlow<S> {
                     .map_err(|e| self.error(e))?;
             }
             let requested = epochs.requested();
+            if self.micro_batch {
+                return self.poll_batch(requested, out, budget);
+            }
             if requested > self.epoch {
                 // The barrier goes in between two records: the position covers exactly what
                 // was emitted before it.

@@ -235,15 +235,7 @@ impl<B: FlowBuilder> Stream<B> {
                 worker: ctx.worker.worker,
                 source,
             })?;
-            Ok(Box::new(SinkTask::new(
-                name,
-                ctx.worker.worker,
-                flow,
-                instance,
-                ctx.counters(node),
-                ctx.dead_letters(),
-                ctx.task_epochs(),
-            )))
+            Ok(Box::new(SinkTask::new(ctx, node, flow, instance)))
         }));
     }
 }
@@ -286,6 +278,7 @@ impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
             ctx.stop.clone(),
             ctx.counters(self.node),
             ctx.epoch_control(),
+            ctx.micro_batch,
         ))
     }
 }

@@ -1,13 +1,13 @@
 //! Tasks: what a worker runs. A task is a flow plus its end: a sink or an exchange.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::dead_letter::{DeadLetterRoute, FailureHandler};
+use crate::dead_letter::FailureHandler;
 use crate::epoch::{BarrierReport, TaskEpochs};
 use crate::error::{BoxError, Failure, JobError};
 use crate::flow::{Flow, Progress};
+use crate::graph::BuildCtx;
 use crate::message::Epoch;
 use crate::metrics::NodeCounters;
 use crate::operator::Emit;
@@ -34,17 +34,23 @@ pub(crate) trait Task {
 }
 
 /// The [`Emit`] that writes into a sink.
-struct SinkOut<'a, S> {
+struct SinkOut<'a, S, T> {
     sink: &'a mut S,
+    /// Micro-batch mode: the batch's output, written when the batch ends.
+    batch: Option<&'a mut Vec<T>>,
     written: u64,
     failures: &'a mut FailureHandler,
     error: Option<BoxError>,
 }
 
-impl<T, S: Sink<T>> Emit<T> for SinkOut<'_, S> {
+impl<T, S: Sink<T>> Emit<T> for SinkOut<'_, S, T> {
     #[inline]
     fn emit(&mut self, item: T) {
         if self.error.is_some() {
+            return;
+        }
+        if let Some(batch) = self.batch.as_mut() {
+            batch.push(item);
             return;
         }
         match self.sink.write(item) {
@@ -72,31 +78,27 @@ pub(crate) struct SinkTask<F, S, T> {
     failures: FailureHandler,
     epochs: Option<TaskEpochs>,
     completed: Epoch,
-    _in: PhantomData<fn(T)>,
+    /// Micro-batch mode: output held until the end of the batch.
+    batch: Option<Vec<T>>,
 }
 
 impl<F, S, T> SinkTask<F, S, T> {
-    pub(crate) fn new(
-        name: Arc<str>,
-        worker: usize,
-        flow: F,
-        sink: S,
-        counters: NodeCounters,
-        dead_letters: Option<DeadLetterRoute>,
-        epochs: Option<TaskEpochs>,
-    ) -> Self {
+    /// The sink task of sink node `node` on the worker `ctx` describes.
+    pub(crate) fn new(ctx: &BuildCtx, node: usize, flow: F, sink: S) -> Self {
+        let epochs = ctx.task_epochs();
         let completed = epochs.as_ref().map_or(0, |e| e.control.initial());
+        let micro_batch = ctx.micro_batch;
         Self {
-            name,
-            worker,
+            name: ctx.node_name(node),
+            worker: ctx.worker.worker,
             flow,
             sink,
-            counters,
+            counters: ctx.counters(node),
             written: 0,
-            failures: FailureHandler::new(dead_letters),
+            failures: FailureHandler::new(ctx.dead_letters()),
             epochs,
             completed,
-            _in: PhantomData,
+            batch: micro_batch.then(Vec::new),
         }
     }
 
@@ -110,6 +112,27 @@ impl<F, S, T> SinkTask<F, S, T> {
 }
 
 impl<F, S: Sink<T>, T> SinkTask<F, S, T> {
+    /// Micro-batch mode: writes the batch's output and flushes it.
+    fn write_batch(&mut self) -> Result<(), JobError> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len() as u64;
+        for item in batch.drain(..) {
+            self.sink.write(item).map_err(|e| JobError::Sink {
+                sink: self.name.clone(),
+                worker: self.worker,
+                source: e,
+            })?;
+        }
+        self.written += n;
+        self.counters.publish_in(self.written);
+        self.sink.flush().map_err(|e| self.sink_error(e))
+    }
+
     /// Tells the sink about checkpoints completed since it last looked.
     fn catch_up(&mut self) -> Result<(), JobError> {
         if let Some(epochs) = &self.epochs {
@@ -138,6 +161,7 @@ where
         self.catch_up()?;
         let mut out = SinkOut {
             sink: &mut self.sink,
+            batch: self.batch.as_mut(),
             written: 0,
             failures: &mut self.failures,
             error: None,
@@ -152,6 +176,9 @@ where
             self.written += written;
             self.counters.publish_in(self.written);
             self.sink.flush().map_err(|e| self.sink_error(e))?;
+        }
+        if matches!(progress, Progress::Done | Progress::Barrier(_)) {
+            self.write_batch()?;
         }
         match progress {
             Progress::Done => self.sink.close().map_err(|e| self.sink_error(e))?,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use rill::engine::{Mode, Trigger};
 use rill::prelude::*;
 use rill::CheckpointLog;
 
@@ -100,14 +101,50 @@ struct Args {
     /// Capacity of each exchange ring, in messages.
     #[arg(long, default_value_t = 1024)]
     ring_capacity: usize,
+    /// Execution modes to compare, each measured in turn (memory source): `continuous`,
+    /// `asap` (micro-batches as fast as possible) or a micro-batch interval such as `100ms`
+    /// (Spark's processing-time trigger).
+    #[arg(long, value_delimiter = ',', default_value = "continuous", value_parser = parse_mode)]
+    modes: Vec<Mode>,
     /// Take a checkpoint every this many seconds (memory source; into a temporary directory).
     /// Each run then prints the checkpoints' durations and sizes.
     #[arg(long)]
     checkpoint_interval: Option<f64>,
 }
 
+/// Parses a `--modes` entry.
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "continuous" => Ok(Mode::Continuous),
+        "asap" => Ok(Mode::MicroBatch(Trigger::AsFastAsPossible)),
+        _ => {
+            let ms = s
+                .strip_suffix("ms")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    format!("`{s}`: expected continuous, asap, or a batch interval like 100ms")
+                })?;
+            Ok(Mode::MicroBatch(Trigger::ProcessingTime(
+                Duration::from_millis(ms),
+            )))
+        }
+    }
+}
+
+/// A mode as the table names it.
+fn mode_name(mode: Mode) -> String {
+    match mode {
+        Mode::Continuous => "continuous".into(),
+        Mode::MicroBatch(Trigger::AsFastAsPossible) => "micro-batch, as fast as possible".into(),
+        Mode::MicroBatch(Trigger::ProcessingTime(d)) => {
+            format!("micro-batch, trigger every {} ms", d.as_millis())
+        }
+        Mode::MicroBatch(Trigger::AvailableNow) => "micro-batch, available now".into(),
+    }
+}
+
 /// One run: the pipeline at one rate, returning the latency histogram (ns) and records seen.
-fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
+fn run_once(args: &Args, rate: f64, mode: Mode) -> anyhow::Result<Histogram<u64>> {
     let checkpoint_dir = args.checkpoint_interval.map(|_| {
         std::env::temp_dir().join(format!(
             "latency-lab-checkpoints-{}-{}",
@@ -148,7 +185,8 @@ fn run_once(args: &Args, rate: f64) -> anyhow::Result<Histogram<u64>> {
         .with_workers(args.workers)
         .with_pinning(args.pin)
         .with_idle(args.idle.strategy())
-        .with_ring_capacity(args.ring_capacity);
+        .with_ring_capacity(args.ring_capacity)
+        .with_mode(mode);
     if let (Some(dir), Some(every)) = (&checkpoint_dir, args.checkpoint_interval) {
         config = config.with_checkpoints(
             CheckpointConfig::new(dir).with_interval(Duration::from_secs_f64(every)),
@@ -290,28 +328,37 @@ fn main() -> anyhow::Result<()> {
                 None,
             );
         }
-        let mut runs = Vec::with_capacity(args.runs);
-        for run in 1..=args.runs {
-            let histogram = match args.source {
-                SourceKind::Memory => run_once(&args, rate)?,
-                SourceKind::Kafka => kafka_path::run_once(
-                    rate,
-                    Duration::from_secs_f64(args.warmup),
-                    Duration::from_secs_f64(args.duration),
-                    args.keys,
-                    &Config::default()
-                        .with_workers(args.workers)
-                        .with_pinning(args.pin)
-                        .with_idle(args.idle.strategy()),
-                )?,
-            };
-            let summary = Summary::from_histogram(rate, args.duration, &histogram);
-            print_row(&format!("run {run}"), &summary, None);
-            runs.push(summary);
+        let modes = match args.source {
+            SourceKind::Memory => args.modes.clone(),
+            SourceKind::Kafka => vec![Mode::Continuous],
+        };
+        for &mode in &modes {
+            if modes.len() > 1 {
+                println!("mode: {}", mode_name(mode));
+            }
+            let mut runs = Vec::with_capacity(args.runs);
+            for run in 1..=args.runs {
+                let histogram = match args.source {
+                    SourceKind::Memory => run_once(&args, rate, mode)?,
+                    SourceKind::Kafka => kafka_path::run_once(
+                        rate,
+                        Duration::from_secs_f64(args.warmup),
+                        Duration::from_secs_f64(args.duration),
+                        args.keys,
+                        &Config::default()
+                            .with_workers(args.workers)
+                            .with_pinning(args.pin)
+                            .with_idle(args.idle.strategy()),
+                    )?,
+                };
+                let summary = Summary::from_histogram(rate, args.duration, &histogram);
+                print_row(&format!("run {run}"), &summary, None);
+                runs.push(summary);
+            }
+            let (median, spread) = Summary::median(&runs);
+            print_row("median", &median, Some(&spread));
+            println!();
         }
-        let (median, spread) = Summary::median(&runs);
-        print_row("median", &median, Some(&spread));
-        println!();
     }
     println!("latencies in microseconds; spread = max - min over the runs");
     if !args.no_baseline && args.source == SourceKind::Memory {

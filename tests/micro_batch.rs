@@ -1,0 +1,179 @@
+//! Micro-batch mode: the same job gives the same results as in continuous mode, output comes
+//! in batches at the end of each, and batches are checkpoints when a location is set.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::finish;
+use rill::engine::{Mode, Trigger};
+use rill::prelude::*;
+
+fn word(i: u64) -> String {
+    format!("w{}", (i * i + 3 * i) % 23)
+}
+
+/// Word count over `n` words in `mode`; the update sequence of every word.
+fn run(n: u64, mode: Mode, workers: usize) -> BTreeMap<String, Vec<u64>> {
+    let job = Job::new("mb-words");
+    let out = CollectSink::default();
+    job.source(MemorySource::new((0..n).map(word).collect()))
+        .key_by(|w: &String| w.clone())
+        .count()
+        .sink(out.clone());
+    let config = Config::default().with_workers(workers).with_mode(mode);
+    finish(job.run(config).expect("starts")).expect("runs");
+    let mut per_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (w, c) in out.take() {
+        per_word.entry(w).or_default().push(c);
+    }
+    per_word
+}
+
+#[test]
+fn every_trigger_gives_the_continuous_result() {
+    let n = 20_000;
+    let continuous = run(n, Mode::Continuous, 2);
+    let total: u64 = continuous.values().map(|v| v.len() as u64).sum();
+    assert_eq!(total, n);
+    for (w, counts) in &continuous {
+        assert_eq!(
+            *counts,
+            (1..=counts.len() as u64).collect::<Vec<_>>(),
+            "{w}"
+        );
+    }
+    for trigger in [
+        Trigger::AsFastAsPossible,
+        Trigger::ProcessingTime(Duration::from_millis(5)),
+        Trigger::AvailableNow,
+    ] {
+        for workers in [1, 3] {
+            assert_eq!(
+                run(n, Mode::MicroBatch(trigger), workers),
+                continuous,
+                "{trigger:?} at {workers} workers"
+            );
+        }
+    }
+}
+
+/// A source that emits one record per `step` the test allows.
+#[derive(Clone)]
+struct Steps(Arc<AtomicU64>);
+
+struct StepsInstance {
+    allowed: Arc<AtomicU64>,
+    next: u64,
+    active: bool,
+}
+
+impl SourceFactory for Steps {
+    type Source = StepsInstance;
+    fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<StepsInstance, rill::BoxError> {
+        Ok(StepsInstance {
+            allowed: self.0.clone(),
+            next: 0,
+            active: ctx.worker() == 0,
+        })
+    }
+    fn name(&self) -> &str {
+        "steps"
+    }
+}
+
+impl Source for StepsInstance {
+    type Out = u64;
+    fn poll<E: Emit<u64>>(
+        &mut self,
+        out: &mut E,
+        _budget: usize,
+    ) -> Result<rill::engine::Progress, rill::BoxError> {
+        use rill::engine::Progress;
+        if !self.active {
+            return Ok(Progress::Done);
+        }
+        if self.next < self.allowed.load(Ordering::Acquire) {
+            out.emit(self.next);
+            self.next += 1;
+            return Ok(Progress::Busy);
+        }
+        Ok(Progress::Idle {
+            deadline: Some(std::time::Instant::now() + Duration::from_millis(1)),
+        })
+    }
+}
+
+#[test]
+fn output_waits_for_the_trigger_and_comes_at_the_end_of_the_batch() {
+    let allowed = Arc::new(AtomicU64::new(0));
+    let job = Job::new("mb-trigger");
+    let out = CollectSink::default();
+    job.source(Steps(allowed.clone()))
+        .map(|x: u64| x * 10)
+        .sink(out.clone());
+    let config = Config::default()
+        .with_workers(2)
+        .with_mode(Mode::MicroBatch(Trigger::ProcessingTime(
+            Duration::from_millis(400),
+        )));
+    let handle = job.run(config).expect("starts");
+    // The first batch starts at once and finds nothing; the next one is 400 ms after it.
+    let start = std::time::Instant::now();
+    while handle.checkpoints().map_or(0, |l| l.completed.len()) == 0 {
+        assert!(
+            start.elapsed() < common::HANG,
+            "the first batch never ended"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    allowed.store(5, Ordering::Release);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(out.len(), 0, "records wait for the next trigger");
+    let start = std::time::Instant::now();
+    while out.len() < 5 {
+        assert!(start.elapsed() < common::HANG, "the batch never ran");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(out.snapshot(), [0, 10, 20, 30, 40]);
+    handle.stop();
+    finish(handle).expect("stops");
+}
+
+#[test]
+fn batches_are_checkpoints_and_a_restart_continues() {
+    let dir = std::env::temp_dir().join(format!("rill-mb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let counts = |n: u64| {
+        let job = Job::new("mb-ckpt");
+        let out = CollectSink::default();
+        job.source(MemorySource::new((0..n).map(word).collect()))
+            .key_by(|w: &String| w.clone())
+            .count()
+            .sink(out.clone());
+        let config = Config::default()
+            .with_workers(2)
+            .with_mode(Mode::MicroBatch(Trigger::AsFastAsPossible))
+            .with_checkpoints(CheckpointConfig::new(&dir));
+        let handle = job.run(config).expect("starts");
+        let restored = handle.checkpoints().and_then(|l| l.restored_from);
+        finish(handle).expect("runs");
+        (out.take(), restored)
+    };
+    let (first, restored) = counts(1_000);
+    assert_eq!(restored, None);
+    assert_eq!(first.len(), 1_000);
+    let (second, restored) = counts(1_500);
+    assert!(restored.is_some());
+    assert_eq!(second.len(), 500, "only the new input");
+    let mut finals: BTreeMap<String, u64> = BTreeMap::new();
+    for (w, c) in first.into_iter().chain(second) {
+        let e = finals.entry(w).or_default();
+        assert_eq!(c, *e + 1);
+        *e = c;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
