@@ -416,19 +416,17 @@ mod tests {
         store.commit_manifest(&manifest(epoch, vec![f])).unwrap();
     }
 
-    fn temp() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "rill-ckpt-test-{}-{}",
-            std::process::id(),
-            crate::time::now_nanos()
-        ));
+    /// A fresh directory per test: tests run in parallel in one process.
+    fn temp(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("rill-ckpt-test-{test}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
 
     #[test]
     fn newest_complete_checkpoint_wins_and_corruption_falls_back_with_a_warning() {
-        let root = temp();
+        let root = temp("fallback");
         let store = CheckpointStore::open(&root).unwrap();
         for e in 1..=3 {
             checkpoint(&store, e, e as u8);
@@ -467,7 +465,7 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_newest_complete_ones() {
-        let root = temp();
+        let root = temp("retention");
         let store = CheckpointStore::open(&root).unwrap();
         for e in 1..=5 {
             checkpoint(&store, e, 0);
