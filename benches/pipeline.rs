@@ -6,12 +6,16 @@
 //!   the SPSC exchange (half of them to the other core) and updates keyed state
 //!   (target: >= 5 M records/s).
 //!
+//! - `modes/{continuous,micro_batch_asap,micro_batch_10ms}`: the keyed count at P = 2 in each
+//!   execution mode, on the same operators: what batching costs or buys in throughput.
+//!
 //! Each iteration runs a complete job over `RECORDS` records, so thread start-up (~100 us)
 //! is amortized over ~100 ms of work. `iter_custom` times exactly `run` .. `await_termination`.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rill::engine::{Mode, Trigger};
 use rill::prelude::*;
 
 #[global_allocator]
@@ -20,9 +24,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const RECORDS: u64 = 2_000_000;
 
 fn run_job(job: Job, workers: usize) -> Duration {
+    run_job_in(job, workers, Mode::Continuous)
+}
+
+fn run_job_in(job: Job, workers: usize, mode: Mode) -> Duration {
     let config = Config::default()
         .with_workers(workers)
-        .with_idle(IdleStrategy::Spin);
+        .with_idle(IdleStrategy::Spin)
+        .with_mode(mode);
     let t0 = Instant::now();
     let metrics = job
         .run(config)
@@ -75,5 +84,38 @@ fn keyed_count(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fused_chain, keyed_count);
+fn modes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("modes");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(10);
+    for (name, mode) in [
+        ("continuous", Mode::Continuous),
+        (
+            "micro_batch_asap",
+            Mode::MicroBatch(Trigger::AsFastAsPossible),
+        ),
+        (
+            "micro_batch_10ms",
+            Mode::MicroBatch(Trigger::ProcessingTime(Duration::from_millis(10))),
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let job = Job::new("modes");
+                    job.source(MemorySource::from_fn(|w, p| (w as u64..RECORDS).step_by(p)))
+                        .key_by(|x: &u64| x % 10_000)
+                        .count()
+                        .sink(DiscardSink::new());
+                    total += run_job_in(job, 2, mode);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fused_chain, keyed_count, modes);
 criterion_main!(benches);

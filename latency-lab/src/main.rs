@@ -106,6 +106,10 @@ struct Args {
     /// (Spark's processing-time trigger).
     #[arg(long, value_delimiter = ',', default_value = "continuous", value_parser = parse_mode)]
     modes: Vec<Mode>,
+    /// Also write every figure and setting as JSON to FILE (top level: `modes`, one entry per
+    /// mode and rate with the medians over the runs).
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
     /// Take a checkpoint every this many seconds (memory source; into a temporary directory).
     /// Each run then prints the checkpoints' durations and sizes.
     #[arg(long)]
@@ -129,6 +133,49 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
             )))
         }
     }
+}
+
+/// The trigger of a mode, as the JSON names it.
+fn trigger_name(mode: Mode) -> serde_json::Value {
+    match mode {
+        Mode::Continuous => serde_json::Value::Null,
+        Mode::MicroBatch(Trigger::AsFastAsPossible) => "as_fast_as_possible".into(),
+        Mode::MicroBatch(Trigger::AvailableNow) => "available_now".into(),
+        Mode::MicroBatch(Trigger::ProcessingTime(d)) => {
+            format!("processing_time_{}ms", d.as_millis()).into()
+        }
+    }
+}
+
+/// One JSON entry: the median figures of a mode at a rate, in microseconds.
+fn json_entry(
+    mode: &str,
+    trigger: serde_json::Value,
+    median: &Summary,
+    spread: &Summary,
+    runs: usize,
+) -> serde_json::Value {
+    let us = |ns: u64| ns as f64 / 1e3;
+    serde_json::json!({
+        "mode": mode,
+        "trigger": trigger,
+        "rate": median.rate,
+        "achieved_rate": median.achieved,
+        "p50_us": us(median.p50),
+        "p90_us": us(median.p90),
+        "p99_us": us(median.p99),
+        "p999_us": us(median.p999),
+        "p9999_us": us(median.p9999),
+        "max_us": us(median.max),
+        "samples": median.samples,
+        "runs": runs,
+        "spread_us": {
+            "p50": us(spread.p50),
+            "p99": us(spread.p99),
+            "p999": us(spread.p999),
+            "max": us(spread.max),
+        },
+    })
 }
 
 /// A mode as the table names it.
@@ -313,6 +360,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     print_header();
+    let mut entries = Vec::new();
     for &rate in &args.rates {
         if !args.no_baseline && args.source == SourceKind::Memory {
             let h = baseline::measure(
@@ -322,11 +370,15 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_secs_f64(args.warmup),
                 Duration::from_secs_f64(args.duration),
             );
-            print_row(
+            let summary = Summary::from_histogram(rate, args.duration, &h);
+            print_row("baseline", &summary, None);
+            entries.push(json_entry(
                 "baseline",
-                &Summary::from_histogram(rate, args.duration, &h),
-                None,
-            );
+                serde_json::Value::Null,
+                &summary,
+                &Summary::default(),
+                1,
+            ));
         }
         let modes = match args.source {
             SourceKind::Memory => args.modes.clone(),
@@ -357,10 +409,47 @@ fn main() -> anyhow::Result<()> {
             }
             let (median, spread) = Summary::median(&runs);
             print_row("median", &median, Some(&spread));
+            let name = match mode {
+                Mode::Continuous => "continuous",
+                Mode::MicroBatch(_) => "micro_batch",
+            };
+            entries.push(json_entry(
+                name,
+                trigger_name(mode),
+                &median,
+                &spread,
+                runs.len(),
+            ));
             println!();
         }
     }
     println!("latencies in microseconds; spread = max - min over the runs");
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "tool": "latency-lab",
+            "source": match args.source {
+                SourceKind::Memory => "memory",
+                SourceKind::Kafka => "embedded-kafka",
+            },
+            "settings": {
+                "workers": args.workers,
+                "cores": cores,
+                "pin": args.pin,
+                "idle": args.idle.strategy().to_string(),
+                "ring_capacity": args.ring_capacity,
+                "keys": args.keys,
+                "warmup_s": args.warmup,
+                "duration_s": args.duration,
+                "runs": args.runs,
+                "checkpoint_interval_s": args.checkpoint_interval,
+                "mimalloc_purge_delay": std::env::var(PURGE_DELAY).ok(),
+            },
+            "modes": entries,
+        });
+        let text = serde_json::to_string_pretty(&doc).context("encoding the JSON report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
     if !args.no_baseline && args.source == SourceKind::Memory {
         println!(
             "baseline = the same open-loop schedule on {} bare spinning threads with no engine: the machine's own floor",

@@ -1,0 +1,62 @@
+//! latency-lab's `--json` report: one entry per mode, with the fields machines read.
+
+use std::process::Command;
+
+#[test]
+fn json_report_has_one_entry_per_mode_with_consistent_percentiles() {
+    let path = std::env::temp_dir().join(format!("latency-lab-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+        .args(["--modes", "continuous,asap,20ms", "--rates", "20000"])
+        .args([
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--runs",
+            "1",
+            "--no-baseline",
+        ])
+        .args(["--workers", "2", "--idle", "backoff", "--json"])
+        .arg(&path)
+        .output()
+        .expect("latency-lab runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
+            .expect("valid JSON");
+    let modes = doc["modes"].as_array().expect("modes");
+    let names: Vec<(&str, &serde_json::Value)> = modes
+        .iter()
+        .map(|m| (m["mode"].as_str().unwrap(), &m["trigger"]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("continuous", &serde_json::Value::Null),
+            ("micro_batch", &serde_json::json!("as_fast_as_possible")),
+            ("micro_batch", &serde_json::json!("processing_time_20ms")),
+        ]
+    );
+    for m in modes {
+        // Every scheduled record of the measured half second is accounted for.
+        assert_eq!(m["samples"], 10_000, "{m}");
+        assert_eq!(m["rate"], 20_000.0);
+        let p = |k: &str| m[k].as_f64().unwrap();
+        assert!(
+            p("p50_us") <= p("p90_us") && p("p90_us") <= p("p99_us"),
+            "{m}"
+        );
+        assert!(
+            p("p99_us") <= p("p999_us") && p("p9999_us") <= p("max_us"),
+            "{m}"
+        );
+    }
+    // A 20 ms trigger makes the median record wait for it: far above continuous.
+    assert!(modes[2]["p50_us"].as_f64().unwrap() > 1_000.0);
+    assert_eq!(doc["settings"]["workers"], 2);
+    let _ = std::fs::remove_file(&path);
+}
