@@ -13,6 +13,7 @@
 
 mod baseline;
 mod kafka_path;
+mod plot;
 mod report;
 
 use std::time::Duration;
@@ -110,6 +111,10 @@ struct Args {
     /// mode and rate with the medians over the runs).
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Also write an SVG percentile-distribution chart to FILE: latency (log) against
+    /// percentile, one line per mode and rate, each over all its runs.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
     /// Take a checkpoint every this many seconds (memory source; into a temporary directory).
     /// Each run then prints the checkpoints' durations and sizes.
     #[arg(long)]
@@ -361,6 +366,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     print_header();
     let mut entries = Vec::new();
+    let mut curves: Vec<(String, Histogram<u64>)> = Vec::new();
     for &rate in &args.rates {
         if !args.no_baseline && args.source == SourceKind::Memory {
             let h = baseline::measure(
@@ -389,6 +395,7 @@ fn main() -> anyhow::Result<()> {
                 println!("mode: {}", mode_name(mode));
             }
             let mut runs = Vec::with_capacity(args.runs);
+            let mut merged: Option<Histogram<u64>> = None;
             for run in 1..=args.runs {
                 let histogram = match args.source {
                     SourceKind::Memory => run_once(&args, rate, mode)?,
@@ -406,6 +413,10 @@ fn main() -> anyhow::Result<()> {
                 let summary = Summary::from_histogram(rate, args.duration, &histogram);
                 print_row(&format!("run {run}"), &summary, None);
                 runs.push(summary);
+                match merged.as_mut() {
+                    Some(m) => m.add(&histogram).context("merging the runs' histograms")?,
+                    None => merged = Some(histogram),
+                }
             }
             let (median, spread) = Summary::median(&runs);
             print_row("median", &median, Some(&spread));
@@ -413,6 +424,9 @@ fn main() -> anyhow::Result<()> {
                 Mode::Continuous => "continuous",
                 Mode::MicroBatch(_) => "micro_batch",
             };
+            if let Some(m) = merged {
+                curves.push((format!("{}, {rate} rec/s", mode_name(mode)), m));
+            }
             entries.push(json_entry(
                 name,
                 trigger_name(mode),
@@ -424,6 +438,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("latencies in microseconds; spread = max - min over the runs");
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "latency-lab: {} source, {} workers, idle {}",
+            match args.source {
+                SourceKind::Memory => "memory",
+                SourceKind::Kafka => "embedded Kafka",
+            },
+            args.workers,
+            args.idle.strategy()
+        );
+        std::fs::write(path, plot::svg(&title, &curves))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("chart written to {}", path.display());
+    }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "tool": "latency-lab",

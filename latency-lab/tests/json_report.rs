@@ -3,8 +3,9 @@
 use std::process::Command;
 
 #[test]
-fn json_report_has_one_entry_per_mode_with_consistent_percentiles() {
+fn json_report_and_chart_have_one_entry_per_mode() {
     let path = std::env::temp_dir().join(format!("latency-lab-{}.json", std::process::id()));
+    let chart = path.with_extension("svg");
     let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
         .args(["--modes", "continuous,asap,20ms", "--rates", "20000"])
         .args([
@@ -18,6 +19,8 @@ fn json_report_has_one_entry_per_mode_with_consistent_percentiles() {
         ])
         .args(["--workers", "2", "--idle", "backoff", "--json"])
         .arg(&path)
+        .arg("--plot")
+        .arg(&chart)
         .output()
         .expect("latency-lab runs");
     assert!(
@@ -58,5 +61,9 @@ fn json_report_has_one_entry_per_mode_with_consistent_percentiles() {
     // A 20 ms trigger makes the median record wait for it: far above continuous.
     assert!(modes[2]["p50_us"].as_f64().unwrap() > 1_000.0);
     assert_eq!(doc["settings"]["workers"], 2);
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    assert!(svg.starts_with("<svg"));
+    assert_eq!(svg.matches("<polyline").count(), 3, "one line per mode");
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&chart);
 }
