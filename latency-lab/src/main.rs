@@ -245,11 +245,23 @@ fn run_once(args: &Args, rate: f64, mode: Mode) -> anyhow::Result<Histogram<u64>
         );
     }
     let mut handle = job.run(config).context("starting the job")?;
+    // On stderr, and only when it is a terminal (indicatif draws nothing otherwise), so the
+    // table on stdout stays clean for pipes and files.
+    let bar = indicatif::ProgressBar::new(total.as_millis() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {elapsed}/{msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{}, {rate} rec/s", mode_name(mode)));
+    bar.set_message(format!("{:.0}s", total.as_secs_f64()));
+    let started = std::time::Instant::now();
     let result = loop {
-        if let Some(r) = handle.await_termination_timeout(Duration::from_secs(1)) {
+        if let Some(r) = handle.await_termination_timeout(Duration::from_millis(100)) {
             break r;
         }
+        bar.set_position(started.elapsed().as_millis() as u64);
     };
+    bar.finish_and_clear();
     result.context("running the job")?;
     if let Some(log) = handle.checkpoints() {
         print_checkpoints(&log);
