@@ -193,6 +193,30 @@ impl<S> SourceFlow<S> {
 }
 
 impl<S: Source> SourceFlow<S> {
+    /// Polls the source once, counting what it emits and naming its errors.
+    #[inline]
+    fn read<E: Emit<S::Out>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
+        let mut counted = Counted {
+            out,
+            count: &mut self.emitted,
+        };
+        let progress = self
+            .source
+            .poll(&mut counted, budget)
+            .map_err(|e| self.error(e))?;
+        self.counters.publish(0, self.emitted);
+        Ok(progress)
+    }
+
+    /// The input has ended: tell the coordinator, which starts the final epoch once every
+    /// source instance has.
+    fn mark_exhausted(&mut self) {
+        self.exhausted = true;
+        if let Some(epochs) = &self.epochs {
+            epochs.send(CoordinatorEvent::SourceExhausted);
+        }
+    }
+
     /// Micro-batch mode: between batches the source is not read, so input collects in it (in
     /// Kafka, in the generator's schedule). Once batch `requested` has started, it emits what
     /// is available now, across as many polls as that takes, and then ends the batch with
@@ -203,30 +227,11 @@ impl<S: Source> SourceFlow<S> {
         out: &mut E,
         budget: usize,
     ) -> Result<Progress, JobError> {
-        let Some(epochs) = self.epochs.clone() else {
-            return Ok(Progress::IDLE);
-        };
         if requested > self.epoch {
             if !self.exhausted {
-                let mut counted = Counted {
-                    out,
-                    count: &mut self.emitted,
-                };
-                let progress =
-                    self.source
-                        .poll(&mut counted, budget)
-                        .map_err(|e| JobError::Source {
-                            source_name: self.name.clone(),
-                            worker: self.worker,
-                            source: e,
-                        })?;
-                self.counters.publish(0, self.emitted);
-                match progress {
+                match self.read(out, budget)? {
                     Progress::Busy | Progress::Barrier(_) => return Ok(Progress::Busy),
-                    Progress::Done => {
-                        self.exhausted = true;
-                        epochs.send(CoordinatorEvent::SourceExhausted);
-                    }
+                    Progress::Done => self.mark_exhausted(),
                     Progress::Idle { .. } => {}
                 }
             }
@@ -234,7 +239,11 @@ impl<S: Source> SourceFlow<S> {
             self.captured = self.source.position().map_err(|e| self.error(e))?;
             return Ok(Progress::Barrier(requested));
         }
-        if epochs.ends_after(self.epoch) {
+        if self
+            .epochs
+            .as_ref()
+            .is_some_and(|e| e.ends_after(self.epoch))
+        {
             self.done = true;
             return Ok(Progress::Done);
         }
@@ -285,24 +294,11 @@ impl<S: Source> Flow for SourceFlow<S> {
             self.done = true;
             return Ok(Progress::Done);
         }
-        let mut counted = Counted {
-            out,
-            count: &mut self.emitted,
-        };
-        let progress =
-            self.source
-                .poll(&mut counted, budget)
-                .map_err(|source| JobError::Source {
-                    source_name: self.name.clone(),
-                    worker: self.worker,
-                    source,
-                })?;
-        self.counters.publish(0, self.emitted);
+        let progress = self.read(out, budget)?;
         if progress == Progress::Done {
-            if let Some(epochs) = &self.epochs {
+            if self.epochs.is_some() {
                 // Wait for the final epoch, still answering barriers with the end position.
-                self.exhausted = true;
-                epochs.send(CoordinatorEvent::SourceExhausted);
+                self.mark_exhausted();
                 return Ok(Progress::Busy);
             }
             self.done = true;

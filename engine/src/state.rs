@@ -262,6 +262,18 @@ fn bucket_of<Q: Hash + ?Sized>(key: &Q) -> usize {
     (hash_key(key) % BUCKETS as u64) as usize
 }
 
+/// Bucket `b` of `root` for writing: copies it (and its chunk, and the root) first if a
+/// snapshot still shares them. A free function so callers can borrow other fields alongside.
+#[inline]
+fn bucket_in<K: Clone, V: Clone>(
+    root: &mut Arc<Vec<Arc<Chunk<K, V>>>>,
+    b: usize,
+) -> &mut Bucket<K, V> {
+    let chunk = &mut Arc::make_mut(root)[b / PER_CHUNK];
+    let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
+    Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
+}
+
 impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// The value of `key`, if any.
     #[inline]
@@ -274,13 +286,10 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)
     }
 
-    /// The bucket `b` for writing: copies it (and its chunk, and the root) first if a
-    /// snapshot still shares them.
+    /// The bucket `b` for writing (see [`bucket_in`]).
     #[inline]
     fn bucket_mut(&mut self, b: usize) -> &mut Bucket<K, V> {
-        let chunk = &mut Arc::make_mut(&mut self.root)[b / PER_CHUNK];
-        let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
-        Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
+        bucket_in(&mut self.root, b)
     }
 
     /// The value of `key` for update, if any.
@@ -301,12 +310,7 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     pub fn get_or_insert_with(&mut self, key: K, init: impl FnOnce() -> V) -> &mut V {
         let b = bucket_of(&key);
         let len = &mut self.len;
-        let bucket = {
-            let chunk = &mut Arc::make_mut(&mut self.root)[b / PER_CHUNK];
-            let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
-            Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
-        };
-        bucket.entry(key).or_insert_with(|| {
+        bucket_in(&mut self.root, b).entry(key).or_insert_with(|| {
             *len += 1;
             init()
         })
