@@ -254,18 +254,7 @@ fn wordcount_killed_with_sigkill_at_least_five_times_outputs_every_count_exactly
         );
     }
     // A polite stop: final checkpoint, exit 0.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(term.success());
-    let out = child.wait_with_output().expect("exits");
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stop_with_sigterm(child);
     check_output(&brokers, "eo2-out", &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }

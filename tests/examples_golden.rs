@@ -122,18 +122,7 @@ fn run_kafka_example(
     }
     let records = common::kafka::read(&brokers, output, n, std::time::Duration::from_secs(60));
     // SIGTERM: the example stops its job gracefully and exits 0.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("example exits");
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stop_with_sigterm(child);
     let text = |b: Option<Vec<u8>>| String::from_utf8(b.unwrap_or_default()).expect("UTF-8");
     records
         .into_iter()

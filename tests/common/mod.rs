@@ -40,3 +40,20 @@ pub fn example_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Sends SIGTERM to an example process and checks that it stops gracefully with status 0.
+pub fn stop_with_sigterm(child: std::process::Child) -> std::process::Output {
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let out = child.wait_with_output().expect("the example exits");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
