@@ -34,25 +34,6 @@ fn fill(brokers: &str, topic: &str) {
         .expect("fill the input topic");
 }
 
-/// Creates 2-partition topics on an external broker through the admin API.
-fn create_topics(brokers: &str, names: &[&str]) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| NewTopic::new(n, 2, TopicReplication::Fixed(1)))
-        .collect();
-    let results = futures_executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .expect("create_topics");
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
-    }
-}
-
 fn relay(c: &mut Criterion) {
     let external = std::env::var("RILL_BENCH_BROKERS").ok();
     let embedded = if external.is_none() {
@@ -85,7 +66,12 @@ fn relay(c: &mut Criterion) {
                         kafka.create_topic(&input, 2).expect("topic");
                         kafka.create_topic(&output, 2).expect("topic");
                     }
-                    None => create_topics(&brokers, &[&input, &output]),
+                    None => rill::connectors::kafka::create_topics(
+                        &brokers,
+                        &[(&input, 2), (&output, 2)],
+                        Duration::from_secs(30),
+                    )
+                    .expect("creating the topics"),
                 }
                 fill(&brokers, &input);
                 let job = Job::new("relay");

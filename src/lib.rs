@@ -19,7 +19,7 @@ pub use rill_engine::{
 pub mod prelude {
     pub use rill_connectors::{
         CollectSink, DiscardSink, FileLines, Generated, Generator, LatencySink, MemorySource,
-        StdinLines, StdoutLines,
+        Pacing, StdinLines, StdoutLines,
     };
     pub use rill_engine::{
         CheckpointConfig, Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError,

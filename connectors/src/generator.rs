@@ -1,5 +1,7 @@
 //! An open-loop load generator: records at a fixed rate, stamped with their scheduled time.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rill_engine::state::{decode, encode, RestoredState};
@@ -25,10 +27,16 @@ pub struct Generated<T> {
 /// Emits records at `rate` per second in total (an open loop: it never waits for the pipeline),
 /// record `i` due at `start + i / rate`. Worker w of P emits records `w, w + P, ...`.
 ///
-/// The generator is polled by its worker: while a record is not yet due it reports the due
-/// time, and the worker's [`IdleStrategy`](rill_engine::IdleStrategy) decides how to wait:
-/// `Spin` polls until the due time (lowest latency), a parking strategy sleeps until it (the
-/// wake-up delay then counts as latency, as it does for sources that sleep).
+/// How the generator waits for each record's due time is its [`Pacing`]:
+///
+/// - [`Pacing::Spin`] (the default): the generator is polled by its worker; while a record is
+///   not yet due it reports the due time, and the worker's
+///   [`IdleStrategy`](rill_engine::IdleStrategy) decides how to wait: `Spin` polls until the
+///   due time (lowest latency), a parking strategy sleeps until it.
+/// - [`Pacing::Sleep`]: a thread of the generator's own sleeps until each due time and then
+///   releases the record to the worker, like the sleeping source threads the Flink and Spark
+///   latency studies used. The sleep's overshoot (timer slack, scheduling) counts as latency,
+///   and records that fell due while it slept are released together.
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,6 +62,27 @@ pub struct Generator<F> {
     count: Option<u64>,
     duration: Option<Duration>,
     start_delay: Duration,
+    pacing: Pacing,
+}
+
+/// How a [`Generator`] waits until a record is due.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pacing {
+    /// The worker polls the generator and waits as its idle strategy says (with
+    /// `IdleStrategy::Spin`, a busy wait: records are released at their due time).
+    #[default]
+    Spin,
+    /// A pacing thread sleeps until each record is due, then releases it and wakes the worker.
+    Sleep,
+}
+
+impl std::fmt::Display for Pacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pacing::Spin => "spin",
+            Pacing::Sleep => "sleep",
+        })
+    }
 }
 
 impl<F> Generator<F> {
@@ -77,7 +106,14 @@ impl<F> Generator<F> {
             count: None,
             duration: None,
             start_delay: Duration::ZERO,
+            pacing: Pacing::Spin,
         }
+    }
+
+    /// How the generator waits for each record's due time (default [`Pacing::Spin`]).
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = pacing;
+        self
     }
 
     /// Ends after `count` records in total.
@@ -127,6 +163,16 @@ where
             step: ctx.workers() as u64,
             offset: 0,
             end,
+            pacer: match self.pacing {
+                Pacing::Spin => None,
+                Pacing::Sleep => Some(Pacer {
+                    released: Arc::new(AtomicU64::new(0)),
+                    first: 0,
+                    stop: Arc::new(AtomicBool::new(false)),
+                    waker: ctx.waker(),
+                    thread: None,
+                }),
+            },
         })
     }
 
@@ -146,12 +192,93 @@ pub struct GeneratorInstance<F> {
     /// The sequence number due at `start` (non-zero after a restore).
     offset: u64,
     end: u64,
+    /// With [`Pacing::Sleep`]: the thread that releases records.
+    pacer: Option<Pacer>,
+}
+
+/// The sleeping side of [`Pacing::Sleep`]: a thread that sleeps until the next record of its
+/// worker is due, then publishes how many of the worker's records are released.
+#[derive(Debug)]
+struct Pacer {
+    /// Records of this worker released so far (its `k`-th record is released when
+    /// `released > k`). Monotonic, written only by the pacing thread.
+    released: Arc<AtomicU64>,
+    /// This worker's next sequence number when the thread started.
+    first: u64,
+    stop: Arc<AtomicBool>,
+    waker: rill_engine::Waker,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The due time of sequence number `seq` on a schedule starting at `start` with record
+/// `offset`.
+#[inline]
+fn due_at(start: u64, interval: f64, offset: u64, seq: u64) -> u64 {
+    start + ((seq - offset) as f64 * interval) as u64
 }
 
 impl<F> GeneratorInstance<F> {
     #[inline]
     fn due(&self, seq: u64) -> u64 {
-        self.start + ((seq - self.offset) as f64 * self.interval) as u64
+        due_at(self.start, self.interval, self.offset, seq)
+    }
+
+    /// Starts the pacing thread at the first poll, once a restore has fixed the schedule.
+    /// Returns the sequence number below which records are released (`None`: no pacer).
+    fn released_until(&mut self) -> Result<Option<u64>, BoxError> {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return Ok(None);
+        };
+        if pacer.thread.is_none() {
+            let (start, interval, offset, step, end) =
+                (self.start, self.interval, self.offset, self.step, self.end);
+            let first = self.next;
+            pacer.first = first;
+            let released = pacer.released.clone();
+            let stop = pacer.stop.clone();
+            let waker = pacer.waker.clone();
+            let thread = std::thread::Builder::new()
+                .name("rill-pacer".into())
+                .spawn(move || {
+                    let mut seq = first;
+                    let mut count = 0u64;
+                    while seq < end && !stop.load(Ordering::Relaxed) {
+                        let due = due_at(start, interval, offset, seq);
+                        let now = now_nanos();
+                        if due > now {
+                            // Parking, not `sleep`: the same timed kernel wait, but `Drop`
+                            // can cut it short. Early wake-ups only loop once more.
+                            std::thread::park_timeout(Duration::from_nanos(due - now));
+                            if now_nanos() < due {
+                                continue;
+                            }
+                        }
+                        // Everything due by now goes out at once: the overshoot of the sleep
+                        // delays those records, it does not drop or reschedule them.
+                        let now = now_nanos();
+                        while seq < end && due_at(start, interval, offset, seq) <= now {
+                            seq += step;
+                            count += 1;
+                        }
+                        released.store(count, Ordering::Release);
+                        waker.wake();
+                    }
+                })
+                .map_err(|e| format!("starting the generator's pacing thread: {e}"))?;
+            pacer.thread = Some(thread);
+        }
+        let count = pacer.released.load(Ordering::Acquire);
+        Ok(Some(pacer.first + count * self.step))
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }
 
@@ -167,14 +294,25 @@ where
         out: &mut E,
         budget: usize,
     ) -> Result<Progress, BoxError> {
+        let released = self.released_until()?;
         let now = now_nanos();
         let mut emitted = 0;
         while emitted < budget {
             if self.next >= self.end {
                 return Ok(Progress::Done);
             }
+            if let Some(until) = released {
+                if self.next >= until {
+                    // The pacing thread wakes this worker when it releases more.
+                    return Ok(if emitted > 0 {
+                        Progress::Busy
+                    } else {
+                        Progress::IDLE
+                    });
+                }
+            }
             let due = self.due(self.next);
-            if due > now {
+            if due > now && released.is_none() {
                 return Ok(if emitted > 0 {
                     Progress::Busy
                 } else {
@@ -230,5 +368,45 @@ where
         }
         self.offset = lowest;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CollectSink;
+    use rill_engine::{Config, IdleStrategy, Job};
+
+    /// Sleep pacing releases the same records, with the same scheduled times, as spin pacing,
+    /// whether the workers park (woken by the pacing thread) or spin.
+    #[test]
+    fn sleep_pacing_releases_every_record_once() {
+        for idle in [IdleStrategy::Park, IdleStrategy::Spin] {
+            let job = Job::new("paced");
+            let out = CollectSink::default();
+            job.source(
+                Generator::new(20_000.0, |i| i)
+                    .with_count(2_000)
+                    .with_pacing(Pacing::Sleep),
+            )
+            .sink(out.clone());
+            let started = now_nanos();
+            job.run(Config::default().with_workers(2).with_idle(idle))
+                .and_then(|h| h.await_termination())
+                .expect("job");
+            // 2,000 records at 20,000/s: the run cannot end before the last is due.
+            assert!(now_nanos() - started >= 99_000_000);
+            let mut got = out.take();
+            got.sort_by_key(|g| g.seq);
+            assert_eq!(got.len(), 2_000);
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(g.seq, i as u64);
+                assert_eq!(g.value, i as u64);
+                assert_eq!(
+                    g.scheduled_nanos - got[0].scheduled_nanos,
+                    i as u64 * 50_000
+                );
+            }
+        }
     }
 }

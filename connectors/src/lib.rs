@@ -25,7 +25,7 @@ mod stdio;
 pub use collect::{CollectSink, CollectWriter};
 pub use discard::{Discard, DiscardSink};
 pub use file::{FileLine, FileLines, FileLinesReader};
-pub use generator::{Generated, Generator, GeneratorInstance};
+pub use generator::{Generated, Generator, GeneratorInstance, Pacing};
 pub use latency::{LatencyRecorder, LatencySink};
 pub use memory::{FnPartition, MemorySource, MemorySourceInstance, Partition, VecPartition};
 pub use stdio::{StdinLines, StdinReader, StdioError, StdoutLines, StdoutWriter};

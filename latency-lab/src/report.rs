@@ -119,3 +119,27 @@ pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
         );
     }
 }
+
+/// The closing table: one row per mode and rate, the medians over the runs.
+pub fn print_summary(rows: &[(String, Summary)]) {
+    let width = rows.iter().map(|(m, _)| m.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "mode", "rate/s", "achieved", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"
+    );
+    for (mode, s) in rows {
+        println!(
+            "{:<width$} {:>8.0} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            mode,
+            s.rate,
+            s.achieved,
+            us(s.p50),
+            us(s.p90),
+            us(s.p99),
+            us(s.p999),
+            us(s.p9999),
+            us(s.max),
+            s.samples
+        );
+    }
+}

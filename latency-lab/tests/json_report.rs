@@ -7,7 +7,8 @@ fn json_report_and_chart_have_one_entry_per_mode() {
     let path = std::env::temp_dir().join(format!("latency-lab-{}.json", std::process::id()));
     let chart = path.with_extension("svg");
     let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
-        .args(["--modes", "continuous,asap,20ms", "--rates", "20000"])
+        .args(["--source", "memory", "--modes", "continuous,asap,20ms"])
+        .args(["--rates", "20000"])
         .args([
             "--duration",
             "0.5",
@@ -66,4 +67,62 @@ fn json_report_and_chart_have_one_entry_per_mode() {
     assert_eq!(svg.matches("<polyline").count(), 3, "one line per mode");
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&chart);
+}
+
+/// The Kafka path on the embedded cluster, at two workers over two partitions, in both modes:
+/// every record produced in the measured window comes back as a result and is measured once.
+#[test]
+fn kafka_path_measures_every_record_in_both_modes() {
+    let path = std::env::temp_dir().join(format!("latency-lab-kafka-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+        .args([
+            "--modes",
+            "continuous,micro-batch",
+            "--trigger",
+            "asap,50ms",
+        ])
+        .args(["--rates", "2000", "--duration", "1", "--warmup", "0.5"])
+        .args([
+            "--runs",
+            "1",
+            "--workers",
+            "2",
+            "--partitions",
+            "2",
+            "--json",
+        ])
+        .arg(&path)
+        .output()
+        .expect("latency-lab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("EMBEDDED"), "says which broker: {stdout}");
+    assert!(!stdout.contains("WARNING"), "no result missing: {stdout}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
+            .expect("valid JSON");
+    assert_eq!(doc["source"], "embedded-kafka");
+    assert_eq!(doc["settings"]["pacing"], "sleep");
+    assert_eq!(doc["settings"]["fetch_wait_max_ms"], 1);
+    let modes = doc["modes"].as_array().expect("modes");
+    let triggers: Vec<&serde_json::Value> = modes.iter().map(|m| &m["trigger"]).collect();
+    assert_eq!(
+        triggers,
+        [
+            &serde_json::Value::Null,
+            &serde_json::json!("as_fast_as_possible"),
+            &serde_json::json!("processing_time_50ms"),
+        ]
+    );
+    for m in modes {
+        // 1 s at 2,000 records/s after the warm-up: every one measured, none twice.
+        assert_eq!(m["samples"], 2_000, "{m}");
+    }
+    // A 50 ms trigger: the median record waits for it, far above continuous.
+    assert!(modes[2]["p50_us"].as_f64().unwrap() > modes[0]["p50_us"].as_f64().unwrap());
+    let _ = std::fs::remove_file(&path);
 }

@@ -11,10 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-
 const VERSION: &str = "0.2.3";
 
 /// Serializes installs between the tests of one binary (cargo runs binaries one at a time).
@@ -123,17 +119,12 @@ impl Broker {
 
     /// Creates a topic through the Kafka admin API.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results =
-            futures_executor::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
-                .expect("create_topics request");
-        for r in results {
-            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-        }
+        rill::connectors::kafka::create_topics(
+            &self.bootstrap,
+            &[(name, partitions)],
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

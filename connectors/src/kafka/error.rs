@@ -40,6 +40,14 @@ pub enum KafkaConnectorError {
     /// Exactly-once output needs a default topic (for its commit marker).
     #[error("an exactly-once Kafka sink needs a default topic: call .topic(...)")]
     NoMarkerTopic,
+    /// The broker refused to create a topic.
+    #[error("creating Kafka topic `{topic}`: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka: {0}")]
     Embedded(#[source] KafkaError),

@@ -15,6 +15,7 @@
 //! 500 ms default dominates latency when traffic is light) and the producer's `linger.ms` is 0
 //! (librdkafka's default is 5). Every librdkafka property can be overridden with `set`.
 
+mod admin;
 mod embedded;
 mod error;
 mod record;
@@ -22,6 +23,7 @@ mod sink;
 mod source;
 mod transaction;
 
+pub use admin::create_topics;
 pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};

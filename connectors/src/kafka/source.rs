@@ -137,6 +137,7 @@ pub struct KafkaSource {
     stats: Arc<SourceStats>,
     ownership: Arc<Ownership>,
     bounded: bool,
+    static_assignment: bool,
 }
 
 /// How long a leaving source waits for its revocation (which commits what it handed on)
@@ -160,6 +161,7 @@ impl KafkaSource {
             stats: Arc::default(),
             ownership: Arc::default(),
             bounded: false,
+            static_assignment: false,
         }
     }
 
@@ -174,6 +176,16 @@ impl KafkaSource {
     /// the end. Topic patterns are not supported in this mode.
     pub fn bounded(mut self) -> Self {
         self.bounded = true;
+        self
+    }
+
+    /// The job, not the consumer group, assigns the partitions: partition i of the sorted list
+    /// goes to worker i mod P from the start, as in bounded mode and with checkpoints (where
+    /// this is always so). No group join (about 3 s on the mock cluster, a rebalance timeout
+    /// on a real one) and no partition moving while the job runs: what a latency measurement
+    /// or a fixed deployment wants. Topic patterns are not supported in this mode.
+    pub fn static_assignment(mut self) -> Self {
+        self.static_assignment = true;
         self
     }
 
@@ -345,7 +357,7 @@ impl SourceFactory for KafkaSource {
             .map_err(KafkaConnectorError::Config)?;
         // With checkpoints the partitions are assigned by the job, not the group: a rebalance
         // between two workers' barriers would make the checkpoint's positions inconsistent.
-        let statically = self.bounded || ctx.checkpointing();
+        let statically = self.bounded || self.static_assignment || ctx.checkpointing();
         let ends = if statically {
             let ends = self.assign_share(&consumer, ctx, &positions)?;
             self.bounded.then_some(ends)
