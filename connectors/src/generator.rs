@@ -173,6 +173,8 @@ where
                     thread: None,
                 }),
             },
+            batch_end: u64::MAX,
+            replay_end: None,
         })
     }
 
@@ -194,6 +196,11 @@ pub struct GeneratorInstance<F> {
     end: u64,
     /// With [`Pacing::Sleep`]: the thread that releases records.
     pacer: Option<Pacer>,
+    /// Micro-batch mode: this worker's sequence numbers below this belong to the current
+    /// batch (`u64::MAX`: no batch planned, continuous mode).
+    batch_end: u64,
+    /// After a restart: the end of the interrupted batch, which the next plan replays.
+    replay_end: Option<u64>,
 }
 
 /// The sleeping side of [`Pacing::Sleep`]: a thread that sleeps until the next record of its
@@ -301,6 +308,14 @@ where
             if self.next >= self.end {
                 return Ok(Progress::Done);
             }
+            if self.next >= self.batch_end {
+                // The rest of the schedule belongs to later batches.
+                return Ok(if emitted > 0 {
+                    Progress::Busy
+                } else {
+                    Progress::IDLE
+                });
+            }
             if let Some(until) = released {
                 if self.next >= until {
                     // The pacing thread wakes this worker when it releases more.
@@ -334,6 +349,60 @@ where
             emitted += 1;
         }
         Ok(Progress::Busy)
+    }
+
+    /// The batch is this worker's records due by now (with sleep pacing: released by now).
+    fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let end = match self.replay_end.take() {
+            Some(end) => end,
+            None => {
+                let released = self.released_until()?;
+                let now = now_nanos();
+                let mut end = self.next;
+                // Not a loop over the whole backlog: the first sequence number not yet due,
+                // from the schedule's inverse, then corrected for rounding.
+                if self.interval > 0.0 && now >= self.start {
+                    let due_index =
+                        ((now - self.start) as f64 / self.interval) as u64 + self.offset;
+                    // This worker's numbers are worker + k * step: the first one above.
+                    let first = self.next % self.step.max(1);
+                    let k = due_index.saturating_sub(first) / self.step.max(1);
+                    end = end.max(first + k * self.step);
+                }
+                while end < self.end && self.due(end) <= now {
+                    end += self.step;
+                }
+                while end > self.next && self.due(end - self.step) > now {
+                    end -= self.step;
+                }
+                match released {
+                    Some(until) => end.min(until),
+                    None => end,
+                }
+            }
+        };
+        self.batch_end = end;
+        Ok(Some(encode(&end)?))
+    }
+
+    fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
+        let (worker, workers) = plan.worker();
+        let blobs = plan.worker_blobs();
+        if blobs.len() != workers {
+            return Err(format!(
+                "a generator's batch plan was logged with {} workers, replayed with {workers}",
+                blobs.len()
+            )
+            .into());
+        }
+        if let Some(Some(blob)) = blobs.get(worker) {
+            self.replay_end = Some(decode(blob, plan.node())?);
+        }
+        Ok(())
+    }
+
+    fn batch_complete(&mut self) -> bool {
+        self.next >= self.batch_end.min(self.end)
     }
 
     /// The next sequence number of this worker.

@@ -7,7 +7,15 @@
 //!     t0-w0.state      one file per (task, worker): the encoded state of that chain's nodes
 //!     t1-w0.state
 //!     MANIFEST         written last: temp file, fsync, rename, fsync of the directory
+//! batches/
+//!     00000000000000000008.plan   micro-batch mode: where batch 8 ends, logged before it runs
 //! ```
+//!
+//! In micro-batch mode every batch is an epoch, and its *plan* (where each source instance's
+//! input ends for that batch: Kafka end offsets, the generator's last due record) is written
+//! before the batch reads any input. A restart restores the newest checkpoint and, if the
+//! batch after it has a plan, replays that batch with exactly the same ends (Spark's offset
+//! log); plans at or below the newest committed checkpoint are deleted with it.
 //!
 //! The manifest lists every state file with its length and CRC-32, the job graph's node names
 //! and kinds, and the number of workers; it carries a CRC-32 of its own. An epoch without a
@@ -26,7 +34,9 @@ use crate::state::{decode, encode, EncodedState, NodeRestore};
 
 const MANIFEST: &str = "MANIFEST";
 const MAGIC: &[u8; 8] = b"RILLCKP1";
+const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
 const FORMAT: u32 = 1;
+const BATCHES: &str = "batches";
 
 /// Where and how often a job checkpoints.
 ///
@@ -111,6 +121,36 @@ pub(crate) struct Manifest {
     pub(crate) created_unix_ms: u64,
 }
 
+/// Where one micro-batch ends for every source instance: logged before the batch runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct BatchPlan {
+    pub(crate) epoch: Epoch,
+    pub(crate) workers: usize,
+    /// `(node, worker, end)`: a source instance's encoded end; `None` when the source cannot
+    /// fix one (its batch is whatever it has when polled).
+    pub(crate) ends: Vec<(usize, usize, Option<Vec<u8>>)>,
+}
+
+impl BatchPlan {
+    /// The plan as restore data: per node, every old worker's end, for `Source::replay_batch`.
+    pub(crate) fn into_nodes(self, nodes: usize) -> Vec<NodeRestore> {
+        let mut out = vec![NodeRestore::default(); nodes];
+        for (node, worker, end) in self.ends {
+            let (Some(slot), Some(end)) = (out.get_mut(node), end) else {
+                continue;
+            };
+            slot.type_name = "batch-plan".into();
+            if slot.per_worker.len() < self.workers {
+                slot.per_worker.resize(self.workers, None);
+            }
+            if let Some(w) = slot.per_worker.get_mut(worker) {
+                *w = Some(end);
+            }
+        }
+        out
+    }
+}
+
 /// A complete checkpoint, loaded and verified.
 #[derive(Debug)]
 pub(crate) struct Loaded {
@@ -162,6 +202,45 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// `magic`, body length, body, CRC-32 of the body: how the manifest and plans are stored.
+fn frame(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(body.len() + 16);
+    bytes.extend_from_slice(magic);
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(&crc(body).to_le_bytes());
+    bytes
+}
+
+/// The body of a [`frame`], checked.
+fn unframe<'a>(magic: &[u8; 8], bytes: &'a [u8], what: &str) -> Result<&'a [u8], Invalid> {
+    if bytes.len() < 16 || &bytes[..8] != magic {
+        return Err(Invalid::Corrupt(format!("{what} header is wrong")));
+    }
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    if bytes.len() != 12 + len + 4 {
+        return Err(Invalid::Corrupt(format!(
+            "{what} is {} bytes, expected {}",
+            bytes.len(),
+            16 + len
+        )));
+    }
+    let body = &bytes[12..12 + len];
+    if crc(body).to_le_bytes() != bytes[12 + len..] {
+        return Err(Invalid::Corrupt(format!("{what} checksum mismatch")));
+    }
+    Ok(body)
+}
+
+/// Writes `bytes` to `dir/name` atomically and durably: temp file, fsync, rename, dir fsync.
+fn replace_synced(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -241,38 +320,75 @@ impl CheckpointStore {
 
     /// Makes `manifest.epoch` a complete checkpoint: temp file, fsync, rename, directory fsync.
     pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> io::Result<()> {
-        let dir = self.epoch_dir(manifest.epoch);
-        fs::create_dir_all(&dir)?;
         let body = encode(manifest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut bytes = Vec::with_capacity(body.len() + 16);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        bytes.extend_from_slice(&crc(&body).to_le_bytes());
-        let tmp = dir.join("MANIFEST.tmp");
-        write_synced(&tmp, &bytes)?;
-        fs::rename(&tmp, dir.join(MANIFEST))?;
-        sync_dir(&dir)
+        replace_synced(
+            &self.epoch_dir(manifest.epoch),
+            MANIFEST,
+            &frame(MAGIC, &body),
+        )
+    }
+
+    fn plan_name(epoch: Epoch) -> String {
+        format!("{epoch:020}.plan")
+    }
+
+    /// Logs a batch's plan durably (before the batch reads input).
+    pub(crate) fn write_plan(&self, plan: &BatchPlan) -> io::Result<()> {
+        let body = encode(plan).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        replace_synced(
+            &self.root.join(BATCHES),
+            &Self::plan_name(plan.epoch),
+            &frame(PLAN_MAGIC, &body),
+        )
+    }
+
+    /// The logged plan of batch `epoch`: `Ok(None)` if there is none, `Err` (a warning for
+    /// the caller) if it is unreadable.
+    pub(crate) fn load_plan(&self, epoch: Epoch) -> Result<Option<BatchPlan>, String> {
+        let path = self.root.join(BATCHES).join(Self::plan_name(epoch));
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let plan = unframe(PLAN_MAGIC, &bytes, "batch plan")
+            .and_then(|body| {
+                decode::<BatchPlan>(body, "batch plan").map_err(|e| Invalid::Corrupt(e.to_string()))
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if plan.epoch != epoch {
+            return Err(format!("{} says epoch {}", path.display(), plan.epoch));
+        }
+        Ok(Some(plan))
+    }
+
+    /// Deletes the plans of batches for which `keep` is false.
+    fn remove_plans(&self, keep: impl Fn(Epoch) -> bool) -> io::Result<()> {
+        let dir = self.root.join(BATCHES);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let epoch = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".plan"))
+                .and_then(|n| n.parse::<Epoch>().ok());
+            if let Some(epoch) = epoch {
+                if !keep(epoch) {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read_manifest(&self, epoch: Epoch) -> Result<Manifest, Invalid> {
         let bytes = fs::read(self.epoch_dir(epoch).join(MANIFEST))?;
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(Invalid::Corrupt("manifest header is wrong".into()));
-        }
-        let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-        if bytes.len() != 12 + len + 4 {
-            return Err(Invalid::Corrupt(format!(
-                "manifest is {} bytes, expected {}",
-                bytes.len(),
-                16 + len
-            )));
-        }
-        let body = &bytes[12..12 + len];
-        let stored = &bytes[12 + len..];
-        if crc(body).to_le_bytes() != stored {
-            return Err(Invalid::Corrupt("manifest checksum mismatch".into()));
-        }
+        let body = unframe(MAGIC, &bytes, "manifest")?;
         let manifest: Manifest =
             decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
         if manifest.format != FORMAT || manifest.epoch != epoch {
@@ -352,14 +468,15 @@ impl CheckpointStore {
         Ok((None, warnings))
     }
 
-    /// Deletes every epoch directory above `epoch` (unfinished or uncommitted ones).
+    /// Deletes every epoch directory above `epoch` (unfinished or uncommitted ones), and
+    /// every batch plan but the one of the batch right after it (the one a restart replays).
     pub(crate) fn remove_after(&self, epoch: Epoch) -> io::Result<()> {
         for e in self.epochs()? {
             if e > epoch {
                 fs::remove_dir_all(self.epoch_dir(e))?;
             }
         }
-        Ok(())
+        self.remove_plans(|e| e == epoch + 1)
     }
 
     /// Keeps the newest `retain` complete checkpoints at or below `newest`, deleting older
@@ -377,7 +494,8 @@ impl CheckpointStore {
                 fs::remove_dir_all(self.epoch_dir(e))?;
             }
         }
-        Ok(())
+        // A committed batch is never replayed: only later plans matter.
+        self.remove_plans(|e| e > newest)
     }
 }
 

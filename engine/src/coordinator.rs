@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::checkpoint::{CheckpointConfig, CheckpointStore, FileEntry, Manifest, StoredNode};
+use crate::checkpoint::{
+    BatchPlan, CheckpointConfig, CheckpointStore, FileEntry, Manifest, StoredNode,
+};
 use crate::commit::Committer;
 use crate::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
 use crate::error::JobError;
@@ -108,6 +110,9 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
         Some(_) => Instant::now(),
     };
     let mut in_flight: Option<InFlight> = None;
+    // Micro-batch mode: the ends reported so far for batches whose plan is not logged yet.
+    let mut plans: std::collections::BTreeMap<Epoch, Vec<(usize, usize, Option<Vec<u8>>)>> =
+        std::collections::BTreeMap::new();
     let mut exhausted = 0;
     let mut want_last = s.trigger == Some(Trigger::AvailableNow);
     let mut last_started = false;
@@ -128,6 +133,19 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
                 live.remove(&(task, worker));
                 if let Some(f) = in_flight.as_mut() {
                     f.pending.remove(&(task, worker));
+                }
+            }
+            Ok(CoordinatorEvent::BatchPlan {
+                epoch,
+                node,
+                worker,
+                end,
+            }) => {
+                let ends = plans.entry(epoch).or_default();
+                ends.push((node, worker, end));
+                if ends.len() >= s.source_instances {
+                    let ends = plans.remove(&epoch).unwrap_or_default();
+                    log_plan(s, epoch, ends)?;
                 }
             }
             Ok(CoordinatorEvent::SourceExhausted) => {
@@ -181,6 +199,28 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
             s.control.start(epoch, want_last);
         }
     }
+}
+
+/// Writes the plan of batch `epoch` (every source instance's end) durably, then lets the
+/// batch read its input.
+fn log_plan(
+    s: &CoordinatorSetup,
+    epoch: Epoch,
+    mut ends: Vec<(usize, usize, Option<Vec<u8>>)>,
+) -> Result<(), JobError> {
+    if let Some(store) = &s.store {
+        ends.sort_by_key(|(node, worker, _)| (*node, *worker));
+        let plan = BatchPlan {
+            epoch,
+            workers: s.workers,
+            ends,
+        };
+        store
+            .write_plan(&plan)
+            .map_err(|e| checkpoint_error(epoch, format!("logging the batch's plan: {e}")))?;
+    }
+    s.control.plan_written(epoch);
+    Ok(())
 }
 
 fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result<(), JobError> {

@@ -35,6 +35,13 @@ pub(crate) enum CoordinatorEvent {
     },
     /// A source instance has read all its input (bounded source).
     SourceExhausted,
+    /// Micro-batch mode: where a source instance's input ends for batch `epoch`.
+    BatchPlan {
+        epoch: Epoch,
+        node: usize,
+        worker: usize,
+        end: Option<Vec<u8>>,
+    },
     /// Graceful stop requested: take a final checkpoint, then end.
     Stop,
     /// Every worker has exited.
@@ -51,6 +58,10 @@ pub(crate) struct EpochControl {
     completed: AtomicU64,
     /// The epoch after which sources end; 0 while the job runs on.
     final_epoch: AtomicU64,
+    /// Micro-batch mode with a checkpoint store: batch plans are logged before the batch
+    /// reads input, and `planned` is the newest batch whose plan is durable.
+    logs_plans: bool,
+    planned: AtomicU64,
     events: Sender<CoordinatorEvent>,
     signals: Arc<[Arc<WorkerSignal>]>,
 }
@@ -66,9 +77,36 @@ impl EpochControl {
             requested: AtomicU64::new(restored),
             completed: AtomicU64::new(restored),
             final_epoch: AtomicU64::new(0),
+            logs_plans: false,
+            planned: AtomicU64::new(restored),
             events,
             signals,
         }
+    }
+
+    /// Batch plans must be durable before their batch reads input (micro-batch mode with a
+    /// checkpoint store).
+    pub(crate) fn logging_plans(mut self) -> Self {
+        self.logs_plans = true;
+        self
+    }
+
+    /// Whether batch plans are logged (sources then report them to the coordinator).
+    #[inline]
+    pub(crate) fn logs_plans(&self) -> bool {
+        self.logs_plans
+    }
+
+    /// Whether batch `epoch` may read input: its plan is logged, or plans are not logged.
+    #[inline]
+    pub(crate) fn plan_logged(&self, epoch: Epoch) -> bool {
+        !self.logs_plans || self.planned.load(Ordering::Acquire) >= epoch
+    }
+
+    /// The plan of batch `epoch` is durable: its sources may read.
+    pub(crate) fn plan_written(&self, epoch: Epoch) {
+        self.planned.store(epoch, Ordering::Release);
+        self.wake_all();
     }
 
     /// The epoch the job started from.

@@ -74,6 +74,8 @@ pub struct BuildCtx {
     pub(crate) task: std::cell::Cell<usize>,
     /// Per node: what the checkpoint being restored holds.
     pub(crate) restored: Option<Arc<Vec<NodeRestore>>>,
+    /// Micro-batch mode: the logged ends of the interrupted batch to replay, per node.
+    pub(crate) replay: Option<Arc<Vec<NodeRestore>>>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -123,7 +125,25 @@ impl BuildCtx {
         node: usize,
         name: &'a str,
     ) -> Option<RestoredState<'a>> {
-        let data = self.restored.as_ref()?.get(node)?;
+        self.node_data(self.restored.as_ref()?, node, name)
+    }
+
+    /// The logged batch end of source `node` to replay, if the restart replays a batch.
+    pub(crate) fn replayed_plan<'a>(
+        &'a self,
+        node: usize,
+        name: &'a str,
+    ) -> Option<RestoredState<'a>> {
+        self.node_data(self.replay.as_ref()?, node, name)
+    }
+
+    fn node_data<'a>(
+        &'a self,
+        all: &'a [NodeRestore],
+        node: usize,
+        name: &'a str,
+    ) -> Option<RestoredState<'a>> {
+        let data = all.get(node)?;
         if data.type_name.is_empty() {
             return None;
         }

@@ -233,11 +233,11 @@ impl Job {
             .collect();
         let (coordinator_tx, coordinator_rx) = crossbeam_channel::unbounded();
         let control = recovery.as_ref().map(|r| {
-            Arc::new(EpochControl::new(
-                r.epoch,
-                coordinator_tx.clone(),
-                signals.clone(),
-            ))
+            let control = EpochControl::new(r.epoch, coordinator_tx.clone(), signals.clone());
+            Arc::new(match config.mode {
+                Mode::MicroBatch(_) if r.store.is_some() => control.logging_plans(),
+                _ => control,
+            })
         });
         let shared = Arc::new(Shared {
             stop: Arc::new(AtomicBool::new(false)),
@@ -246,6 +246,7 @@ impl Job {
             coordinator: recovery.as_ref().map(|_| coordinator_tx.clone()),
         });
         let restored = recovery.as_ref().and_then(|r| r.nodes.clone());
+        let replay = recovery.as_ref().and_then(|r| r.replay.clone());
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().filter(|c| !c.is_empty())
         } else {
@@ -279,6 +280,7 @@ impl Job {
                     micro_batch: matches!(config.mode, Mode::MicroBatch(_)),
                     task: std::cell::Cell::new(0),
                     restored: restored.clone(),
+                    replay: replay.clone(),
                 },
                 dead_letter: graph.dead_letter.clone(),
                 factories: factories.clone(),
@@ -382,6 +384,9 @@ struct Recovery {
     committer: Option<Arc<dyn crate::commit::Committer>>,
     epoch: crate::message::Epoch,
     nodes: Option<Arc<Vec<crate::state::NodeRestore>>>,
+    /// Micro-batch mode: the logged plan of the batch after `epoch`, which never completed;
+    /// the restarted job replays it with exactly these ends.
+    replay: Option<Arc<Vec<crate::state::NodeRestore>>>,
     node_list: Vec<(String, String)>,
     warnings: Vec<String>,
 }
@@ -417,6 +422,7 @@ impl Job {
                     committer: None,
                     epoch: 0,
                     nodes: None,
+                    replay: None,
                     node_list: Vec::new(),
                     warnings: Vec::new(),
                 }));
@@ -459,6 +465,20 @@ impl Job {
             epoch = loaded.manifest.epoch;
             nodes = Some(Arc::new(loaded.nodes));
         }
+        // Micro-batch mode: the batch after the restored checkpoint may have been planned (its
+        // ends logged) and then interrupted. Replaying it with the same ends makes the restart
+        // deterministic. An unreadable plan only costs that: the batch is planned afresh.
+        let mut replay = None;
+        if let Mode::MicroBatch(_) = config.mode {
+            match store.load_plan(epoch + 1) {
+                Ok(Some(plan)) => replay = Some(Arc::new(plan.into_nodes(graph.nodes.len()))),
+                Ok(None) => {}
+                Err(e) => warnings.push(format!(
+                    "the plan of batch {} is unusable ({e}): that batch is planned afresh",
+                    epoch + 1
+                )),
+            }
+        }
         store
             .remove_after(epoch)
             .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
@@ -476,6 +496,7 @@ impl Job {
             committer,
             epoch,
             nodes,
+            replay,
             node_list,
             warnings,
         }))

@@ -109,6 +109,36 @@ pub trait Source {
         let _ = epoch;
         Ok(())
     }
+
+    /// Micro-batch mode, as a batch starts: fixes where this instance's input ends for the
+    /// batch (what is available now: Kafka's end offsets, the generator's records due by now)
+    /// and returns that end, encoded. With a checkpoint location the job logs it durably
+    /// before the batch reads anything (Spark's offset log), so a restart replays an
+    /// interrupted batch with the same ends. Until the next plan, [`poll`](Self::poll) emits
+    /// nothing beyond the end, and input arriving meanwhile waits for the next batch.
+    ///
+    /// `None` (the default): the source cannot fix an end; its batch is what it emits until
+    /// it is idle, and a replayed batch may be larger or smaller.
+    fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
+    }
+
+    /// Micro-batch mode, before the first poll after a restart: the ends the interrupted
+    /// batch had ([`RestoredState::worker_blobs`]: every old worker's
+    /// [`plan_batch`](Self::plan_batch) result, to redistribute as for
+    /// [`restore`](Self::restore)). The next `plan_batch` must return these ends, for this
+    /// worker, instead of what is available then.
+    fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
+        let _ = plan;
+        Ok(())
+    }
+
+    /// Micro-batch mode: whether everything up to the planned end has been emitted; asked
+    /// when `poll` reports idle. The default, `true`, ends the batch whenever the source is
+    /// idle (right for sources that do not plan).
+    fn batch_complete(&mut self) -> bool {
+        true
+    }
 }
 
 /// Creates one [`Source`] per worker. Shared by the worker threads while they start.
@@ -139,6 +169,8 @@ pub struct SourceFlow<S> {
     exhausted: bool,
     captured: Option<Vec<u8>>,
     micro_batch: bool,
+    /// Micro-batch mode: the newest batch this instance has planned.
+    planned: Epoch,
 }
 
 impl<S> std::fmt::Debug for SourceFlow<S> {
@@ -180,6 +212,7 @@ impl<S> SourceFlow<S> {
             exhausted: false,
             captured: None,
             micro_batch,
+            planned: epoch,
         }
     }
 
@@ -228,10 +261,37 @@ impl<S: Source> SourceFlow<S> {
         budget: usize,
     ) -> Result<Progress, JobError> {
         if requested > self.epoch {
+            if self.planned < requested {
+                // The batch starts: fix its end before reading anything.
+                let end = self.source.plan_batch().map_err(|e| self.error(e))?;
+                self.planned = requested;
+                if let Some(epochs) = self.epochs.as_ref().filter(|e| e.logs_plans()) {
+                    epochs.send(CoordinatorEvent::BatchPlan {
+                        epoch: requested,
+                        node: self.node,
+                        worker: self.worker,
+                        end,
+                    });
+                }
+            }
+            // With a checkpoint location the plan must be durable first; the coordinator
+            // wakes this worker once it is.
+            if !self
+                .epochs
+                .as_ref()
+                .is_none_or(|e| e.plan_logged(requested))
+            {
+                return Ok(Progress::IDLE);
+            }
             if !self.exhausted {
                 match self.read(out, budget)? {
                     Progress::Busy | Progress::Barrier(_) => return Ok(Progress::Busy),
                     Progress::Done => self.mark_exhausted(),
+                    // Idle before the planned end: what is left is on its way (Kafka records
+                    // below the end offset not fetched yet).
+                    idle @ Progress::Idle { .. } if !self.source.batch_complete() => {
+                        return Ok(idle)
+                    }
                     Progress::Idle { .. } => {}
                 }
             }

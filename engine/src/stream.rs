@@ -270,6 +270,14 @@ impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
                 ))
             })?;
         }
+        if let Some(plan) = ctx.replayed_plan(self.node, &name) {
+            crate::source::Source::replay_batch(&mut source, &plan).map_err(|e| {
+                JobError::Restore(format!(
+                    "source `{name}` on worker {}, replaying the interrupted batch: {e}",
+                    ctx.worker.worker
+                ))
+            })?;
+        }
         Ok(SourceFlow::new(
             source,
             self.node,

@@ -1,6 +1,6 @@
 //! Reading Kafka topics: one consumer per worker, all in the job's consumer group.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -31,6 +31,10 @@ pub enum StartFrom {
 /// Librdkafka's poll loop also serves its main queue (logs, statistics); a parked worker is
 /// woken at least this often to do so, even when no record arrives.
 const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Micro-batch mode: records past the batch's end held for the next batch, beyond which the
+/// partitions they belong to are paused (librdkafka then refetches them after the batch).
+const HOLD_LIMIT: usize = 65_536;
 
 /// The next offset to read, per partition, of the records a worker has handed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,6 +382,10 @@ impl SourceFactory for KafkaSource {
             statically,
             checkpointing: ctx.checkpointing(),
             captured: None,
+            batch_ends: None,
+            held: VecDeque::new(),
+            paused: Vec::new(),
+            replay_ends: None,
         })
     }
 
@@ -561,6 +569,16 @@ pub struct KafkaConsumerSource {
     checkpointing: bool,
     /// The positions taken at the last barrier, committed when its checkpoint completes.
     captured: Option<Vec<PartitionPosition>>,
+    /// Micro-batch mode: the offset each owned partition is read up to (exclusive) in the
+    /// current batch.
+    batch_ends: Option<Vec<PartitionPosition>>,
+    /// Micro-batch mode: records read past their partition's batch end, oldest first; they
+    /// open the next batch.
+    held: VecDeque<KafkaRecord>,
+    /// Partitions paused because too many records are held.
+    paused: Vec<(Arc<str>, i32)>,
+    /// After a restart: the ends of the interrupted batch, which the next plan replays.
+    replay_ends: Option<Vec<StoredPosition>>,
 }
 
 /// A partition's position as stored in a checkpoint.
@@ -589,13 +607,24 @@ impl KafkaConsumerSource {
         })
     }
 
-    /// Bounded mode: whether every owned partition has been read up to its end. Uses the
-    /// consumer's fetch position too, which moves past offsets that hold no record
-    /// (transaction markers, compacted records).
+    /// Micro-batch mode: the current batch's end offset of a partition.
+    fn batch_end_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.batch_ends.as_ref().and_then(|ends| {
+            ends.iter()
+                .find(|e| e.partition == partition && &*e.topic == topic)
+                .map(|e| e.next_offset)
+        })
+    }
+
+    /// Bounded mode: whether every owned partition has been read up to its end.
     fn reached_ends(&self) -> bool {
-        let Some(ends) = &self.ends else {
-            return false;
-        };
+        self.ends.as_ref().is_some_and(|ends| self.read_up_to(ends))
+    }
+
+    /// Whether every partition in `ends` has been read up to its end. Uses the consumer's
+    /// fetch position too, which moves past offsets that hold no record (transaction markers,
+    /// compacted records).
+    fn read_up_to(&self, ends: &[PartitionPosition]) -> bool {
         let fetched = self.consumer.position().ok();
         let table = lock(&self.positions);
         ends.iter().all(|end| {
@@ -648,6 +677,24 @@ impl Source for KafkaConsumerSource {
         budget: usize,
     ) -> Result<Progress, BoxError> {
         let mut emitted = 0;
+        // Micro-batch mode: records held from the previous batch come first.
+        while emitted < budget && !out.should_yield() {
+            let Some(front) = self.held.front() else {
+                break;
+            };
+            if self
+                .batch_end_of(&front.topic, front.partition)
+                .is_none_or(|end| front.offset >= end)
+            {
+                break;
+            }
+            let Some(record) = self.held.pop_front() else {
+                break;
+            };
+            self.advance(&record.topic, record.partition, record.offset);
+            out.emit(record);
+            emitted += 1;
+        }
         while emitted < budget && !out.should_yield() {
             let record = match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -690,6 +737,14 @@ impl Source for KafkaConsumerSource {
                 // retries by itself; no record is lost, only delayed.
                 Some(Err(_)) => continue,
             };
+            if self
+                .batch_end_of(&record.topic, record.partition)
+                .is_some_and(|end| record.offset >= end)
+            {
+                // Arrived during this batch: it belongs to the next one.
+                self.hold(record)?;
+                continue;
+            }
             self.advance(&record.topic, record.partition, record.offset);
             out.emit(record);
             emitted += 1;
@@ -729,9 +784,90 @@ impl Source for KafkaConsumerSource {
         self.commit_captured();
         Ok(())
     }
+
+    /// The batch ends at each owned partition's end offset as the broker reports it when the
+    /// batch starts (one ListOffsets round trip per partition, as Spark's `latestOffsets`; with
+    /// `read_committed`, the last stable offset). Records arriving later wait for the next
+    /// batch.
+    fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        if !self.paused.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in self.paused.drain(..) {
+                tpl.add_partition(&topic, partition);
+            }
+            self.consumer
+                .resume(&tpl)
+                .map_err(KafkaConnectorError::Client)?;
+        }
+        let table = self.positions();
+        let replay = self.replay_ends.take();
+        let mut ends = Vec::with_capacity(table.len());
+        for p in &table {
+            let end = match &replay {
+                Some(stored) => stored
+                    .iter()
+                    .find(|(t, part, _)| *part == p.partition && **t == *p.topic)
+                    .map_or(p.next_offset, |(_, _, end)| *end),
+                None => {
+                    let (_, high) = self
+                        .consumer
+                        .fetch_watermarks(&p.topic, p.partition, LOOKUP_TIMEOUT)
+                        .map_err(KafkaConnectorError::Client)?;
+                    high.max(p.next_offset)
+                }
+            };
+            ends.push(PartitionPosition {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                next_offset: end,
+            });
+        }
+        let stored: Vec<StoredPosition> = ends
+            .iter()
+            .map(|e| (e.topic.to_string(), e.partition, e.next_offset))
+            .collect();
+        self.batch_ends = Some(ends);
+        Ok(Some(encode(&stored)?))
+    }
+
+    fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
+        let mut stored: Vec<StoredPosition> = Vec::new();
+        for blob in plan.worker_blobs().iter().flatten() {
+            stored.extend(decode::<Vec<StoredPosition>>(blob, plan.node())?);
+        }
+        self.replay_ends = Some(stored);
+        Ok(())
+    }
+
+    fn batch_complete(&mut self) -> bool {
+        match &self.batch_ends {
+            Some(ends) => self.read_up_to(ends),
+            None => true,
+        }
+    }
 }
 
 impl KafkaConsumerSource {
+    /// Keeps a record read past its batch's end for the next batch; pauses its partition once
+    /// too many are held, so memory stays bounded when input outpaces the batches.
+    fn hold(&mut self, record: KafkaRecord) -> Result<(), KafkaConnectorError> {
+        if self.held.len() >= HOLD_LIMIT
+            && !self
+                .paused
+                .iter()
+                .any(|(t, p)| *p == record.partition && *t == record.topic)
+        {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&record.topic, record.partition);
+            self.consumer
+                .pause(&tpl)
+                .map_err(KafkaConnectorError::Client)?;
+            self.paused.push((record.topic.clone(), record.partition));
+        }
+        self.held.push_back(record);
+        Ok(())
+    }
+
     /// The position of every owned partition, for a checkpoint.
     fn checkpoint_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         let table = self.positions();
