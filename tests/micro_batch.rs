@@ -181,20 +181,54 @@ fn batches_are_checkpoints_and_a_restart_continues() {
 /// Records every batch a sink instance receives, as (epoch, sequence numbers), and fails at
 /// the end of batch `fail_at` once all `workers` instances have recorded it, like a crash
 /// before its checkpoint completes.
-#[derive(Clone)]
-struct BatchRecorder {
-    batches: Arc<std::sync::Mutex<Vec<(u64, Vec<u64>)>>>,
+struct BatchRecorder<T> {
+    batches: Arc<std::sync::Mutex<Vec<(u64, Vec<T>)>>>,
     fail_at: Option<u64>,
     workers: usize,
 }
 
-struct BatchRecorderInstance {
-    shared: BatchRecorder,
-    current: Vec<u64>,
+impl<T> Clone for BatchRecorder<T> {
+    fn clone(&self) -> Self {
+        Self {
+            batches: self.batches.clone(),
+            fail_at: self.fail_at,
+            workers: self.workers,
+        }
+    }
 }
 
-impl SinkFactory<u64> for BatchRecorder {
-    type Sink = BatchRecorderInstance;
+impl<T> BatchRecorder<T> {
+    fn new(fail_at: Option<u64>, workers: usize) -> Self {
+        Self {
+            batches: Arc::default(),
+            fail_at,
+            workers,
+        }
+    }
+
+    /// The records of batch `epoch` over all sink instances, sorted.
+    fn batch(&self, epoch: u64) -> Vec<T>
+    where
+        T: Ord + Clone,
+    {
+        let batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<T> = batches
+            .iter()
+            .filter(|(e, _)| *e == epoch)
+            .flat_map(|(_, b)| b.iter().cloned())
+            .collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+struct BatchRecorderInstance<T> {
+    shared: BatchRecorder<T>,
+    current: Vec<T>,
+}
+
+impl<T: Send + 'static> SinkFactory<T> for BatchRecorder<T> {
+    type Sink = BatchRecorderInstance<T>;
     fn create(&self, _: &rill::engine::WorkerContext) -> Result<Self::Sink, rill::BoxError> {
         Ok(BatchRecorderInstance {
             shared: self.clone(),
@@ -206,9 +240,9 @@ impl SinkFactory<u64> for BatchRecorder {
     }
 }
 
-impl Sink<u64> for BatchRecorderInstance {
-    fn write(&mut self, seq: u64) -> Result<(), rill::BoxError> {
-        self.current.push(seq);
+impl<T: Send + 'static> Sink<T> for BatchRecorderInstance<T> {
+    fn write(&mut self, record: T) -> Result<(), rill::BoxError> {
+        self.current.push(record);
         Ok(())
     }
     fn on_barrier(&mut self, epoch: u64) -> Result<(), rill::BoxError> {
@@ -227,15 +261,24 @@ impl Sink<u64> for BatchRecorderInstance {
     }
 }
 
-/// The records of batch `epoch` over all sink instances, sorted.
-fn batch_records(batches: &[(u64, Vec<u64>)], epoch: u64) -> Vec<u64> {
-    let mut all: Vec<u64> = batches
-        .iter()
-        .filter(|(e, _)| *e == epoch)
-        .flat_map(|(_, b)| b.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all
+/// Runs a micro-batch job with checkpoints: until it fails, or (`stop_after_two`) until two
+/// batches completed, then stops it. Returns its result and the epoch it restored.
+fn run_batches(
+    job: Job,
+    config: Config,
+    stop_after_two: bool,
+) -> (Result<rill::JobMetrics, rill::JobError>, Option<u64>) {
+    let handle = job.run(config).expect("starts");
+    let restored = handle.checkpoints().and_then(|l| l.restored_from);
+    if stop_after_two {
+        let deadline = std::time::Instant::now() + common::HANG;
+        while handle.checkpoints().is_none_or(|l| l.completed.len() < 2) {
+            assert!(std::time::Instant::now() < deadline, "batches complete");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handle.stop();
+    }
+    (finish(handle), restored)
 }
 
 /// A batch interrupted before its checkpoint is replayed after the restart with exactly the
@@ -248,11 +291,7 @@ fn an_interrupted_batch_is_replayed_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
     let run = |fail_at: Option<u64>| {
         let job = Job::new("mb-replay");
-        let recorder = BatchRecorder {
-            batches: Arc::default(),
-            fail_at,
-            workers: 2,
-        };
+        let recorder = BatchRecorder::new(fail_at, 2);
         job.source(Generator::new(20_000.0, |i| i).with_count(1_000_000))
             .map(|g: Generated<u64>| g.seq)
             .sink(recorder.clone());
@@ -262,29 +301,13 @@ fn an_interrupted_batch_is_replayed_exactly() {
                 Duration::from_millis(30),
             )))
             .with_checkpoints(CheckpointConfig::new(&dir));
-        let handle = job.run(config).expect("starts");
-        let restored = handle.checkpoints().and_then(|l| l.restored_from);
-        if fail_at.is_none() {
-            // Let the replayed batch and one more complete, then stop.
-            let deadline = std::time::Instant::now() + common::HANG;
-            while handle.checkpoints().is_none_or(|l| l.completed.len() < 2) {
-                assert!(std::time::Instant::now() < deadline, "batches complete");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            handle.stop();
-        }
-        let result = finish(handle);
-        let batches = recorder
-            .batches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        (result, restored, batches)
+        let (result, restored) = run_batches(job, config, fail_at.is_none());
+        (result, restored, recorder)
     };
     let (result, restored, first) = run(Some(4));
     assert!(result.is_err(), "the first run crashes in batch 4");
     assert_eq!(restored, None);
-    let interrupted = batch_records(&first, 4);
+    let interrupted = first.batch(4);
     // 30 ms at 20,000 records/s: hundreds of records, so an afresh plan could not match.
     assert!(
         interrupted.len() > 100,
@@ -296,12 +319,86 @@ fn an_interrupted_batch_is_replayed_exactly() {
     result.expect("the restarted run");
     assert_eq!(restored, Some(3), "batch 4 never completed");
     assert_eq!(
-        batch_records(&second, 4),
+        second.batch(4),
         interrupted,
         "the replayed batch holds exactly the interrupted batch's records"
     );
     // And the batch after it continues where the replay ended.
-    let next = batch_records(&second, 5);
+    let next = second.batch(5);
     assert!(next.iter().all(|s| !interrupted.contains(s)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same through Kafka, restarted at another number of workers: the replayed batch reads
+/// exactly up to the end offsets logged for it, although the topic has grown since (a batch
+/// planned afresh would take the new records too).
+#[test]
+fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_parallelism() {
+    use rill::connectors::kafka::{EmbeddedKafka, KafkaRecord, KafkaSource, StartFrom};
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    kafka.create_topic("mb-in", 4).expect("topic");
+    let brokers = kafka.bootstrap_servers();
+    let records = |from: u64, to: u64| -> Vec<(Vec<u8>, Vec<u8>)> {
+        (from..to)
+            .map(|i| (format!("k{i}").into_bytes(), format!("{i:06}").into_bytes()))
+            .collect()
+    };
+    common::kafka::produce(&brokers, "mb-in", &records(0, 400));
+    let dir = std::env::temp_dir().join(format!("rill-mb-kafka-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |workers: usize, fail_at: Option<u64>| {
+        let job = Job::new("mb-kafka-replay");
+        let recorder = BatchRecorder::new(fail_at, workers);
+        job.source(
+            KafkaSource::new(&brokers, "mb-replay")
+                .topics(["mb-in"])
+                .start_from(StartFrom::Earliest),
+        )
+        .map(|r: KafkaRecord| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned())
+        .sink(recorder.clone());
+        let config = Config::default()
+            .with_workers(workers)
+            .with_mode(Mode::MicroBatch(Trigger::ProcessingTime(
+                Duration::from_millis(50),
+            )))
+            .with_checkpoints(CheckpointConfig::new(&dir));
+        let (result, restored) = run_batches(job, config, fail_at.is_none());
+        (result, restored, recorder)
+    };
+    // Input keeps arriving while the first run works through its batches.
+    let feeding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let (brokers, feeding) = (brokers.clone(), feeding.clone());
+        std::thread::spawn(move || {
+            let mut next = 400;
+            while feeding.load(Ordering::Relaxed) && next < 4_000 {
+                common::kafka::produce(&brokers, "mb-in", &records(next, next + 20));
+                next += 20;
+            }
+            next
+        })
+    };
+    let (result, restored, first) = run(2, Some(3));
+    feeding.store(false, Ordering::Relaxed);
+    let produced = feeder.join().expect("feeder");
+    assert!(result.is_err(), "the first run crashes in batch 3");
+    assert_eq!(restored, None);
+    let interrupted = first.batch(3);
+    assert!(!interrupted.is_empty(), "batch 3 read records");
+    // The topic grows before the restart.
+    common::kafka::produce(&brokers, "mb-in", &records(produced, produced + 1_000));
+
+    let (result, restored, second) = run(3, None);
+    result.expect("the restarted run");
+    assert_eq!(restored, Some(2), "batch 3 never completed");
+    assert_eq!(
+        second.batch(3),
+        interrupted,
+        "the replayed batch reads exactly to the logged end offsets"
+    );
+    // Nothing before the replayed batch is read again, and the next batch goes on from it.
+    let earlier: Vec<String> = (1..=2).flat_map(|e| first.batch(e)).collect();
+    assert!(second.batch(3).iter().all(|r| !earlier.contains(r)));
+    assert!(second.batch(4).iter().all(|r| !interrupted.contains(r)));
     let _ = std::fs::remove_dir_all(&dir);
 }
