@@ -178,11 +178,14 @@ fn batches_are_checkpoints_and_a_restart_continues() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Batches as recorded: (epoch, the records one sink instance received in it).
+type Batches<T> = Vec<(u64, Vec<T>)>;
+
 /// Records every batch a sink instance receives, as (epoch, sequence numbers), and fails at
 /// the end of batch `fail_at` once all `workers` instances have recorded it, like a crash
 /// before its checkpoint completes.
 struct BatchRecorder<T> {
-    batches: Arc<std::sync::Mutex<Vec<(u64, Vec<T>)>>>,
+    batches: Arc<std::sync::Mutex<Batches<T>>>,
     fail_at: Option<u64>,
     workers: usize,
 }

@@ -121,6 +121,9 @@ pub(crate) struct Manifest {
     pub(crate) created_unix_ms: u64,
 }
 
+/// One source instance's planned end: `(node, worker, encoded end)`.
+pub(crate) type PlannedEnd = (usize, usize, Option<Vec<u8>>);
+
 /// Where one micro-batch ends for every source instance: logged before the batch runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct BatchPlan {
@@ -128,7 +131,7 @@ pub(crate) struct BatchPlan {
     pub(crate) workers: usize,
     /// `(node, worker, end)`: a source instance's encoded end; `None` when the source cannot
     /// fix one (its batch is whatever it has when polled).
-    pub(crate) ends: Vec<(usize, usize, Option<Vec<u8>>)>,
+    pub(crate) ends: Vec<PlannedEnd>,
 }
 
 impl BatchPlan {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::checkpoint::{
-    BatchPlan, CheckpointConfig, CheckpointStore, FileEntry, Manifest, StoredNode,
+    BatchPlan, CheckpointConfig, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode,
 };
 use crate::commit::Committer;
 use crate::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
@@ -111,7 +111,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
     };
     let mut in_flight: Option<InFlight> = None;
     // Micro-batch mode: the ends reported so far for batches whose plan is not logged yet.
-    let mut plans: std::collections::BTreeMap<Epoch, Vec<(usize, usize, Option<Vec<u8>>)>> =
+    let mut plans: std::collections::BTreeMap<Epoch, Vec<PlannedEnd>> =
         std::collections::BTreeMap::new();
     let mut exhausted = 0;
     let mut want_last = s.trigger == Some(Trigger::AvailableNow);
@@ -203,11 +203,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
 
 /// Writes the plan of batch `epoch` (every source instance's end) durably, then lets the
 /// batch read its input.
-fn log_plan(
-    s: &CoordinatorSetup,
-    epoch: Epoch,
-    mut ends: Vec<(usize, usize, Option<Vec<u8>>)>,
-) -> Result<(), JobError> {
+fn log_plan(s: &CoordinatorSetup, epoch: Epoch, mut ends: Vec<PlannedEnd>) -> Result<(), JobError> {
     if let Some(store) = &s.store {
         ends.sort_by_key(|(node, worker, _)| (*node, *worker));
         let plan = BatchPlan {
