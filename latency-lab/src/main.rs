@@ -605,6 +605,13 @@ fn print_checkpoints(log: &CheckpointLog, stored: bool) {
     let median = durations[durations.len() / 2];
     let max = durations[durations.len() - 1];
     let align = done.iter().map(|c| c.alignment).max().unwrap_or_default();
+    // The log keeps the newest 1,000; epochs count from the restored one.
+    let count = done[done.len() - 1].epoch - log.restored_from.unwrap_or(0);
+    let over = if count as usize > done.len() {
+        format!(" (figures over the last {})", done.len())
+    } else {
+        String::new()
+    };
     let size = if stored {
         let last = &done[done.len() - 1];
         format!(
@@ -616,8 +623,7 @@ fn print_checkpoints(log: &CheckpointLog, stored: bool) {
         String::new()
     };
     println!(
-        "      {what}: {} completed, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms",
-        done.len(),
+        "      {what}: {count} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms",
         median.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
         align.as_secs_f64() * 1e3,
