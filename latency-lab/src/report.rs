@@ -82,18 +82,24 @@ fn us(nanos: u64) -> String {
     format!("{:.1}", nanos as f64 / 1000.0)
 }
 
-pub fn print_header() {
-    println!(
-        "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "", "rate/s", "achieved", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"
-    );
+/// The column heads, over a label column of `width` characters headed `label`.
+fn header(width: usize, label: &str) -> String {
+    format!(
+        "{:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        label, "rate/s", "achieved", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"
+    )
 }
 
-pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
-    println!(
-        "{:<8} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+pub fn print_header() {
+    println!("{}", header(8, ""));
+}
+
+/// One table row: a label of `width` characters, then the figures.
+fn row(width: usize, label: &str, rate: &str, s: &Summary) -> String {
+    format!(
+        "{:<width$} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
         label,
-        s.rate,
+        rate,
         s.achieved,
         us(s.p50),
         us(s.p90),
@@ -102,44 +108,21 @@ pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
         us(s.p9999),
         us(s.max),
         s.samples
-    );
+    )
+}
+
+pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
+    println!("{}", row(8, label, &format!("{:.0}", s.rate), s));
     if let Some(d) = spread {
-        println!(
-            "{:<8} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
-            "spread",
-            "",
-            d.achieved,
-            us(d.p50),
-            us(d.p90),
-            us(d.p99),
-            us(d.p999),
-            us(d.p9999),
-            us(d.max),
-            d.samples
-        );
+        println!("{}", row(8, "spread", "", d));
     }
 }
 
 /// The closing table: one row per mode and rate, the medians over the runs.
 pub fn print_summary(rows: &[(String, Summary)]) {
     let width = rows.iter().map(|(m, _)| m.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "mode", "rate/s", "achieved", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"
-    );
+    println!("{}", header(width, "mode"));
     for (mode, s) in rows {
-        println!(
-            "{:<width$} {:>8.0} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
-            mode,
-            s.rate,
-            s.achieved,
-            us(s.p50),
-            us(s.p90),
-            us(s.p99),
-            us(s.p999),
-            us(s.p9999),
-            us(s.max),
-            s.samples
-        );
+        println!("{}", row(width, mode, &format!("{:.0}", s.rate), s));
     }
 }

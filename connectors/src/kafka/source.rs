@@ -581,8 +581,26 @@ pub struct KafkaConsumerSource {
     replay_ends: Option<Vec<StoredPosition>>,
 }
 
-/// A partition's position as stored in a checkpoint.
+/// A partition's position as stored in a checkpoint (or its end, in a batch plan).
 type StoredPosition = (String, i32, i64);
+
+/// Partition offsets as a checkpoint or batch plan stores them.
+fn encode_positions(positions: &[PartitionPosition]) -> Result<Vec<u8>, BoxError> {
+    let stored: Vec<StoredPosition> = positions
+        .iter()
+        .map(|p| (p.topic.to_string(), p.partition, p.next_offset))
+        .collect();
+    Ok(encode(&stored)?)
+}
+
+/// Every old worker's stored offsets merged: partitions may have moved between workers.
+fn decode_positions(state: &RestoredState<'_>) -> Result<Vec<StoredPosition>, BoxError> {
+    let mut stored: Vec<StoredPosition> = Vec::new();
+    for blob in state.worker_blobs().iter().flatten() {
+        stored.extend(decode::<Vec<StoredPosition>>(blob, state.node())?);
+    }
+    Ok(stored)
+}
 
 impl std::fmt::Debug for KafkaConsumerSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -822,20 +840,13 @@ impl Source for KafkaConsumerSource {
                 next_offset: end,
             });
         }
-        let stored: Vec<StoredPosition> = ends
-            .iter()
-            .map(|e| (e.topic.to_string(), e.partition, e.next_offset))
-            .collect();
+        let encoded = encode_positions(&ends)?;
         self.batch_ends = Some(ends);
-        Ok(Some(encode(&stored)?))
+        Ok(Some(encoded))
     }
 
     fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
-        let mut stored: Vec<StoredPosition> = Vec::new();
-        for blob in plan.worker_blobs().iter().flatten() {
-            stored.extend(decode::<Vec<StoredPosition>>(blob, plan.node())?);
-        }
-        self.replay_ends = Some(stored);
+        self.replay_ends = Some(decode_positions(plan)?);
         Ok(())
     }
 
@@ -871,21 +882,15 @@ impl KafkaConsumerSource {
     /// The position of every owned partition, for a checkpoint.
     fn checkpoint_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         let table = self.positions();
-        let stored: Vec<StoredPosition> = table
-            .iter()
-            .map(|p| (p.topic.to_string(), p.partition, p.next_offset))
-            .collect();
+        let encoded = encode_positions(&table)?;
         self.captured = Some(table);
-        Ok(Some(encode(&stored)?))
+        Ok(Some(encoded))
     }
 
     /// Seeks every owned partition to the checkpoint's position (from whichever old worker
     /// owned it), so a job restores at any number of workers.
     fn restore_positions(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
-        let mut stored: Vec<StoredPosition> = Vec::new();
-        for blob in state.worker_blobs().iter().flatten() {
-            stored.extend(decode::<Vec<StoredPosition>>(blob, state.node())?);
-        }
+        let stored = decode_positions(state)?;
         let mut table = lock(&self.positions);
         let mut assignment = TopicPartitionList::new();
         for p in table.iter_mut() {
