@@ -181,12 +181,14 @@ fn batches_are_checkpoints_and_a_restart_continues() {
 /// Batches as recorded: (epoch, the records one sink instance received in it).
 type Batches<T> = Vec<(u64, Vec<T>)>;
 
-/// Records every batch a sink instance receives, as (epoch, sequence numbers), and fails at
-/// the end of batch `fail_at` once all `workers` instances have recorded it, like a crash
-/// before its checkpoint completes.
+/// Records every batch a sink instance receives, as (epoch, records), and fails at the end of
+/// the first batch from `fail_from` on that read anything, once all `workers` instances have
+/// recorded it, like a crash before its checkpoint completes. Which batch that is depends on
+/// when input arrives, so the test asks [`BatchRecorder::failed_at`] rather than assuming.
 struct BatchRecorder<T> {
     batches: Arc<std::sync::Mutex<Batches<T>>>,
-    fail_at: Option<u64>,
+    failed_at: Arc<std::sync::Mutex<Option<u64>>>,
+    fail_from: Option<u64>,
     workers: usize,
 }
 
@@ -194,19 +196,26 @@ impl<T> Clone for BatchRecorder<T> {
     fn clone(&self) -> Self {
         Self {
             batches: self.batches.clone(),
-            fail_at: self.fail_at,
+            failed_at: self.failed_at.clone(),
+            fail_from: self.fail_from,
             workers: self.workers,
         }
     }
 }
 
 impl<T> BatchRecorder<T> {
-    fn new(fail_at: Option<u64>, workers: usize) -> Self {
+    fn new(fail_from: Option<u64>, workers: usize) -> Self {
         Self {
             batches: Arc::default(),
-            fail_at,
+            failed_at: Arc::default(),
+            fail_from,
             workers,
         }
+    }
+
+    /// The batch at whose end the recorder failed, if it did.
+    fn failed_at(&self) -> Option<u64> {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The records of batch `epoch` over all sink instances, sorted.
@@ -256,8 +265,15 @@ impl<T: Send + 'static> Sink<T> for BatchRecorderInstance<T> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         batches.push((epoch, batch));
-        let recorded = batches.iter().filter(|(e, _)| *e == epoch).count();
-        if self.shared.fail_at == Some(epoch) && recorded == self.shared.workers {
+        let this_batch = || batches.iter().filter(|(e, _)| *e == epoch);
+        let all_recorded = this_batch().count() == self.shared.workers;
+        let read_any = this_batch().any(|(_, b)| !b.is_empty());
+        if self.shared.fail_from.is_some_and(|from| epoch >= from) && all_recorded && read_any {
+            *self
+                .shared
+                .failed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(epoch);
             return Err(format!("crash at the end of batch {epoch}").into());
         }
         Ok(())
@@ -292,9 +308,9 @@ fn run_batches(
 fn an_interrupted_batch_is_replayed_exactly() {
     let dir = std::env::temp_dir().join(format!("rill-mb-replay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |fail_at: Option<u64>| {
+    let run = |fail_from: Option<u64>| {
         let job = Job::new("mb-replay");
-        let recorder = BatchRecorder::new(fail_at, 2);
+        let recorder = BatchRecorder::new(fail_from, 2);
         job.source(Generator::new(20_000.0, |i| i).with_count(1_000_000))
             .map(|g: Generated<u64>| g.seq)
             .sink(recorder.clone());
@@ -304,30 +320,35 @@ fn an_interrupted_batch_is_replayed_exactly() {
                 Duration::from_millis(30),
             )))
             .with_checkpoints(CheckpointConfig::new(&dir));
-        let (result, restored) = run_batches(job, config, fail_at.is_none());
+        let (result, restored) = run_batches(job, config, fail_from.is_none());
         (result, restored, recorder)
     };
     let (result, restored, first) = run(Some(4));
-    assert!(result.is_err(), "the first run crashes in batch 4");
+    assert!(result.is_err(), "the first run crashes");
     assert_eq!(restored, None);
-    let interrupted = first.batch(4);
+    let crashed = first.failed_at().expect("the recorder crashed the run");
+    let interrupted = first.batch(crashed);
     // 30 ms at 20,000 records/s: hundreds of records, so an afresh plan could not match.
     assert!(
         interrupted.len() > 100,
-        "batch 4 held {}",
+        "batch {crashed} held {}",
         interrupted.len()
     );
 
     let (result, restored, second) = run(None);
     result.expect("the restarted run");
-    assert_eq!(restored, Some(3), "batch 4 never completed");
     assert_eq!(
-        second.batch(4),
+        restored,
+        Some(crashed - 1),
+        "the crashed batch never completed"
+    );
+    assert_eq!(
+        second.batch(crashed),
         interrupted,
         "the replayed batch holds exactly the interrupted batch's records"
     );
     // And the batch after it continues where the replay ended.
-    let next = second.batch(5);
+    let next = second.batch(crashed + 1);
     assert!(next.iter().all(|s| !interrupted.contains(s)));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -349,9 +370,9 @@ fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_paral
     common::kafka::produce(&brokers, "mb-in", &records(0, 400));
     let dir = std::env::temp_dir().join(format!("rill-mb-kafka-replay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |workers: usize, fail_at: Option<u64>| {
+    let run = |workers: usize, fail_from: Option<u64>| {
         let job = Job::new("mb-kafka-replay");
-        let recorder = BatchRecorder::new(fail_at, workers);
+        let recorder = BatchRecorder::new(fail_from, workers);
         job.source(
             KafkaSource::new(&brokers, "mb-replay")
                 .topics(["mb-in"])
@@ -365,7 +386,7 @@ fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_paral
                 Duration::from_millis(50),
             )))
             .with_checkpoints(CheckpointConfig::new(&dir));
-        let (result, restored) = run_batches(job, config, fail_at.is_none());
+        let (result, restored) = run_batches(job, config, fail_from.is_none());
         (result, restored, recorder)
     };
     // Input keeps arriving while the first run works through its batches.
@@ -381,27 +402,37 @@ fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_paral
             next
         })
     };
+    // The crash comes at the end of the first batch from 3 on that read records: batches
+    // are 50 ms apart and input arrives in bursts, so batch 3 itself may find nothing.
     let (result, restored, first) = run(2, Some(3));
     feeding.store(false, Ordering::Relaxed);
     let produced = feeder.join().expect("feeder");
-    assert!(result.is_err(), "the first run crashes in batch 3");
+    assert!(result.is_err(), "the first run crashes");
     assert_eq!(restored, None);
-    let interrupted = first.batch(3);
-    assert!(!interrupted.is_empty(), "batch 3 read records");
+    let crashed = first.failed_at().expect("the recorder crashed the run");
+    let interrupted = first.batch(crashed);
+    assert!(!interrupted.is_empty(), "batch {crashed} read records");
     // The topic grows before the restart.
     common::kafka::produce(&brokers, "mb-in", &records(produced, produced + 1_000));
 
     let (result, restored, second) = run(3, None);
     result.expect("the restarted run");
-    assert_eq!(restored, Some(2), "batch 3 never completed");
     assert_eq!(
-        second.batch(3),
+        restored,
+        Some(crashed - 1),
+        "the crashed batch never completed"
+    );
+    assert_eq!(
+        second.batch(crashed),
         interrupted,
         "the replayed batch reads exactly to the logged end offsets"
     );
     // Nothing before the replayed batch is read again, and the next batch goes on from it.
-    let earlier: Vec<String> = (1..=2).flat_map(|e| first.batch(e)).collect();
-    assert!(second.batch(3).iter().all(|r| !earlier.contains(r)));
-    assert!(second.batch(4).iter().all(|r| !interrupted.contains(r)));
+    let earlier: Vec<String> = (1..crashed).flat_map(|e| first.batch(e)).collect();
+    assert!(second.batch(crashed).iter().all(|r| !earlier.contains(r)));
+    assert!(second
+        .batch(crashed + 1)
+        .iter()
+        .all(|r| !interrupted.contains(r)));
     let _ = std::fs::remove_dir_all(&dir);
 }
