@@ -301,6 +301,37 @@ fn run_batches(
     (finish(handle), restored)
 }
 
+/// Checks that a first run crashed (started fresh, ended in error) and returns the batch the
+/// recorder crashed it in, with that batch's records.
+fn the_crashed_batch<T: Ord + Clone>(
+    result: Result<rill::JobMetrics, rill::JobError>,
+    restored: Option<u64>,
+    recorder: &BatchRecorder<T>,
+) -> (u64, Vec<T>) {
+    assert!(result.is_err(), "the first run crashes");
+    assert_eq!(restored, None);
+    let crashed = recorder.failed_at().expect("the recorder crashed the run");
+    (crashed, recorder.batch(crashed))
+}
+
+/// Checks a restarted run: it ended well, restored the checkpoint just before the crashed
+/// batch, and replayed that batch with exactly its records (`why` says what that shows).
+fn assert_replayed<T: Ord + Clone + std::fmt::Debug>(
+    result: Result<rill::JobMetrics, rill::JobError>,
+    restored: Option<u64>,
+    recorder: &BatchRecorder<T>,
+    (crashed, interrupted): (u64, &[T]),
+    why: &str,
+) {
+    result.expect("the restarted run");
+    assert_eq!(
+        restored,
+        Some(crashed - 1),
+        "the crashed batch never completed"
+    );
+    assert_eq!(recorder.batch(crashed), interrupted, "{why}");
+}
+
 /// A batch interrupted before its checkpoint is replayed after the restart with exactly the
 /// input it had: its ends were logged before it ran. The generator makes this observable: its
 /// input is "what is due by now", and its schedule restarts with the job, so a batch planned
@@ -325,10 +356,7 @@ fn an_interrupted_batch_is_replayed_exactly() {
         (result, restored, recorder)
     };
     let (result, restored, first) = run(Some(4));
-    assert!(result.is_err(), "the first run crashes");
-    assert_eq!(restored, None);
-    let crashed = first.failed_at().expect("the recorder crashed the run");
-    let interrupted = first.batch(crashed);
+    let (crashed, interrupted) = the_crashed_batch(result, restored, &first);
     // 30 ms at 20,000 records/s: hundreds of records, so an afresh plan could not match.
     assert!(
         interrupted.len() > 100,
@@ -337,16 +365,12 @@ fn an_interrupted_batch_is_replayed_exactly() {
     );
 
     let (result, restored, second) = run(None);
-    result.expect("the restarted run");
-    assert_eq!(
+    assert_replayed(
+        result,
         restored,
-        Some(crashed - 1),
-        "the crashed batch never completed"
-    );
-    assert_eq!(
-        second.batch(crashed),
-        interrupted,
-        "the replayed batch holds exactly the interrupted batch's records"
+        &second,
+        (crashed, &interrupted),
+        "the replayed batch holds exactly the interrupted batch's records",
     );
     // And the batch after it continues where the replay ended.
     let next = second.batch(crashed + 1);
@@ -408,25 +432,18 @@ fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_paral
     let (result, restored, first) = run(2, Some(3));
     feeding.store(false, Ordering::Relaxed);
     let produced = feeder.join().expect("feeder");
-    assert!(result.is_err(), "the first run crashes");
-    assert_eq!(restored, None);
-    let crashed = first.failed_at().expect("the recorder crashed the run");
-    let interrupted = first.batch(crashed);
+    let (crashed, interrupted) = the_crashed_batch(result, restored, &first);
     assert!(!interrupted.is_empty(), "batch {crashed} read records");
     // The topic grows before the restart.
     common::kafka::produce(&brokers, "mb-in", &records(produced, produced + 1_000));
 
     let (result, restored, second) = run(3, None);
-    result.expect("the restarted run");
-    assert_eq!(
+    assert_replayed(
+        result,
         restored,
-        Some(crashed - 1),
-        "the crashed batch never completed"
-    );
-    assert_eq!(
-        second.batch(crashed),
-        interrupted,
-        "the replayed batch reads exactly to the logged end offsets"
+        &second,
+        (crashed, &interrupted),
+        "the replayed batch reads exactly to the logged end offsets",
     );
     // Nothing before the replayed batch is read again, and the next batch goes on from it.
     let earlier: Vec<String> = (1..crashed).flat_map(|e| first.batch(e)).collect();
