@@ -25,8 +25,8 @@ struct Feed(Receiver<u64>);
 
 struct FeedInstance(Option<Receiver<u64>>);
 
-impl SourceFactory for Feed {
-    type Source = FeedInstance;
+impl Source for Feed {
+    type Reader = FeedInstance;
     fn create(&self, ctx: &WorkerContext) -> Result<FeedInstance, BoxError> {
         Ok(FeedInstance((ctx.worker() == 0).then(|| self.0.clone())))
     }
@@ -35,7 +35,7 @@ impl SourceFactory for Feed {
     }
 }
 
-impl Source for FeedInstance {
+impl SourceReader for FeedInstance {
     type Out = u64;
     fn poll<E: Emit<u64>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
         let Some(rx) = &self.0 else {
@@ -66,8 +66,8 @@ struct Seen(Arc<AtomicU64>);
 
 struct SeenInstance(Arc<AtomicU64>);
 
-impl SinkFactory<(u64, u64)> for Seen {
-    type Sink = SeenInstance;
+impl Sink<(u64, u64)> for Seen {
+    type Writer = SeenInstance;
     fn create(&self, _: &WorkerContext) -> Result<SeenInstance, BoxError> {
         Ok(SeenInstance(self.0.clone()))
     }
@@ -76,7 +76,7 @@ impl SinkFactory<(u64, u64)> for Seen {
     }
 }
 
-impl Sink<(u64, u64)> for SeenInstance {
+impl SinkWriter<(u64, u64)> for SeenInstance {
     fn write(&mut self, (seq, _count): (u64, u64)) -> Result<(), BoxError> {
         self.0.store(seq, Ordering::Release);
         Ok(())

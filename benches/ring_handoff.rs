@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rill::engine::Message;
+use rill::engine::test_support::Message;
 use rtrb::RingBuffer;
 
 fn stream(c: &mut Criterion) {

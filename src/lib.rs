@@ -2,28 +2,36 @@
 //!
 //! # Crates
 //!
-//! - [`engine`] (`rill-engine`): job graph, workers, exchanges, control plane, metrics.
+//! - [`engine`] (`rill-engine`): job graph, workers, exchanges, checkpoints, state, metrics.
 //! - [`operators`] (`rill-operators`): map, filter, flat_map, keyed count/reduce/aggregate, ...
-//! - [`connectors`] (`rill-connectors`): memory, stdio, generator, latency measurement.
+//! - [`connectors`] (`rill-connectors`): Kafka, files, memory, stdio, generator, latency
+//!   measurement.
 
 pub use rill_connectors as connectors;
 pub use rill_engine as engine;
 pub use rill_operators as operators;
 
 pub use rill_engine::{
-    BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, IdleStrategy, Job,
-    JobError, JobHandle, JobMetrics, KeyedStream, Stream,
+    time, BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, IdleStrategy, Job,
+    JobError, JobHandle, JobMetrics, KeyedStream, Mode, Stream, Trigger,
 };
 
 /// Everything a job definition needs: `use rill::prelude::*;`.
+///
+/// That is: the job and its configuration (modes, triggers, checkpoints, idling), the
+/// operators, the connectors that need no feature, what a custom source, sink or operator
+/// implements, and the types of failures and dead letters.
 pub mod prelude {
     pub use rill_connectors::{
         CollectSink, DiscardSink, FileLines, Generated, Generator, LatencySink, MemorySource,
         Pacing, StdinLines, StdoutLines,
     };
+    pub use rill_engine::state::{decode, encode, EncodeKey, KeyWriter, RestoredState, StateError};
     pub use rill_engine::{
-        CheckpointConfig, Config, DeadLetter, Emit, Failure, IdleStrategy, Job, JobError,
-        JobHandle, KeyedStream, Operator, Sink, SinkFactory, Source, SourceFactory, Stream,
+        BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Committer, Config,
+        DeadLetter, Emit, Epoch, Failure, IdleStrategy, Job, JobError, JobHandle, JobMetrics,
+        KeyedStream, Mode, Operator, Origin, Progress, RawRecord, Sink, SinkWriter, Source,
+        SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
         AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt,

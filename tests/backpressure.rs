@@ -19,7 +19,7 @@ fn skewed_job(workers: usize, records: u64, ring_capacity: usize, batch: usize) 
     let config = Config::default()
         .with_workers(workers)
         .with_ring_capacity(ring_capacity)
-        .with_batch_size(batch);
+        .with_poll_budget(batch);
     common::finish(job.run(config).expect("starts")).expect("succeeds");
     out.take()
 }
@@ -51,7 +51,7 @@ fn two_chained_exchanges_with_tiny_rings_finish() {
     let config = Config::default()
         .with_workers(4)
         .with_ring_capacity(1)
-        .with_batch_size(7);
+        .with_poll_budget(7);
     common::finish(job.run(config).expect("starts")).expect("succeeds");
     let results = out.take();
     assert_eq!(results.len(), 30_000);

@@ -108,8 +108,8 @@ struct GatedInstance {
     active: bool,
 }
 
-impl SourceFactory for Gated {
-    type Source = GatedInstance;
+impl Source for Gated {
+    type Reader = GatedInstance;
     fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<GatedInstance, BoxError> {
         Ok(GatedInstance {
             limit: self.limit.clone(),
@@ -123,7 +123,7 @@ impl SourceFactory for Gated {
     }
 }
 
-impl Source for GatedInstance {
+impl SourceReader for GatedInstance {
     type Out = String;
     fn poll<E: Emit<String>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
         if !self.active || self.next >= self.end {

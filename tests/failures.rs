@@ -100,7 +100,7 @@ struct FailingWriter {
     left: u64,
 }
 
-impl Sink<u64> for FailingWriter {
+impl SinkWriter<u64> for FailingWriter {
     fn write(&mut self, _: u64) -> Result<(), rill::BoxError> {
         if self.left == 0 {
             return Err("disk full".into());
@@ -110,8 +110,8 @@ impl Sink<u64> for FailingWriter {
     }
 }
 
-impl SinkFactory<u64> for FailingSink {
-    type Sink = FailingWriter;
+impl Sink<u64> for FailingSink {
+    type Writer = FailingWriter;
     fn create(&self, _: &rill::engine::WorkerContext) -> Result<FailingWriter, rill::BoxError> {
         Ok(FailingWriter { left: self.0 })
     }

@@ -71,8 +71,8 @@ struct StepsInstance {
     active: bool,
 }
 
-impl SourceFactory for Steps {
-    type Source = StepsInstance;
+impl Source for Steps {
+    type Reader = StepsInstance;
     fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<StepsInstance, rill::BoxError> {
         Ok(StepsInstance {
             allowed: self.0.clone(),
@@ -85,7 +85,7 @@ impl SourceFactory for Steps {
     }
 }
 
-impl Source for StepsInstance {
+impl SourceReader for StepsInstance {
     type Out = u64;
     fn poll<E: Emit<u64>>(
         &mut self,
@@ -240,9 +240,9 @@ struct BatchRecorderInstance<T> {
     current: Vec<T>,
 }
 
-impl<T: Send + 'static> SinkFactory<T> for BatchRecorder<T> {
-    type Sink = BatchRecorderInstance<T>;
-    fn create(&self, _: &rill::engine::WorkerContext) -> Result<Self::Sink, rill::BoxError> {
+impl<T: Send + 'static> Sink<T> for BatchRecorder<T> {
+    type Writer = BatchRecorderInstance<T>;
+    fn create(&self, _: &rill::engine::WorkerContext) -> Result<Self::Writer, rill::BoxError> {
         Ok(BatchRecorderInstance {
             shared: self.clone(),
             current: Vec::new(),
@@ -253,7 +253,7 @@ impl<T: Send + 'static> SinkFactory<T> for BatchRecorder<T> {
     }
 }
 
-impl<T: Send + 'static> Sink<T> for BatchRecorderInstance<T> {
+impl<T: Send + 'static> SinkWriter<T> for BatchRecorderInstance<T> {
     fn write(&mut self, record: T) -> Result<(), rill::BoxError> {
         self.current.push(record);
         Ok(())

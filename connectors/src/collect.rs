@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
 
 /// Collects every record it receives; clones share the same collection, so keep one clone to
 /// read the results while (or after) the job runs.
@@ -73,8 +73,8 @@ impl<T: Clone> CollectSink<T> {
     }
 }
 
-impl<T: Send + 'static> SinkFactory<T> for CollectSink<T> {
-    type Sink = CollectWriter<T>;
+impl<T: Send + 'static> Sink<T> for CollectSink<T> {
+    type Writer = CollectWriter<T>;
 
     fn create(&self, _ctx: &WorkerContext) -> Result<CollectWriter<T>, BoxError> {
         Ok(CollectWriter {
@@ -95,7 +95,7 @@ pub struct CollectWriter<T> {
     shared: Arc<Mutex<Vec<T>>>,
 }
 
-impl<T> Sink<T> for CollectWriter<T> {
+impl<T> SinkWriter<T> for CollectWriter<T> {
     #[inline]
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         self.local.push(item);

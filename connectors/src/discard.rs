@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
 
 /// Accepts and drops every record (Flink's `DiscardingSink`). The job's metrics still count
 /// what reached it. The record is passed through [`std::hint::black_box`] so the compiler
@@ -44,8 +44,8 @@ impl<T> DiscardSink<T> {
     }
 }
 
-impl<T: 'static> SinkFactory<T> for DiscardSink<T> {
-    type Sink = Discard;
+impl<T: 'static> Sink<T> for DiscardSink<T> {
+    type Writer = Discard;
 
     fn create(&self, _ctx: &WorkerContext) -> Result<Discard, BoxError> {
         Ok(Discard)
@@ -60,7 +60,7 @@ impl<T: 'static> SinkFactory<T> for DiscardSink<T> {
 #[derive(Debug)]
 pub struct Discard;
 
-impl<T> Sink<T> for Discard {
+impl<T> SinkWriter<T> for Discard {
     #[inline]
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         std::hint::black_box(item);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::{
-    BoxError, Emit, Origin, Progress, RawRecord, Source, SourceFactory, WorkerContext,
+    BoxError, Emit, Origin, Progress, RawRecord, SourceReader, Source, WorkerContext,
 };
 
 /// Removes a trailing `\n` or `\r\n` from a line read with `read_until(b'\n')`.
@@ -90,8 +90,8 @@ impl FileLines {
     }
 }
 
-impl SourceFactory for FileLines {
-    type Source = FileLinesReader;
+impl Source for FileLines {
+    type Reader = FileLinesReader;
 
     fn create(&self, ctx: &WorkerContext) -> Result<FileLinesReader, BoxError> {
         let mine = self
@@ -131,7 +131,7 @@ pub struct FileLinesReader {
 /// One file's position in a checkpoint: path, read to the end, bytes read, lines read.
 type FilePosition = (String, bool, u64, i64);
 
-impl Source for FileLinesReader {
+impl SourceReader for FileLinesReader {
     type Out = FileLine;
 
     fn poll<E: Emit<FileLine>>(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::time::{instant_at, nanos_at, now_nanos};
-use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
+use rill_engine::{BoxError, Emit, Progress, SourceReader, Source, WorkerContext};
 
 /// A generated record: its global sequence number, the time it was *scheduled* to be emitted
 /// (nanoseconds on [`rill_engine::time`]'s clock), and the payload.
@@ -140,13 +140,13 @@ impl<F> Generator<F> {
     }
 }
 
-impl<F, T> SourceFactory for Generator<F>
+impl<F, T> Source for Generator<F>
 where
     F: Fn(u64) -> T + Clone + Send + Sync + 'static,
 {
-    type Source = GeneratorInstance<F>;
+    type Reader = GeneratorInstance<F>;
 
-    fn create(&self, ctx: &WorkerContext) -> Result<Self::Source, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Reader, BoxError> {
         let interval = 1e9 / self.rate;
         let by_duration = self
             .duration
@@ -289,7 +289,7 @@ impl Drop for Pacer {
     }
 }
 
-impl<F, T> Source for GeneratorInstance<F>
+impl<F, T> SourceReader for GeneratorInstance<F>
 where
     F: Fn(u64) -> T,
 {

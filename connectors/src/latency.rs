@@ -7,7 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use rill_engine::time::{nanos_at, now_nanos};
-use rill_engine::{BoxError, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
 
 /// Highest latency the histograms track: a minute, in nanoseconds (larger values are clamped).
 const MAX_TRACKABLE_NANOS: u64 = 60_000_000_000;
@@ -108,14 +108,14 @@ impl<F, T> LatencySink<F, T> {
     }
 }
 
-impl<F, T> SinkFactory<T> for LatencySink<F, T>
+impl<F, T> Sink<T> for LatencySink<F, T>
 where
     F: Fn(&T) -> u64 + Clone + Send + Sync + 'static,
     T: 'static,
 {
-    type Sink = LatencyRecorder<F>;
+    type Writer = LatencyRecorder<F>;
 
-    fn create(&self, ctx: &WorkerContext) -> Result<Self::Sink, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Writer, BoxError> {
         Ok(LatencyRecorder {
             scheduled: self.scheduled.clone(),
             measure_from: nanos_at(ctx.started() + self.warm_up).max(self.scheduled_from),
@@ -138,7 +138,7 @@ pub struct LatencyRecorder<F> {
     merged: Arc<Mutex<Histogram<u64>>>,
 }
 
-impl<F, T> Sink<T> for LatencyRecorder<F>
+impl<F, T> SinkWriter<T> for LatencyRecorder<F>
 where
     F: Fn(&T) -> u64,
 {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rill_engine::state::{decode, encode, RestoredState};
-use rill_engine::{BoxError, Emit, Progress, Source, SourceFactory, WorkerContext};
+use rill_engine::{BoxError, Emit, Progress, SourceReader, Source, WorkerContext};
 
 /// How a [`MemorySource`] hands each worker its share of the data.
 pub trait Partition: Send + Sync + 'static {
@@ -114,10 +114,10 @@ impl<P> MemorySource<P> {
     }
 }
 
-impl<P: Partition> SourceFactory for MemorySource<P> {
-    type Source = MemorySourceInstance<P::Iter>;
+impl<P: Partition> Source for MemorySource<P> {
+    type Reader = MemorySourceInstance<P::Iter>;
 
-    fn create(&self, ctx: &WorkerContext) -> Result<Self::Source, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Reader, BoxError> {
         Ok(MemorySourceInstance {
             items: self.partition.part(ctx.worker(), ctx.workers()),
             emitted: 0,
@@ -136,7 +136,7 @@ pub struct MemorySourceInstance<I> {
     emitted: u64,
 }
 
-impl<I: Iterator> Source for MemorySourceInstance<I> {
+impl<I: Iterator> SourceReader for MemorySourceInstance<I> {
     type Out = I::Item;
 
     #[inline]

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use rill_engine::{
-    BoxError, Emit, Progress, Sink, SinkFactory, Source, SourceFactory, WorkerContext,
+    BoxError, Emit, Progress, SinkWriter, Sink, SourceReader, Source, WorkerContext,
 };
 
 /// Errors of the stdio connectors.
@@ -50,8 +50,8 @@ impl StdinLines {
     }
 }
 
-impl SourceFactory for StdinLines {
-    type Source = StdinReader;
+impl Source for StdinLines {
+    type Reader = StdinReader;
 
     fn create(&self, ctx: &WorkerContext) -> Result<StdinReader, BoxError> {
         if ctx.worker() != 0 {
@@ -103,7 +103,7 @@ pub struct StdinReader {
     lines: Option<Receiver<Result<String, StdioError>>>,
 }
 
-impl Source for StdinReader {
+impl SourceReader for StdinReader {
     type Out = String;
 
     fn poll<E: Emit<String>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
@@ -154,8 +154,8 @@ impl<T> StdoutLines<T> {
     }
 }
 
-impl<T: Display + 'static> SinkFactory<T> for StdoutLines<T> {
-    type Sink = StdoutWriter;
+impl<T: Display + 'static> Sink<T> for StdoutLines<T> {
+    type Writer = StdoutWriter;
 
     fn create(&self, _ctx: &WorkerContext) -> Result<StdoutWriter, BoxError> {
         Ok(StdoutWriter { buf: Vec::new() })
@@ -172,7 +172,7 @@ pub struct StdoutWriter {
     buf: Vec<u8>,
 }
 
-impl<T: Display> Sink<T> for StdoutWriter {
+impl<T: Display> SinkWriter<T> for StdoutWriter {
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         writeln!(self.buf, "{item}")?;
         Ok(())

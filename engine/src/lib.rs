@@ -1,65 +1,76 @@
-//! rill's engine: the job graph, the thread-per-core runtime and its exchanges.
+//! rill's engine: the job graph, the thread-per-core runtime, checkpoints and state.
 //!
 //! - A job is built with the typed, fluent [`Stream`] API and started with [`Job::run`].
 //! - [`Config::workers`] threads each run the whole pipeline over their share of the input
-//!   ([`worker`](crate::WorkerContext::worker) of [`workers`](crate::WorkerContext::workers)).
+//!   ([`worker`](WorkerContext::worker) of [`workers`](WorkerContext::workers)).
 //! - Operators between exchanges are fused into one monomorphized call chain per worker
 //!   ([`Operator`], [`Emit`], [`Flow`]).
 //! - [`Stream::key_by`] and [`Stream::rebalance`] cross workers through a full mesh of
-//!   lock-free SPSC rings (`rtrb`) carrying [`Message`]s: records now, watermarks and epoch
-//!   barriers later. Back-pressure parks output in a per-ring overflow queue and never blocks
-//!   a worker, so jobs cannot deadlock.
+//!   lock-free SPSC rings (`rtrb`) carrying records, watermarks, epoch barriers and
+//!   end-of-stream in one FIFO per ring. Back-pressure parks output in a per-ring overflow
+//!   queue and never blocks a worker, so jobs cannot deadlock.
 //! - Idle workers spin, yield, then park ([`IdleStrategy`]); a push into a parked worker's
-//!   ring wakes it ([`signal`]).
+//!   ring wakes it.
+//! - Barriers injected at the sources drive asynchronous checkpoints ([`CheckpointConfig`]);
+//!   keyed state is kept per key group ([`state`]) so a job restores at any worker count, and
+//!   a transactional sink's [`Committer`] makes output exactly-once.
 //! - The control plane (completion, errors, stop) uses `crossbeam-channel`; failures surface
-//!   from [`JobHandle::await_termination`] as [`JobError`]s.
+//!   from [`JobHandle::await_termination`] as [`JobError`]s, or go to a dead-letter sink.
 //!
-//! Sources and sinks live in `rill-connectors`, operators in `rill-operators`; the `rill`
-//! crate re-exports all three.
+//! # Layout
+//!
+//! | module | holds | may use |
+//! |---|---|---|
+//! | `error`, `failure`, [`time`] | typed errors; failures and dead letters; the clock | nothing else in the crate (`failure` uses `error`) |
+//! | [`state`] | keys and their stable encoding, key groups, keyed state, snapshots | the root |
+//! | `dataflow` | job, streams, graph, config, mode; the `Operator`, `Source`, `Sink` traits | root, state, the runtime parts a graph is built of |
+//! | `runtime` | workers, tasks, flows, exchanges, messages, idling, metrics, job handles | root, state, dataflow's traits, the epoch handshake |
+//! | `checkpoint` | epochs, coordinator, store, recovery, two-phase commit | root, state, runtime signals, dataflow's graph and config |
+//!
+//! No two files import each other. Sources and sinks live in `rill-connectors`, operators in
+//! `rill-operators`; the `rill` crate re-exports all three.
 
-pub mod checkpoint;
-mod commit;
-mod coordinator;
-mod dead_letter;
-mod epoch;
+mod checkpoint;
+mod dataflow;
 mod error;
-mod exchange;
-mod flow;
-mod graph;
-mod idle;
-mod job;
-pub mod keygroup;
-mod message;
-mod metrics;
-mod mode;
-mod operator;
-pub mod signal;
-mod sink;
-mod source;
+mod failure;
+mod runtime;
 pub mod state;
-mod stream;
 mod sync;
-mod task;
 pub mod time;
-mod worker;
 
-pub use checkpoint::CheckpointConfig;
-pub use commit::Committer;
-pub use coordinator::{CheckpointLog, CheckpointStats};
-pub use dead_letter::{DeadLetter, Origin, RawRecord};
-pub use epoch::BarrierReport;
-pub use error::{BoxError, Failure, JobError};
-pub use exchange::{ExchangeIn, Inbound, KeyRouter, RoundRobin, Router};
-pub use flow::{Flow, Progress, Then, Union};
-pub use graph::{BuildCtx, FlowBuilder};
-pub use idle::{IdleStrategy, Idler, Wait};
-pub use job::{Config, Job, JobHandle, StopHandle};
-pub use message::{Epoch, EventTime, Message};
-pub use metrics::{JobMetrics, NodeCounters, NodeKind, OperatorMetrics};
-pub use mode::{Mode, Trigger};
-pub use operator::{Emit, Operator};
-pub use sink::{Sink, SinkFactory};
-pub use source::{Source, SourceFactory, SourceFlow, Waker, WorkerContext};
-pub use stream::{
+pub use checkpoint::commit::Committer;
+pub use checkpoint::config::CheckpointConfig;
+pub use checkpoint::coordinator::{CheckpointLog, CheckpointStats};
+pub use checkpoint::epoch::BarrierReport;
+pub use dataflow::config::Config;
+pub use dataflow::graph::FlowBuilder;
+pub use dataflow::job::Job;
+pub use dataflow::mode::{Mode, Trigger};
+pub use dataflow::operator::{Emit, Operator};
+pub use dataflow::sink::{Sink, SinkWriter};
+pub use dataflow::source::{Source, SourceReader};
+pub use dataflow::stream::{
     ExchangeInBuilder, KeyedStream, SourceBuilder, Stream, ThenBuilder, UnionBuilder,
 };
+pub use error::{BoxError, JobError};
+pub use failure::{DeadLetter, Failure, Origin, RawRecord};
+pub use runtime::context::{BuildCtx, Waker, WorkerContext};
+pub use runtime::exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
+pub use runtime::flow::{Flow, Progress, Then, Union};
+pub use runtime::handle::{JobHandle, StopHandle};
+pub use runtime::idle::IdleStrategy;
+pub use runtime::message::{Epoch, EventTime};
+pub use runtime::metrics::{JobMetrics, NodeKind, OperatorMetrics};
+pub use runtime::source_flow::SourceFlow;
+
+/// Internals the loom models and benches drive directly: not part of the API, and may change
+/// in any release.
+#[doc(hidden)]
+pub mod test_support {
+    pub use crate::runtime::exchange::Inbound;
+    pub use crate::runtime::idle::{Idler, Wait};
+    pub use crate::runtime::message::Message;
+    pub use crate::runtime::metrics::NodeCounters;
+    pub use crate::runtime::signal::WorkerSignal;
+}

@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use rill_engine::{BoxError, Committer, DeadLetter, Epoch, Sink, SinkFactory, WorkerContext};
+use rill_engine::{BoxError, Committer, DeadLetter, Epoch, SinkWriter, Sink, WorkerContext};
 
 use super::transaction::{Transaction, TransactionalWriter};
 use super::KafkaConnectorError;
@@ -260,8 +260,8 @@ impl<T> KafkaSink<T> {
     }
 }
 
-impl<T: ToKafka + 'static> SinkFactory<T> for KafkaSink<T> {
-    type Sink = KafkaSinkWriter;
+impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
+    type Writer = KafkaSinkWriter;
 
     fn committer(&self) -> Option<Arc<dyn Committer>> {
         let id = self.transactional_id.clone()?;
@@ -450,7 +450,7 @@ fn flush_promptly<C: ProducerContext>(
     }
 }
 
-impl<T: ToKafka> Sink<T> for KafkaProducerSink {
+impl<T: ToKafka> SinkWriter<T> for KafkaProducerSink {
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         let topic = item
             .topic()
@@ -535,7 +535,7 @@ pub enum KafkaSinkWriter {
     Transactional(TransactionalWriter),
 }
 
-impl<T: ToKafka> Sink<T> for KafkaSinkWriter {
+impl<T: ToKafka> SinkWriter<T> for KafkaSinkWriter {
     #[inline]
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         match self {
@@ -545,32 +545,32 @@ impl<T: ToKafka> Sink<T> for KafkaSinkWriter {
     }
     fn flush(&mut self) -> Result<(), BoxError> {
         match self {
-            KafkaSinkWriter::Plain(s) => Sink::<T>::flush(s),
-            KafkaSinkWriter::Transactional(s) => Sink::<T>::flush(s),
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::flush(s),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::flush(s),
         }
     }
     fn close(&mut self) -> Result<(), BoxError> {
         match self {
-            KafkaSinkWriter::Plain(s) => Sink::<T>::close(s),
-            KafkaSinkWriter::Transactional(s) => Sink::<T>::close(s),
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::close(s),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::close(s),
         }
     }
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         match self {
-            KafkaSinkWriter::Plain(s) => Sink::<T>::take_dead_letters(s),
-            KafkaSinkWriter::Transactional(s) => Sink::<T>::take_dead_letters(s),
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::take_dead_letters(s),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::take_dead_letters(s),
         }
     }
     fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
         match self {
-            KafkaSinkWriter::Plain(s) => Sink::<T>::on_barrier(s, epoch),
-            KafkaSinkWriter::Transactional(s) => Sink::<T>::on_barrier(s, epoch),
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::on_barrier(s, epoch),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::on_barrier(s, epoch),
         }
     }
     fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
         match self {
-            KafkaSinkWriter::Plain(s) => Sink::<T>::checkpoint_complete(s, epoch),
-            KafkaSinkWriter::Transactional(s) => Sink::<T>::checkpoint_complete(s, epoch),
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
         }
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rill_engine::state::{decode, encode, RestoredState};
-use rill_engine::{BoxError, Emit, Epoch, Progress, Source, SourceFactory, WorkerContext};
+use rill_engine::{BoxError, Emit, Epoch, Progress, SourceReader, Source, WorkerContext};
 
 use super::{KafkaConnectorError, KafkaRecord};
 
@@ -339,8 +339,8 @@ impl KafkaSource {
     }
 }
 
-impl SourceFactory for KafkaSource {
-    type Source = KafkaConsumerSource;
+impl Source for KafkaSource {
+    type Reader = KafkaConsumerSource;
 
     fn create(&self, ctx: &WorkerContext) -> Result<KafkaConsumerSource, BoxError> {
         if self.topics.is_empty() {
@@ -686,7 +686,7 @@ fn cached_topic(cache: &mut Option<Arc<str>>, topic: &str) -> Arc<str> {
     }
 }
 
-impl Source for KafkaConsumerSource {
+impl SourceReader for KafkaConsumerSource {
     type Out = KafkaRecord;
 
     fn poll<E: Emit<KafkaRecord>>(

@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rill_engine::{BoxError, Committer, Epoch, Sink};
+use rill_engine::{BoxError, Committer, Epoch, SinkWriter};
 
 use super::sink::{record_of, DeliveryContext};
 use super::{KafkaConnectorError, KafkaOutput, ToKafka};
@@ -229,7 +229,7 @@ impl TransactionalWriter {
     }
 }
 
-impl<T: ToKafka> Sink<T> for TransactionalWriter {
+impl<T: ToKafka> SinkWriter<T> for TransactionalWriter {
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         if self.held.is_some() {
             self.buffer.push(KafkaOutput {

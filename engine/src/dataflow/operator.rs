@@ -5,8 +5,8 @@
 //! downstream [`Emit`], so the compiler sees (and inlines) the whole chain; there is no boxing,
 //! no queue and no virtual call per record.
 
-use crate::error::Failure;
-use crate::message::Epoch;
+use crate::failure::Failure;
+use crate::runtime::message::Epoch;
 use crate::state::{RestoredState, StateError, StateSnapshot};
 
 /// Where an operator sends its output: the next operator of the chain, a sink, or an exchange.

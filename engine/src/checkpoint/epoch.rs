@@ -6,14 +6,14 @@
 //! passed the barrier, handing over the state its operators captured. When all have, the
 //! coordinator writes the checkpoint, commits transactional sinks, and raises `completed`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::message::Epoch;
-use crate::signal::WorkerSignal;
+use crate::runtime::message::Epoch;
+use crate::runtime::signal::WorkerSignal;
 use crate::state::StateSnapshot;
 
 /// What a task instance reports when its flow has passed a barrier.

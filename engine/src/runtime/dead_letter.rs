@@ -7,91 +7,31 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{BoxError, Failure};
-use crate::metrics::NodeCounters;
-use crate::sink::{Sink, SinkFactory};
-use crate::source::WorkerContext;
-
-/// Where a record came from: a stream (Kafka topic, file), a partition of it, an offset.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// The stream: a Kafka topic, a file path.
-    pub stream: Arc<str>,
-    /// The partition (0 for unpartitioned streams).
-    pub partition: i32,
-    /// The offset (record number for files).
-    pub offset: i64,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}@{}", self.stream, self.partition, self.offset)
-    }
-}
-
-/// A record as it arrived, before decoding: what a dead letter keeps of it.
-pub trait RawRecord {
-    /// Where it came from, if known.
-    fn origin(&self) -> Option<Origin>;
-    /// Its key bytes, if any.
-    fn raw_key(&self) -> Option<&[u8]>;
-    /// Its value bytes, if any.
-    fn raw_value(&self) -> Option<&[u8]>;
-}
-
-/// A record that failed, with everything needed to find, understand and replay it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The operator whose function failed (its name in the job's metrics).
-    pub stage: Arc<str>,
-    /// The error, with its causes.
-    pub error: String,
-    /// Where the record came from, if the failing stage saw the raw record.
-    pub origin: Option<Origin>,
-    /// The record's original key bytes.
-    pub key: Option<Vec<u8>>,
-    /// The record's original value bytes.
-    pub value: Option<Vec<u8>>,
-}
-
-impl DeadLetter {
-    pub(crate) fn from_failure(failure: Failure) -> Self {
-        let mut error = failure.error.to_string();
-        let mut cause = failure.error.source();
-        while let Some(c) = cause {
-            error.push_str(": ");
-            error.push_str(&c.to_string());
-            cause = c.source();
-        }
-        Self {
-            stage: failure.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
-            error,
-            origin: failure.origin,
-            key: failure.key,
-            value: failure.value,
-        }
-    }
-}
+use crate::dataflow::sink::{Sink, SinkWriter};
+use crate::error::BoxError;
+use crate::failure::{DeadLetter, Failure};
+use crate::runtime::context::WorkerContext;
+use crate::runtime::metrics::NodeCounters;
 
 /// Creates a worker's dead-letter sink, whatever the sink type.
 pub(crate) trait DeadLetterFactory: Send + Sync {
-    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn Sink<DeadLetter> + Send>, BoxError>;
+    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError>;
 }
 
 impl<S> DeadLetterFactory for S
 where
-    S: SinkFactory<DeadLetter>,
-    S::Sink: Send + 'static,
+    S: Sink<DeadLetter>,
+    S::Writer: Send + 'static,
 {
-    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn Sink<DeadLetter> + Send>, BoxError> {
-        Ok(Box::new(SinkFactory::create(self, ctx)?))
+    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError> {
+        Ok(Box::new(Sink::create(self, ctx)?))
     }
 }
 
 /// One worker's dead-letter sink, shared by its tasks (failures are rare: a lock is fine).
 pub(crate) struct DeadLetters {
     pub(crate) name: Arc<str>,
-    sink: Box<dyn Sink<DeadLetter> + Send>,
+    sink: Box<dyn SinkWriter<DeadLetter> + Send>,
     counters: NodeCounters,
     written: u64,
 }
@@ -102,7 +42,7 @@ pub(crate) type DeadLetterRoute = Arc<Mutex<DeadLetters>>;
 impl DeadLetters {
     pub(crate) fn route(
         name: Arc<str>,
-        sink: Box<dyn Sink<DeadLetter> + Send>,
+        sink: Box<dyn SinkWriter<DeadLetter> + Send>,
         counters: NodeCounters,
     ) -> DeadLetterRoute {
         Arc::new(Mutex::new(Self {

@@ -15,7 +15,7 @@
 //! Cost: a running worker's state is `RUNNING`, so `notify` is a fence plus one load of a
 //! line that is only written when the worker parks.
 
-use crate::sync::{current_thread, fence, park_until, AtomicU8, Mutex, Ordering, Thread};
+use crate::sync::{AtomicU8, current_thread, fence, Mutex, Ordering, park_until, Thread};
 
 const RUNNING: u8 = 0;
 const ARMED: u8 = 1;

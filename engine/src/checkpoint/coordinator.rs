@@ -12,14 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::checkpoint::{
-    BatchPlan, CheckpointConfig, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode,
-};
-use crate::commit::Committer;
-use crate::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
+use crate::checkpoint::commit::Committer;
+use crate::checkpoint::config::CheckpointConfig;
+use crate::checkpoint::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
+use crate::checkpoint::store::{BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode};
+use crate::dataflow::mode::Trigger;
 use crate::error::JobError;
-use crate::message::Epoch;
-use crate::mode::Trigger;
+use crate::runtime::message::Epoch;
 
 /// Figures of one completed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,157 +1,16 @@
-//! Sources: where records enter a job.
+//! A source as a flow.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::epoch::{BarrierReport, CoordinatorEvent, EpochControl};
+use crate::checkpoint::epoch::{BarrierReport, CoordinatorEvent, EpochControl};
+use crate::dataflow::operator::Emit;
+use crate::dataflow::source::SourceReader;
 use crate::error::{BoxError, JobError};
-use crate::flow::{Counted, Flow, Progress};
-use crate::message::Epoch;
-use crate::metrics::NodeCounters;
-use crate::operator::Emit;
-use crate::signal::WorkerSignal;
-use crate::state::{RestoredState, StateSnapshot, WorkerBlob};
-
-/// What a source or sink learns about the worker it runs on when it is created.
-#[derive(Debug, Clone)]
-pub struct WorkerContext {
-    pub(crate) worker: usize,
-    pub(crate) workers: usize,
-    pub(crate) signal: Arc<WorkerSignal>,
-    pub(crate) started: Instant,
-    pub(crate) checkpointing: bool,
-}
-
-impl WorkerContext {
-    /// This worker's index, `0..workers()`.
-    pub fn worker(&self) -> usize {
-        self.worker
-    }
-
-    /// How many workers run the job. A source reads its share of the input: for instance
-    /// every `workers()`-th item starting at `worker()`, or the partitions assigned to it.
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
-    /// When the job was started, shared by all workers (a common time base for generators).
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    /// Whether the job takes checkpoints. A source that can be told where to read (Kafka)
-    /// then assigns its input to workers itself, so that a checkpoint's positions are
-    /// consistent: group rebalances would move partitions between barriers.
-    pub fn checkpointing(&self) -> bool {
-        self.checkpointing
-    }
-
-    /// A handle that wakes this worker when it parks for lack of work. A source fed by a
-    /// thread of its own (stdin, a network client) calls [`Waker::wake`] after handing over
-    /// data, or the worker may sleep on it.
-    pub fn waker(&self) -> Waker {
-        Waker {
-            signal: self.signal.clone(),
-        }
-    }
-}
-
-/// Wakes one worker; cheap when the worker is running (a fence and a load).
-#[derive(Debug, Clone)]
-pub struct Waker {
-    signal: Arc<WorkerSignal>,
-}
-
-impl Waker {
-    /// Wakes the worker if it is parked or about to park. Call after publishing the data.
-    pub fn wake(&self) {
-        self.signal.notify();
-    }
-}
-
-/// The per-worker instance of a source.
-///
-/// `poll` must never block: it emits what is available now (up to about `budget` records,
-/// stopping early when `out.should_yield()`), and otherwise says when to look again.
-pub trait Source {
-    /// The type of the records it emits.
-    type Out;
-
-    /// Emits available records. Returns [`Progress::Done`] once the input is exhausted (bounded
-    /// sources) and never again emits after that.
-    fn poll<E: Emit<Self::Out>>(
-        &mut self,
-        out: &mut E,
-        budget: usize,
-    ) -> Result<Progress, BoxError>;
-
-    /// The position reached so far (after the last record emitted), encoded, for a
-    /// checkpoint; `None` if the source cannot resume (it then starts afresh on recovery).
-    /// Called on the worker at a barrier: keep it small (offsets, counters), not the data.
-    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        Ok(None)
-    }
-
-    /// Resumes from the positions of a checkpoint, before the first poll.
-    /// [`RestoredState::worker_blobs`] holds what every worker of the old run returned from
-    /// [`position`](Self::position), so a source can redistribute (for example Kafka
-    /// partitions) when the number of workers changed.
-    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
-        let _ = state;
-        Err("this source cannot resume from a checkpoint".into())
-    }
-
-    /// Called once a checkpoint holding this source's position is complete (and its output
-    /// committed): the place to acknowledge input upstream, for example committing Kafka
-    /// offsets to the consumer group for lag monitoring.
-    fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
-        let _ = epoch;
-        Ok(())
-    }
-
-    /// Micro-batch mode, as a batch starts: fixes where this instance's input ends for the
-    /// batch (what is available now: Kafka's end offsets, the generator's records due by now)
-    /// and returns that end, encoded. With a checkpoint location the job logs it durably
-    /// before the batch reads anything (Spark's offset log), so a restart replays an
-    /// interrupted batch with the same ends. Until the next plan, [`poll`](Self::poll) emits
-    /// nothing beyond the end, and input arriving meanwhile waits for the next batch.
-    ///
-    /// `None` (the default): the source cannot fix an end; its batch is what it emits until
-    /// it is idle, and a replayed batch may be larger or smaller.
-    fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        Ok(None)
-    }
-
-    /// Micro-batch mode, before the first poll after a restart: the ends the interrupted
-    /// batch had ([`RestoredState::worker_blobs`]: every old worker's
-    /// [`plan_batch`](Self::plan_batch) result, to redistribute as for
-    /// [`restore`](Self::restore)). The next `plan_batch` must return these ends, for this
-    /// worker, instead of what is available then.
-    fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
-        let _ = plan;
-        Ok(())
-    }
-
-    /// Micro-batch mode: whether everything up to the planned end has been emitted; asked
-    /// when `poll` reports idle. The default, `true`, ends the batch whenever the source is
-    /// idle (right for sources that do not plan).
-    fn batch_complete(&mut self) -> bool {
-        true
-    }
-}
-
-/// Creates one [`Source`] per worker. Shared by the worker threads while they start.
-pub trait SourceFactory: Send + Sync + 'static {
-    /// The per-worker source.
-    type Source: Source;
-
-    /// Creates the instance for the worker described by `ctx`; called on that worker's thread.
-    fn create(&self, ctx: &WorkerContext) -> Result<Self::Source, BoxError>;
-
-    /// A short name for metrics and errors.
-    fn name(&self) -> &str;
-}
+use crate::runtime::flow::{Counted, Flow, Progress};
+use crate::runtime::message::Epoch;
+use crate::runtime::metrics::NodeCounters;
+use crate::state::{StateSnapshot, WorkerBlob};
 
 /// A source as a flow: injects barriers, honours graceful stop, counts, names its errors.
 pub struct SourceFlow<S> {
@@ -225,7 +84,7 @@ impl<S> SourceFlow<S> {
     }
 }
 
-impl<S: Source> SourceFlow<S> {
+impl<S: SourceReader> SourceFlow<S> {
     /// Polls the source once, counting what it emits and naming its errors.
     #[inline]
     fn read<E: Emit<S::Out>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
@@ -312,7 +171,7 @@ impl<S: Source> SourceFlow<S> {
     }
 }
 
-impl<S: Source> Flow for SourceFlow<S> {
+impl<S: SourceReader> Flow for SourceFlow<S> {
     type Out = S::Out;
 
     #[inline]

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::dead_letter::FailureHandler;
-use crate::epoch::{BarrierReport, TaskEpochs};
-use crate::error::{BoxError, Failure, JobError};
-use crate::flow::{Flow, Progress};
-use crate::graph::BuildCtx;
-use crate::message::Epoch;
-use crate::metrics::NodeCounters;
-use crate::operator::Emit;
-use crate::sink::Sink;
+use crate::checkpoint::epoch::{BarrierReport, TaskEpochs};
+use crate::dataflow::operator::Emit;
+use crate::dataflow::sink::SinkWriter;
+use crate::error::{BoxError, JobError};
+use crate::failure::Failure;
+use crate::runtime::context::BuildCtx;
+use crate::runtime::dead_letter::FailureHandler;
+use crate::runtime::flow::{Flow, Progress};
+use crate::runtime::message::Epoch;
+use crate::runtime::metrics::NodeCounters;
 
 /// What one run of a task achieved; drives the worker's idle strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ struct SinkOut<'a, S, T> {
     error: Option<BoxError>,
 }
 
-impl<T, S: Sink<T>> Emit<T> for SinkOut<'_, S, T> {
+impl<T, S: SinkWriter<T>> Emit<T> for SinkOut<'_, S, T> {
     #[inline]
     fn emit(&mut self, item: T) {
         if self.error.is_some() {
@@ -111,7 +112,7 @@ impl<F, S, T> SinkTask<F, S, T> {
     }
 }
 
-impl<F, S: Sink<T>, T> SinkTask<F, S, T> {
+impl<F, S: SinkWriter<T>, T> SinkTask<F, S, T> {
     /// Micro-batch mode: writes the batch's output and flushes it.
     fn write_batch(&mut self) -> Result<(), JobError> {
         let Some(batch) = self.batch.as_mut() else {
@@ -151,7 +152,7 @@ impl<F, S: Sink<T>, T> SinkTask<F, S, T> {
 impl<F, S, T> Task for SinkTask<F, S, T>
 where
     F: Flow<Out = T>,
-    S: Sink<T>,
+    S: SinkWriter<T>,
 {
     fn name(&self) -> &Arc<str> {
         &self.name

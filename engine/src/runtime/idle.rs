@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::signal::WorkerSignal;
+use crate::runtime::signal::WorkerSignal;
 
 /// How an idle worker waits for work.
 ///

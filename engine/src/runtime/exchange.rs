@@ -12,23 +12,24 @@
 //! cannot deadlock, even with rings of capacity 1.
 
 use std::collections::VecDeque;
-use std::hash::Hash;
+use crate::state::EncodeKey;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
-use crate::dead_letter::FailureHandler;
-use crate::epoch::{BarrierReport, TaskEpochs};
-use crate::error::{Failure, JobError};
-use crate::flow::{Flow, Progress};
-use crate::graph::BuildCtx;
-use crate::keygroup::worker_for_key;
-use crate::message::{Epoch, Message};
-use crate::metrics::NodeCounters;
-use crate::operator::Emit;
-use crate::signal::WorkerSignal;
-use crate::task::{Task, TaskPoll};
+use crate::checkpoint::epoch::{BarrierReport, TaskEpochs};
+use crate::dataflow::operator::Emit;
+use crate::error::JobError;
+use crate::failure::Failure;
+use crate::runtime::context::BuildCtx;
+use crate::runtime::dead_letter::FailureHandler;
+use crate::runtime::flow::{Flow, Progress};
+use crate::runtime::message::{Epoch, Message};
+use crate::runtime::metrics::NodeCounters;
+use crate::runtime::signal::WorkerSignal;
+use crate::runtime::task::{Task, TaskPoll};
+use crate::state::worker_for_key;
 
 /// Decides which worker each record goes to, and what travels in the ring.
 pub trait Router<T>: Clone + Send + Sync + 'static {
@@ -71,7 +72,7 @@ impl<F, K> std::fmt::Debug for KeyRouter<F, K> {
 impl<T, K, F> Router<T> for KeyRouter<F, K>
 where
     F: Fn(&T) -> K + Clone + Send + Sync + 'static,
-    K: Hash + Send + 'static,
+    K: EncodeKey + Send + 'static,
     T: Send + 'static,
 {
     type Msg = (K, T);

@@ -25,66 +25,21 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::Epoch;
+use crate::runtime::message::Epoch;
 use crate::state::{decode, encode, EncodedState, NodeRestore};
 
 const MANIFEST: &str = "MANIFEST";
 const MAGIC: &[u8; 8] = b"RILLCKP1";
 const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
-const FORMAT: u32 = 1;
-const BATCHES: &str = "batches";
-
-/// Where and how often a job checkpoints.
+/// The manifest's format. 2: keys are routed to key groups by their [`EncodeKey`] encoding
+/// (format 1 hashed what `std::hash::Hash` fed the hasher, so its key groups differ).
 ///
-/// ```
-/// use std::time::Duration;
-/// use rill_engine::CheckpointConfig;
-/// let c = CheckpointConfig::new("/tmp/rill-ckpt").with_interval(Duration::from_millis(500));
-/// assert_eq!(c.retain, 3);
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct CheckpointConfig {
-    /// The checkpoint directory; created if missing. A job restores from it at start.
-    pub location: PathBuf,
-    /// Time between the completion of one checkpoint and the start of the next. Default 1 s.
-    pub interval: Duration,
-    /// Complete checkpoints kept; older ones are deleted. Default 3 (at least 1).
-    pub retain: usize,
-    /// A checkpoint not complete after this long fails the job. Default 60 s.
-    pub timeout: Duration,
-}
-
-impl CheckpointConfig {
-    /// Checkpoints under `location` every second, keeping three.
-    pub fn new(location: impl Into<PathBuf>) -> Self {
-        Self {
-            location: location.into(),
-            interval: Duration::from_secs(1),
-            retain: 3,
-            timeout: Duration::from_secs(60),
-        }
-    }
-    /// Sets the interval between checkpoints.
-    pub fn with_interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
-        self
-    }
-    /// Sets how many complete checkpoints are kept.
-    pub fn with_retain(mut self, retain: usize) -> Self {
-        self.retain = retain.max(1);
-        self
-    }
-    /// Sets the time after which an incomplete checkpoint fails the job.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-}
+/// [`EncodeKey`]: crate::state::EncodeKey
+const FORMAT: u32 = 2;
+const BATCHES: &str = "batches";
 
 /// One node's state in a state file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,7 +90,7 @@ pub(crate) struct BatchPlan {
 }
 
 impl BatchPlan {
-    /// The plan as restore data: per node, every old worker's end, for `Source::replay_batch`.
+    /// The plan as restore data: per node, every old worker's end, for `SourceReader::replay_batch`.
     pub(crate) fn into_nodes(self, nodes: usize) -> Vec<NodeRestore> {
         let mut out = vec![NodeRestore::default(); nodes];
         for (node, worker, end) in self.ends {
@@ -169,6 +124,10 @@ enum Invalid {
     Io(#[from] io::Error),
     #[error("{0}")]
     Corrupt(String),
+    /// A valid manifest of another format: restoring it would put keys in the wrong key
+    /// groups, and falling back to an older checkpoint would lose state, so it is refused.
+    #[error("checkpoint {epoch} was written in checkpoint format {found}; this build reads format {FORMAT} (keys are routed to key groups differently): restore it with the build that wrote it, or start from a new checkpoint location")]
+    Format { epoch: Epoch, found: u32 },
 }
 
 /// Writes through, keeping a CRC-32 and the length of what passed.
@@ -394,7 +353,13 @@ impl CheckpointStore {
         let body = unframe(MAGIC, &bytes, "manifest")?;
         let manifest: Manifest =
             decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
-        if manifest.format != FORMAT || manifest.epoch != epoch {
+        if manifest.format != FORMAT {
+            return Err(Invalid::Format {
+                epoch,
+                found: manifest.format,
+            });
+        }
+        if manifest.epoch != epoch {
             return Err(Invalid::Corrupt(format!(
                 "manifest says format {} epoch {}",
                 manifest.format, manifest.epoch
@@ -460,6 +425,9 @@ impl CheckpointStore {
             }
             match self.load_epoch(epoch) {
                 Ok(loaded) => return Ok((Some(loaded), warnings)),
+                Err(e @ Invalid::Format { .. }) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                }
                 Err(Invalid::Io(e)) if e.kind() == io::ErrorKind::NotFound => warnings.push(
                     format!("checkpoint {epoch} is incomplete (no manifest or a missing file); using an older one"),
                 ),

@@ -1,58 +1,69 @@
-//! The job graph as it is built: named nodes, task factories, exchange edges.
+//! What a worker knows while it builds and runs its tasks.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
-use crate::commit::Committer;
-use crate::dead_letter::{DeadLetterFactory, DeadLetterRoute};
-use crate::epoch::{EpochControl, TaskEpochs};
-use crate::error::JobError;
-use crate::exchange::PrepareEdge;
-use crate::flow::Flow;
-use crate::metrics::{MetricsRegistry, NodeCounters, NodeKind};
-use crate::signal::WorkerSignal;
-use crate::source::WorkerContext;
+use crate::checkpoint::epoch::{EpochControl, TaskEpochs};
+use crate::runtime::dead_letter::DeadLetterRoute;
+use crate::runtime::metrics::{MetricsRegistry, NodeCounters};
+use crate::runtime::signal::WorkerSignal;
 use crate::state::{NodeRestore, RestoredState};
-use crate::task::Task;
 
-/// Builds one worker's instance of a task. Called on the worker thread at start-up.
-pub(crate) type TaskFactory =
-    Box<dyn Fn(&BuildCtx) -> Result<Box<dyn Task>, JobError> + Send + Sync>;
-
-/// Everything a job is made of before it runs.
-#[derive(Default)]
-pub(crate) struct Graph {
-    pub(crate) nodes: Vec<(Arc<str>, NodeKind)>,
-    pub(crate) tasks: Vec<TaskFactory>,
-    pub(crate) edges: Vec<Arc<dyn PrepareEdge>>,
-    /// The job's dead-letter sink and its metrics node, if any.
-    pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
-    /// Committers of transactional sinks, driven by the checkpoint coordinator.
-    pub(crate) committers: Vec<(Arc<str>, Arc<dyn Committer>)>,
+/// What a source or sink learns about the worker it runs on when it is created.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    pub(crate) worker: usize,
+    pub(crate) workers: usize,
+    pub(crate) signal: Arc<WorkerSignal>,
+    pub(crate) started: Instant,
+    pub(crate) checkpointing: bool,
 }
 
-impl Graph {
-    /// Adds a node and returns its id. Repeated names get a `#n` suffix so metrics stay
-    /// distinguishable (`map`, `map#2`, ...).
-    pub(crate) fn add_node(&mut self, name: &str, kind: NodeKind) -> usize {
-        let same = self
-            .nodes
-            .iter()
-            .filter(|(n, _)| n.split('#').next() == Some(name))
-            .count();
-        let name: Arc<str> = if same == 0 {
-            Arc::from(name)
-        } else {
-            Arc::from(format!("{name}#{}", same + 1))
-        };
-        self.nodes.push((name, kind));
-        self.nodes.len() - 1
+impl WorkerContext {
+    /// This worker's index, `0..workers()`.
+    pub fn worker(&self) -> usize {
+        self.worker
     }
 
-    pub(crate) fn rename(&mut self, node: usize, name: &str) {
-        if let Some(entry) = self.nodes.get_mut(node) {
-            entry.0 = Arc::from(name);
+    /// How many workers run the job. A source reads its share of the input: for instance
+    /// every `workers()`-th item starting at `worker()`, or the partitions assigned to it.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// When the job was started, shared by all workers (a common time base for generators).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether the job takes checkpoints. A source that can be told where to read (Kafka)
+    /// then assigns its input to workers itself, so that a checkpoint's positions are
+    /// consistent: group rebalances would move partitions between barriers.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// A handle that wakes this worker when it parks for lack of work. A source fed by a
+    /// thread of its own (stdin, a network client) calls [`Waker::wake`] after handing over
+    /// data, or the worker may sleep on it.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            signal: self.signal.clone(),
         }
+    }
+}
+
+/// Wakes one worker; cheap when the worker is running (a fence and a load).
+#[derive(Debug, Clone)]
+pub struct Waker {
+    signal: Arc<WorkerSignal>,
+}
+
+impl Waker {
+    /// Wakes the worker if it is parked or about to park. Call after publishing the data.
+    pub fn wake(&self) {
+        self.signal.notify();
     }
 }
 
@@ -154,18 +165,4 @@ impl BuildCtx {
             workers: self.worker.workers,
         })
     }
-}
-
-/// A recipe for one worker's instance of a flow: what a [`Stream`](crate::Stream) holds.
-///
-/// Each `Stream` method wraps the builder it had in a new one, so the finished type describes
-/// the whole fused chain and `build` yields a fully monomorphized flow.
-pub trait FlowBuilder: Send + Sync + 'static {
-    /// The type of the records of the stream.
-    type Out;
-    /// The per-worker flow it builds.
-    type Flow: Flow<Out = Self::Out> + 'static;
-
-    /// Builds the flow for the worker described by `ctx`.
-    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError>;
 }

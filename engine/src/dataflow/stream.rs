@@ -1,19 +1,21 @@
 //! The fluent, typed job API: [`Stream`] and [`KeyedStream`].
 
 use std::cell::RefCell;
-use std::hash::Hash;
+use crate::state::EncodeKey;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::dataflow::graph::{FlowBuilder, Graph};
+use crate::dataflow::operator::Operator;
+use crate::dataflow::sink::Sink;
+use crate::dataflow::source::Source;
 use crate::error::JobError;
-use crate::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
-use crate::flow::{Then, Union};
-use crate::graph::{BuildCtx, FlowBuilder, Graph};
-use crate::metrics::NodeKind;
-use crate::operator::Operator;
-use crate::sink::SinkFactory;
-use crate::source::{SourceFactory, SourceFlow};
-use crate::task::SinkTask;
+use crate::runtime::context::BuildCtx;
+use crate::runtime::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
+use crate::runtime::flow::{Then, Union};
+use crate::runtime::metrics::NodeKind;
+use crate::runtime::source_flow::SourceFlow;
+use crate::runtime::task::SinkTask;
 
 /// A typed stream of records being built into a job.
 ///
@@ -197,7 +199,7 @@ impl<B: FlowBuilder> Stream<B> {
     pub fn key_by<K, F>(self, key_fn: F) -> KeyedStream<ExchangeInBuilder<(K, B::Out)>>
     where
         F: Fn(&B::Out) -> K + Clone + Send + Sync + 'static,
-        K: Hash + Send + 'static,
+        K: EncodeKey + Send + 'static,
         B::Out: Send + 'static,
     {
         KeyedStream {
@@ -217,7 +219,7 @@ impl<B: FlowBuilder> Stream<B> {
     /// Ends the stream in a sink. Every worker writes its records to its own sink instance.
     pub fn sink<S>(self, sink: S)
     where
-        S: SinkFactory<B::Out>,
+        S: Sink<B::Out>,
         B::Out: 'static,
     {
         let mut graph = self.graph.borrow_mut();
@@ -247,9 +249,9 @@ pub struct SourceBuilder<S> {
     pub(crate) node: usize,
 }
 
-impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
-    type Out = <S::Source as crate::source::Source>::Out;
-    type Flow = SourceFlow<S::Source>;
+impl<S: Source> FlowBuilder for SourceBuilder<S> {
+    type Out = <S::Reader as crate::dataflow::source::SourceReader>::Out;
+    type Flow = SourceFlow<S::Reader>;
 
     fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
         let name = ctx.node_name(self.node);
@@ -263,7 +265,7 @@ impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
             })?;
         let mut source = source;
         if let Some(state) = ctx.restored_state(self.node, &name) {
-            crate::source::Source::restore(&mut source, &state).map_err(|e| {
+            crate::dataflow::source::SourceReader::restore(&mut source, &state).map_err(|e| {
                 JobError::Restore(format!(
                     "source `{name}` on worker {}: {e}",
                     ctx.worker.worker
@@ -271,7 +273,7 @@ impl<S: SourceFactory> FlowBuilder for SourceBuilder<S> {
             })?;
         }
         if let Some(plan) = ctx.replayed_plan(self.node, &name) {
-            crate::source::Source::replay_batch(&mut source, &plan).map_err(|e| {
+            crate::dataflow::source::SourceReader::replay_batch(&mut source, &plan).map_err(|e| {
                 JobError::Restore(format!(
                     "source `{name}` on worker {}, replaying the interrupted batch: {e}",
                     ctx.worker.worker

@@ -1,26 +1,36 @@
-//! Keys, key groups and workers.
+//! Key groups and the workers that own them.
 //!
 //! A key is hashed to one of [`KEY_GROUPS`] key groups, and key groups are split into contiguous
 //! ranges, one per worker. State is kept per key group, so a checkpoint taken with P workers
 //! can be restored with any other number of workers (up to `KEY_GROUPS`) by handing the groups
-//! out again: Flink's scheme. The hash must therefore never change between versions or runs:
-//! [`KeyHasher`] is rill's own, fixed, seedless hash, not `std`'s randomly seeded SipHash.
+//! out again: Flink's scheme. The hash must therefore never change between versions, runs or
+//! compilers: it is [`KeyHasher`], rill's own fixed, seedless hash, over the key's explicit
+//! byte encoding ([`EncodeKey`]), never over what `std::hash::Hash` happens to feed a hasher.
 
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::key::{EncodeKey, KeyWriter};
 
 /// Number of key groups: the upper bound on useful parallelism of keyed operators.
 pub const KEY_GROUPS: u32 = 4096;
 
 const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// A fast, stable (seedless, version-independent) 64-bit hash for keys.
+/// A fast, stable (seedless, version-independent) 64-bit hash of a byte string.
 ///
-/// Words are folded in with a rotate-xor-multiply step and the result is finished with the
-/// MurmurHash3 64-bit avalanche, so every output bit depends on every input bit (the low bits
-/// pick the key group). Not DoS-resistant: keys come from the job's own data.
+/// The bytes are read as little-endian 64-bit words, however they were split into writes;
+/// each word is folded in with a rotate-xor-multiply step, the last partial word is padded
+/// with zeros and the total length folded in (so "a" and "a\0" differ), and the result is
+/// finished with the MurmurHash3 64-bit avalanche, so every output bit depends on every input
+/// bit (the low bits pick the key group). Not DoS-resistant: keys come from the job's own
+/// data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeyHasher {
     state: u64,
+    /// Bytes of the word being filled, in its low `pending_len` bytes.
+    pending: u64,
+    pending_len: u32,
+    len: u64,
 }
 
 impl KeyHasher {
@@ -30,47 +40,51 @@ impl KeyHasher {
     }
 }
 
-impl Hasher for KeyHasher {
+impl KeyWriter for KeyHasher {
     #[inline]
-    fn write(&mut self, bytes: &[u8]) {
+    fn write_bytes(&mut self, mut bytes: &[u8]) {
+        self.len = self.len.wrapping_add(bytes.len() as u64);
+        // Complete the pending word first, then whole words straight from the input.
+        while self.pending_len > 0 && !bytes.is_empty() {
+            self.pending |= u64::from(bytes[0]) << (8 * self.pending_len);
+            self.pending_len += 1;
+            bytes = &bytes[1..];
+            if self.pending_len == 8 {
+                let word = self.pending;
+                self.add(word);
+                self.pending = 0;
+                self.pending_len = 0;
+            }
+        }
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             self.add(u64::from_le_bytes(word));
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            // The length keeps "a" and "a\0" apart.
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        for (i, b) in chunks.remainder().iter().enumerate() {
+            self.pending |= u64::from(*b) << (8 * i);
         }
+        self.pending_len = chunks.remainder().len() as u32;
     }
+}
+
+/// Lets `std` hash maps use the same hash (in memory only; what is stored or routed is
+/// always hashed through [`EncodeKey`]).
+impl Hasher for KeyHasher {
     #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        // Widened, so 32- and 64-bit builds agree.
-        self.add(i as u64);
+    fn write(&mut self, bytes: &[u8]) {
+        self.write_bytes(bytes);
     }
     #[inline]
     fn finish(&self) -> u64 {
-        let mut h = self.state;
+        let mut copy = *self;
+        if copy.pending_len > 0 {
+            let word = copy.pending;
+            copy.add(word);
+        }
+        copy.add(copy.len);
+        let mut h = copy.state;
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
@@ -80,30 +94,27 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Builds [`KeyHasher`]s: the hasher of rill's keyed state maps.
+/// Builds [`KeyHasher`]s: the hasher of rill's in-memory keyed state maps.
 pub type BuildKeyHasher = BuildHasherDefault<KeyHasher>;
 
-/// A `HashMap` keyed with the stable, fast [`KeyHasher`].
-pub type KeyMap<K, V> = std::collections::HashMap<K, V, BuildKeyHasher>;
-
-/// The stable hash of a key.
+/// The stable hash of a key: [`KeyHasher`] over its [`EncodeKey`] encoding.
 #[inline]
-pub fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
+pub fn hash_key<K: EncodeKey + ?Sized>(key: &K) -> u64 {
     let mut h = KeyHasher::default();
-    key.hash(&mut h);
+    key.encode_key(&mut h);
     h.finish()
 }
 
 /// The key group a key belongs to, `0..KEY_GROUPS`.
 ///
 /// ```
-/// use rill_engine::keygroup::{key_group, KEY_GROUPS};
+/// use rill_engine::state::{key_group, KEY_GROUPS};
 /// let g = key_group("user-42");
 /// assert!(g < KEY_GROUPS);
 /// assert_eq!(g, key_group(&String::from("user-42")));
 /// ```
 #[inline]
-pub fn key_group<K: Hash + ?Sized>(key: &K) -> u32 {
+pub fn key_group<K: EncodeKey + ?Sized>(key: &K) -> u32 {
     (hash_key(key) % u64::from(KEY_GROUPS)) as u32
 }
 
@@ -111,7 +122,7 @@ pub fn key_group<K: Hash + ?Sized>(key: &K) -> u32 {
 /// groups per worker, so rescaling moves whole ranges.
 ///
 /// ```
-/// use rill_engine::keygroup::{worker_for_group, KEY_GROUPS};
+/// use rill_engine::state::{worker_for_group, KEY_GROUPS};
 /// assert_eq!(worker_for_group(0, 3), 0);
 /// assert_eq!(worker_for_group(KEY_GROUPS - 1, 3), 2);
 /// ```
@@ -122,7 +133,7 @@ pub fn worker_for_group(group: u32, workers: usize) -> usize {
 
 /// The worker that owns `key`.
 #[inline]
-pub fn worker_for_key<K: Hash + ?Sized>(key: &K, workers: usize) -> usize {
+pub fn worker_for_key<K: EncodeKey + ?Sized>(key: &K, workers: usize) -> usize {
     worker_for_group(key_group(key), workers)
 }
 

@@ -1,204 +1,13 @@
-//! Operator state at a checkpoint: captured on the worker in O(1), encoded off it, restored
-//! at any parallelism.
-//!
-//! A stateful operator keeps its keyed state in a [`KeyedState`], a copy-on-write table of
-//! small hash maps. At a barrier the operator hands the engine a [`StateSnapshot`]: for a
-//! `KeyedState` that is a clone of the table's root, one reference-count increment, so the
-//! data path never waits for a copy. The coordinator thread later calls
-//! [`StateSnapshot::encode`], which walks the frozen table and encodes each key group with
-//! `bincode`. Writes the worker makes after the barrier copy only the buckets they touch
-//! (copy-on-write), leaving the snapshot intact.
-//!
-//! On recovery each worker receives, through [`RestoredState`], the encoded key groups it owns
-//! under the *new* parallelism, from the files of every worker of the old run.
+//! Per-key state of a keyed operator: a copy-on-write table snapshotted in O(1).
 
 use std::hash::Hash;
-
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
 
-use crate::keygroup::{hash_key, worker_for_group, BuildKeyHasher, KEY_GROUPS};
+use serde::Serialize;
 
-/// Why state could not be captured, encoded or restored.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StateError {
-    /// `bincode` could not encode the state.
-    #[error("could not encode state: {0}")]
-    Encode(String),
-    /// Stored state could not be decoded (corrupt file, or a changed state type).
-    #[error("could not decode the state of `{node}`: {message}")]
-    Decode {
-        /// The operator whose state it was.
-        node: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The stored state cannot be restored into this job (for example a changed state type, or
-    /// a source that cannot change its parallelism).
-    #[error("the checkpointed state of `{node}` does not fit this job: {message}")]
-    Incompatible {
-        /// The operator or source.
-        node: String,
-        /// Why.
-        message: String,
-    },
-}
-
-/// What a key of checkpointed keyed state must be: hashable, comparable, cloneable, and
-/// encodable (derive `serde`'s `Serialize` and `Deserialize` for your own key types).
-pub trait StateKey:
-    Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
-{
-}
-impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateKey for T {}
-
-/// What a value of checkpointed state must be: cloneable and encodable.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
-
-/// The encoded state of one operator on one worker, as stored in a checkpoint file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub enum EncodedState {
-    /// Keyed state, one `bincode` blob per non-empty key group: restorable at any parallelism.
-    Keyed(Vec<(u32, Vec<u8>)>),
-    /// State of one worker's instance (a source position): restored by position in the old
-    /// run's worker order.
-    Worker(Vec<u8>),
-}
-
-impl EncodedState {
-    /// Bytes of payload held.
-    pub fn len(&self) -> usize {
-        match self {
-            EncodedState::Keyed(groups) => groups.iter().map(|(_, b)| b.len() + 4).sum(),
-            EncodedState::Worker(b) => b.len(),
-        }
-    }
-
-    /// True if no bytes are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// State captured at a barrier, encoded later on the coordinator thread.
-///
-/// Capturing must be cheap (the worker is waiting); encoding may take as long as it needs.
-pub trait StateSnapshot: Send + 'static {
-    /// Encodes the captured state.
-    fn encode(&self) -> Result<EncodedState, StateError>;
-
-    /// Names the state's type; stored in the checkpoint so that a job whose state type
-    /// changed refuses to restore instead of decoding garbage.
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<Self>()
-    }
-}
-
-/// A worker-local blob, for example a source's position.
-#[derive(Debug, Clone)]
-pub struct WorkerBlob(pub Vec<u8>);
-
-impl StateSnapshot for WorkerBlob {
-    fn encode(&self) -> Result<EncodedState, StateError> {
-        Ok(EncodedState::Worker(self.0.clone()))
-    }
-}
-
-/// Encodes `value` with rill's fixed `bincode` configuration.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StateError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| StateError::Encode(e.to_string()))
-}
-
-/// Decodes a value encoded by [`encode`]; `node` names the owner in the error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], node: &str) -> Result<T, StateError> {
-    let (value, used) =
-        bincode::serde::decode_from_slice::<T, _>(bytes, bincode::config::standard()).map_err(
-            |e| StateError::Decode {
-                node: node.to_string(),
-                message: e.to_string(),
-            },
-        )?;
-    if used != bytes.len() {
-        return Err(StateError::Decode {
-            node: node.to_string(),
-            message: format!("{} trailing bytes", bytes.len() - used),
-        });
-    }
-    Ok(value)
-}
-
-/// What one node stored in the checkpoint being restored, gathered from every old worker.
-#[derive(Debug, Default, Clone)]
-pub struct NodeRestore {
-    /// The stored state type (see [`StateSnapshot::type_name`]).
-    pub(crate) type_name: String,
-    /// Every key group's blob, from all old workers.
-    pub(crate) keyed: Vec<(u32, Vec<u8>)>,
-    /// Per-worker blobs, indexed by the old worker.
-    pub(crate) per_worker: Vec<Option<Vec<u8>>>,
-}
-
-/// The part of a checkpoint one operator or source instance restores from.
-#[derive(Debug, Clone, Copy)]
-pub struct RestoredState<'a> {
-    pub(crate) node: &'a str,
-    pub(crate) data: &'a NodeRestore,
-    pub(crate) worker: usize,
-    pub(crate) workers: usize,
-}
-
-impl<'a> RestoredState<'a> {
-    /// The node's name, for error messages.
-    pub fn node(&self) -> &str {
-        self.node
-    }
-
-    /// The stored state type name.
-    pub fn type_name(&self) -> &str {
-        &self.data.type_name
-    }
-
-    /// The encoded key groups this worker owns under the current parallelism.
-    pub fn owned_groups(&self) -> impl Iterator<Item = (u32, &'a [u8])> + 'a {
-        let (worker, workers) = (self.worker, self.workers);
-        self.data
-            .keyed
-            .iter()
-            .filter(move |(g, _)| worker_for_group(*g, workers) == worker)
-            .map(|(g, b)| (*g, b.as_slice()))
-    }
-
-    /// The per-worker blobs of the old run, indexed by old worker (`None` where that worker
-    /// stored nothing).
-    pub fn worker_blobs(&self) -> &'a [Option<Vec<u8>>] {
-        &self.data.per_worker
-    }
-
-    /// The index of the worker restoring, and the current number of workers.
-    pub fn worker(&self) -> (usize, usize) {
-        (self.worker, self.workers)
-    }
-
-    /// Fails with [`StateError::Incompatible`] unless the stored type is `expected`.
-    pub fn expect_type(&self, expected: &str) -> Result<(), StateError> {
-        if self.data.type_name == expected {
-            Ok(())
-        } else {
-            Err(StateError::Incompatible {
-                node: self.node.to_string(),
-                message: format!(
-                    "stored state type is `{}`, this job's is `{expected}`",
-                    self.data.type_name
-                ),
-            })
-        }
-    }
-}
+use super::key::{EncodeKey, StateKey};
+use super::key_group::{hash_key, BuildKeyHasher, KEY_GROUPS};
+use super::snapshot::{decode, encode, EncodedState, RestoredState, StateError, StateSnapshot, StateValue};
 
 /// Buckets per chunk, and chunks: 16,384 buckets in all, four per key group, so a bucket's
 /// key group is `bucket % KEY_GROUPS` with no rehashing.
@@ -258,7 +67,7 @@ impl<K, V> Default for KeyedState<K, V> {
 }
 
 #[inline]
-fn bucket_of<Q: Hash + ?Sized>(key: &Q) -> usize {
+fn bucket_of<Q: EncodeKey + ?Sized>(key: &Q) -> usize {
     (hash_key(key) % BUCKETS as u64) as usize
 }
 
@@ -274,13 +83,13 @@ fn bucket_in<K: Clone, V: Clone>(
     Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
+impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// The value of `key`, if any.
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: EncodeKey + Hash + Eq + ?Sized,
     {
         let b = bucket_of(key);
         self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)
@@ -297,7 +106,7 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: EncodeKey + Hash + Eq + ?Sized,
     {
         let b = bucket_of(key);
         // Look before copying: a miss must not copy a bucket.
@@ -331,7 +140,7 @@ impl<K: Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: EncodeKey + Hash + Eq + ?Sized,
     {
         let b = bucket_of(key);
         self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
@@ -424,6 +233,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::snapshot::NodeRestore;
 
     fn restore_into(
         snapshots: &[KeyedSnapshot<String, u64>],
@@ -458,7 +268,7 @@ mod tests {
         let mut old: Vec<KeyedState<String, u64>> = vec![KeyedState::default(); 2];
         for i in 0..1000u64 {
             let key = format!("k{i}");
-            let w = crate::keygroup::worker_for_key(&key, 2);
+            let w = crate::state::worker_for_key(&key, 2);
             old[w].insert(key, i);
         }
         let snaps: Vec<_> = old.iter().map(|s| s.snapshot()).collect();
@@ -474,7 +284,7 @@ mod tests {
         for w in 0..3 {
             let st = restore_into(&snaps, w, 3);
             for (k, v) in st.iter() {
-                assert_eq!(crate::keygroup::worker_for_key(k, 3), w);
+                assert_eq!(crate::state::worker_for_key(k, 3), w);
                 assert_eq!(*v, k[1..].parse::<u64>().unwrap());
                 seen += 1;
             }

@@ -1,7 +1,7 @@
 //! Two-phase commit of a transactional sink, driven by the checkpoint coordinator.
 
 use crate::error::BoxError;
-use crate::message::Epoch;
+use crate::runtime::message::Epoch;
 
 /// The job-wide side of a transactional sink (for example the exactly-once Kafka sink).
 ///

@@ -1,27 +1,22 @@
 //! The worker thread: build this worker's tasks, run them round robin, idle when there is
 //! nothing to do, report how it ended.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::dead_letter::{DeadLetterFactory, DeadLetters};
-use crate::epoch::CoordinatorEvent;
+use crate::checkpoint::epoch::CoordinatorEvent;
+use crate::dataflow::config::Config;
+use crate::dataflow::graph::TaskFactory;
 use crate::error::JobError;
-use crate::graph::{BuildCtx, TaskFactory};
-use crate::idle::{Idler, Wait};
-use crate::job::{Config, Shared};
-use crate::task::{Task, TaskPoll};
-
-/// How a worker ended, sent to the job handle over the control channel.
-#[derive(Debug)]
-pub(crate) enum WorkerEvent {
-    Finished,
-    Failed(JobError),
-}
+use crate::runtime::context::BuildCtx;
+use crate::runtime::control::{Shared, WorkerEvent};
+use crate::runtime::dead_letter::{DeadLetterFactory, DeadLetters};
+use crate::runtime::idle::{Idler, Wait};
+use crate::runtime::task::{Task, TaskPoll};
 
 pub(crate) struct WorkerSetup {
     pub(crate) ctx: BuildCtx,
@@ -106,7 +101,7 @@ fn close_dead_letters(setup: &WorkerSetup) -> Result<(), JobError> {
 fn run_loop(setup: &WorkerSetup, mut tasks: Vec<(usize, Box<dyn Task>)>) -> Result<(), JobError> {
     let worker = setup.ctx.worker.worker;
     let signal = &setup.ctx.worker.signal;
-    let budget = setup.config.batch_size.max(1);
+    let budget = setup.config.poll_budget.max(1);
     let mut idler = Idler::new(setup.config.idle);
     loop {
         if setup.shared.abort.load(Ordering::Relaxed) {

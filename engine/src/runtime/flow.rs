@@ -9,11 +9,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::epoch::BarrierReport;
-use crate::error::{Failure, JobError};
-use crate::message::Epoch;
-use crate::metrics::NodeCounters;
-use crate::operator::{Emit, Operator};
+use crate::checkpoint::epoch::BarrierReport;
+use crate::dataflow::operator::{Emit, Operator};
+use crate::error::JobError;
+use crate::failure::Failure;
+use crate::runtime::message::Epoch;
+use crate::runtime::metrics::NodeCounters;
 use crate::state::StateSnapshot;
 
 /// What one poll achieved.

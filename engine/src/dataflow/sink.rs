@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::commit::Committer;
+use crate::checkpoint::commit::Committer;
 use crate::error::BoxError;
-use crate::message::Epoch;
-use crate::source::WorkerContext;
+use crate::runtime::context::WorkerContext;
+use crate::runtime::message::Epoch;
 
 /// The per-worker instance of a sink.
-pub trait Sink<T> {
+pub trait SinkWriter<T> {
     /// Writes one record. An error fails the job with
     /// [`JobError::Sink`](crate::JobError::Sink).
     fn write(&mut self, item: T) -> Result<(), BoxError>;
@@ -49,13 +49,13 @@ pub trait Sink<T> {
     }
 }
 
-/// Creates one [`Sink`] per worker.
-pub trait SinkFactory<T>: Send + Sync + 'static {
+/// Creates one [`SinkWriter`] per worker.
+pub trait Sink<T>: Send + Sync + 'static {
     /// The per-worker sink.
-    type Sink: Sink<T>;
+    type Writer: SinkWriter<T>;
 
     /// Creates the instance for the worker described by `ctx`; called on that worker's thread.
-    fn create(&self, ctx: &WorkerContext) -> Result<Self::Sink, BoxError>;
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Writer, BoxError>;
 
     /// A short name for metrics and errors.
     fn name(&self) -> &str;

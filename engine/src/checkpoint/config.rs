@@ -1,0 +1,52 @@
+//! Where and how often a job checkpoints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and how often a job checkpoints.
+///
+/// ```
+/// use std::time::Duration;
+/// use rill_engine::CheckpointConfig;
+/// let c = CheckpointConfig::new("/tmp/rill-ckpt").with_interval(Duration::from_millis(500));
+/// assert_eq!(c.retain, 3);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CheckpointConfig {
+    /// The checkpoint directory; created if missing. A job restores from it at start.
+    pub location: PathBuf,
+    /// Time between the completion of one checkpoint and the start of the next. Default 1 s.
+    pub interval: Duration,
+    /// Complete checkpoints kept; older ones are deleted. Default 3 (at least 1).
+    pub retain: usize,
+    /// A checkpoint not complete after this long fails the job. Default 60 s.
+    pub timeout: Duration,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints under `location` every second, keeping three.
+    pub fn new(location: impl Into<PathBuf>) -> Self {
+        Self {
+            location: location.into(),
+            interval: Duration::from_secs(1),
+            retain: 3,
+            timeout: Duration::from_secs(60),
+        }
+    }
+    /// Sets the interval between checkpoints.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+    /// Sets how many complete checkpoints are kept.
+    pub fn with_retain(mut self, retain: usize) -> Self {
+        self.retain = retain.max(1);
+        self
+    }
+    /// Sets the time after which an incomplete checkpoint fails the job.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}

@@ -1,0 +1,92 @@
+//! A job being built: its sources, dead-letter sink, and the start of a run.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+
+use crate::dataflow::config::Config;
+use crate::dataflow::graph::Graph;
+use crate::dataflow::sink::Sink;
+use crate::dataflow::source::Source;
+use crate::dataflow::stream::{SourceBuilder, Stream};
+use crate::error::JobError;
+use crate::runtime::handle::JobHandle;
+use crate::runtime::launch::launch;
+use crate::runtime::metrics::NodeKind;
+
+/// A job being built: add sources, chain operators, end in sinks, then [`run`](Self::run).
+///
+/// ```
+/// use rill_engine::{Config, Job};
+/// use rill_connectors::{MemorySource, CollectSink};
+///
+/// let job = Job::new("relay");
+/// let out = CollectSink::default();
+/// job.source(MemorySource::new(vec!["a", "b", "c"])).sink(out.clone());
+/// job.run(Config::default().with_workers(2))?.await_termination()?;
+/// let mut got = out.take();
+/// got.sort();
+/// assert_eq!(got, ["a", "b", "c"]);
+/// # Ok::<(), rill_engine::JobError>(())
+/// ```
+#[derive(Default)]
+pub struct Job {
+    name: String,
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let graph = self.graph.borrow();
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("nodes", &graph.nodes)
+            .finish()
+    }
+}
+
+impl Job {
+    /// An empty job.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            graph: Rc::default(),
+        }
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds a source; every worker creates its own instance and reads its share.
+    pub fn source<S: Source>(&self, factory: S) -> Stream<SourceBuilder<S>> {
+        let node = self
+            .graph
+            .borrow_mut()
+            .add_node(factory.name(), NodeKind::Source);
+        Stream::from_parts(self.graph.clone(), SourceBuilder { factory, node }, node)
+    }
+
+    /// Sends records whose user function fails to `sink` instead of failing the job.
+    ///
+    /// Each failure becomes a [`DeadLetter`](crate::DeadLetter): the failing stage, the error,
+    /// and, where the stage saw the raw record (the `decode` operator), its origin and
+    /// original bytes. Without a dead-letter sink the first failure ends the job.
+    pub fn dead_letter<S>(&self, sink: S)
+    where
+        S: Sink<crate::DeadLetter>,
+        S::Writer: Send + 'static,
+    {
+        let mut graph = self.graph.borrow_mut();
+        let node = graph.add_node("dead_letter", NodeKind::Sink);
+        graph.dead_letter = Some((Arc::new(sink), node));
+    }
+
+    /// Starts the job's workers and returns at once with a handle to it.
+    pub fn run(self, config: Config) -> Result<JobHandle, JobError> {
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        launch(self.name, graph, config)
+    }
+}

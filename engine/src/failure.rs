@@ -1,0 +1,132 @@
+//! Failures of user functions, and dead letters: what is kept of a record that could not be
+//! processed.
+//!
+//! A user function reports a [`Failure`] through [`Emit::fail`](crate::Emit::fail). Without a
+//! dead-letter sink the first failure ends the job (the safe default: nothing is dropped
+//! unnoticed). With one ([`Job::dead_letter`](crate::Job::dead_letter)), every failure
+//! becomes a [`DeadLetter`], with the record's [`Origin`] and original bytes where the failing
+//! stage saw the [`RawRecord`], and the job goes on.
+//!
+//! Depends on [`error`](crate::error) only, so every layer can use it.
+
+use std::sync::Arc;
+
+use crate::error::{BoxError, JobError};
+
+/// Where a record came from: a stream (Kafka topic, file), a partition of it, an offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The stream: a Kafka topic, a file path.
+    pub stream: Arc<str>,
+    /// The partition (0 for unpartitioned streams).
+    pub partition: i32,
+    /// The offset (record number for files).
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.stream, self.partition, self.offset)
+    }
+}
+
+/// A record as it arrived, before decoding: what a dead letter keeps of it.
+pub trait RawRecord {
+    /// Where it came from, if known.
+    fn origin(&self) -> Option<Origin>;
+    /// Its key bytes, if any.
+    fn raw_key(&self) -> Option<&[u8]>;
+    /// Its value bytes, if any.
+    fn raw_value(&self) -> Option<&[u8]>;
+}
+
+/// A record that failed, with everything needed to find, understand and replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The operator whose function failed (its name in the job's metrics).
+    pub stage: Arc<str>,
+    /// The error, with its causes.
+    pub error: String,
+    /// Where the record came from, if the failing stage saw the raw record.
+    pub origin: Option<Origin>,
+    /// The record's original key bytes.
+    pub key: Option<Vec<u8>>,
+    /// The record's original value bytes.
+    pub value: Option<Vec<u8>>,
+}
+
+impl DeadLetter {
+    pub(crate) fn from_failure(failure: Failure) -> Self {
+        let mut error = failure.error.to_string();
+        let mut cause = failure.error.source();
+        while let Some(c) = cause {
+            error.push_str(": ");
+            error.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Self {
+            stage: failure.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
+            error,
+            origin: failure.origin,
+            key: failure.key,
+            value: failure.value,
+        }
+    }
+}
+
+/// A record could not be processed by a user function: reported through
+/// [`Emit::fail`](crate::Emit::fail) and turned into [`JobError::UserFunction`].
+#[derive(Debug)]
+pub struct Failure {
+    pub(crate) operator: Option<Arc<str>>,
+    pub(crate) error: BoxError,
+    pub(crate) origin: Option<Origin>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+}
+
+impl Failure {
+    /// A failure carrying the user function's error; the engine adds the operator's name.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self {
+            operator: None,
+            error: error.into(),
+            origin: None,
+            key: None,
+            value: None,
+        }
+    }
+
+    /// Keeps the failed record's origin and original bytes, for the dead-letter sink. Copies
+    /// the bytes: only failures pay for it.
+    pub fn with_record(mut self, record: &impl RawRecord) -> Self {
+        self.origin = record.origin();
+        self.key = record.raw_key().map(<[u8]>::to_vec);
+        self.value = record.raw_value().map(<[u8]>::to_vec);
+        self
+    }
+
+    /// The operator the failure is attributed to, once the engine has tagged it.
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
+    /// The user function's error.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.error.as_ref()
+    }
+
+    pub(crate) fn tag(&mut self, operator: &Arc<str>) {
+        if self.operator.is_none() {
+            self.operator = Some(operator.clone());
+        }
+    }
+
+    pub(crate) fn into_job_error(self, worker: usize) -> JobError {
+        JobError::UserFunction {
+            operator: self.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
+            worker,
+            source: self.error,
+        }
+    }
+}
