@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_channel::{Receiver, Sender};
-use rill::engine::{Progress, WorkerContext};
 use rill::prelude::*;
 use rill::BoxError;
 
@@ -23,19 +22,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Clone)]
 struct Feed(Receiver<u64>);
 
-struct FeedInstance(Option<Receiver<u64>>);
+struct FeedReader(Option<Receiver<u64>>);
 
 impl Source for Feed {
-    type Reader = FeedInstance;
-    fn create(&self, ctx: &WorkerContext) -> Result<FeedInstance, BoxError> {
-        Ok(FeedInstance((ctx.worker() == 0).then(|| self.0.clone())))
+    type Reader = FeedReader;
+    fn create(&self, ctx: &WorkerContext) -> Result<FeedReader, BoxError> {
+        Ok(FeedReader((ctx.worker() == 0).then(|| self.0.clone())))
     }
     fn name(&self) -> &str {
         "feed"
     }
 }
 
-impl SourceReader for FeedInstance {
+impl SourceReader for FeedReader {
     type Out = u64;
     fn poll<E: Emit<u64>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
         let Some(rx) = &self.0 else {
@@ -64,19 +63,19 @@ impl SourceReader for FeedInstance {
 #[derive(Clone)]
 struct Seen(Arc<AtomicU64>);
 
-struct SeenInstance(Arc<AtomicU64>);
+struct SeenWriter(Arc<AtomicU64>);
 
 impl Sink<(u64, u64)> for Seen {
-    type Writer = SeenInstance;
-    fn create(&self, _: &WorkerContext) -> Result<SeenInstance, BoxError> {
-        Ok(SeenInstance(self.0.clone()))
+    type Writer = SeenWriter;
+    fn create(&self, _: &WorkerContext) -> Result<SeenWriter, BoxError> {
+        Ok(SeenWriter(self.0.clone()))
     }
     fn name(&self) -> &str {
         "seen"
     }
 }
 
-impl SinkWriter<(u64, u64)> for SeenInstance {
+impl SinkWriter<(u64, u64)> for SeenWriter {
     fn write(&mut self, (seq, _count): (u64, u64)) -> Result<(), BoxError> {
         self.0.store(seq, Ordering::Release);
         Ok(())

@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rill::engine::{Mode, Trigger};
 use rill::prelude::*;
 
 #[global_allocator]

@@ -28,10 +28,10 @@ pub mod prelude {
     };
     pub use rill_engine::state::{decode, encode, EncodeKey, KeyWriter, RestoredState, StateError};
     pub use rill_engine::{
-        BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Committer, Config,
-        DeadLetter, Emit, Epoch, Failure, IdleStrategy, Job, JobError, JobHandle, JobMetrics,
-        KeyedStream, Mode, Operator, Origin, Progress, RawRecord, Sink, SinkWriter, Source,
-        SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
+        BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Committer, Config, DeadLetter,
+        Emit, Epoch, Failure, IdleStrategy, Job, JobError, JobHandle, JobMetrics, KeyedStream,
+        Mode, Operator, Origin, Progress, RawRecord, Sink, SinkWriter, Source, SourceReader,
+        StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
         AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt,

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::finish;
-use rill::engine::state::{decode, encode, RestoredState};
-use rill::engine::Progress;
 use rill::prelude::*;
 use rill::BoxError;
 
@@ -20,7 +18,7 @@ fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "rill-it-{name}-{}-{}",
         std::process::id(),
-        rill::engine::time::now_nanos()
+        rill::time::now_nanos()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -101,7 +99,7 @@ struct Gated {
     end: u64,
 }
 
-struct GatedInstance {
+struct GatedReader {
     limit: Arc<AtomicU64>,
     end: u64,
     next: u64,
@@ -109,9 +107,9 @@ struct GatedInstance {
 }
 
 impl Source for Gated {
-    type Reader = GatedInstance;
-    fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<GatedInstance, BoxError> {
-        Ok(GatedInstance {
+    type Reader = GatedReader;
+    fn create(&self, ctx: &WorkerContext) -> Result<GatedReader, BoxError> {
+        Ok(GatedReader {
             limit: self.limit.clone(),
             end: self.end,
             next: 0,
@@ -123,7 +121,7 @@ impl Source for Gated {
     }
 }
 
-impl SourceReader for GatedInstance {
+impl SourceReader for GatedReader {
     type Out = String;
     fn poll<E: Emit<String>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
         if !self.active || self.next >= self.end {

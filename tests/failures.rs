@@ -112,7 +112,7 @@ impl SinkWriter<u64> for FailingWriter {
 
 impl Sink<u64> for FailingSink {
     type Writer = FailingWriter;
-    fn create(&self, _: &rill::engine::WorkerContext) -> Result<FailingWriter, rill::BoxError> {
+    fn create(&self, _: &WorkerContext) -> Result<FailingWriter, rill::BoxError> {
         Ok(FailingWriter { left: self.0 })
     }
     fn name(&self) -> &str {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::finish;
-use rill::engine::{Mode, Trigger};
 use rill::prelude::*;
 
 fn word(i: u64) -> String {
@@ -65,16 +64,16 @@ fn every_trigger_gives_the_continuous_result() {
 #[derive(Clone)]
 struct Steps(Arc<AtomicU64>);
 
-struct StepsInstance {
+struct StepsReader {
     allowed: Arc<AtomicU64>,
     next: u64,
     active: bool,
 }
 
 impl Source for Steps {
-    type Reader = StepsInstance;
-    fn create(&self, ctx: &rill::engine::WorkerContext) -> Result<StepsInstance, rill::BoxError> {
-        Ok(StepsInstance {
+    type Reader = StepsReader;
+    fn create(&self, ctx: &WorkerContext) -> Result<StepsReader, rill::BoxError> {
+        Ok(StepsReader {
             allowed: self.0.clone(),
             next: 0,
             active: ctx.worker() == 0,
@@ -85,14 +84,13 @@ impl Source for Steps {
     }
 }
 
-impl SourceReader for StepsInstance {
+impl SourceReader for StepsReader {
     type Out = u64;
     fn poll<E: Emit<u64>>(
         &mut self,
         out: &mut E,
         _budget: usize,
-    ) -> Result<rill::engine::Progress, rill::BoxError> {
-        use rill::engine::Progress;
+    ) -> Result<Progress, rill::BoxError> {
         if !self.active {
             return Ok(Progress::Done);
         }
@@ -235,15 +233,15 @@ impl<T> BatchRecorder<T> {
     }
 }
 
-struct BatchRecorderInstance<T> {
+struct BatchRecorderWriter<T> {
     shared: BatchRecorder<T>,
     current: Vec<T>,
 }
 
 impl<T: Send + 'static> Sink<T> for BatchRecorder<T> {
-    type Writer = BatchRecorderInstance<T>;
-    fn create(&self, _: &rill::engine::WorkerContext) -> Result<Self::Writer, rill::BoxError> {
-        Ok(BatchRecorderInstance {
+    type Writer = BatchRecorderWriter<T>;
+    fn create(&self, _: &WorkerContext) -> Result<Self::Writer, rill::BoxError> {
+        Ok(BatchRecorderWriter {
             shared: self.clone(),
             current: Vec::new(),
         })
@@ -253,7 +251,7 @@ impl<T: Send + 'static> Sink<T> for BatchRecorder<T> {
     }
 }
 
-impl<T: Send + 'static> SinkWriter<T> for BatchRecorderInstance<T> {
+impl<T: Send + 'static> SinkWriter<T> for BatchRecorderWriter<T> {
     fn write(&mut self, record: T) -> Result<(), rill::BoxError> {
         self.current.push(record);
         Ok(())

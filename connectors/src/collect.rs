@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
+use rill_engine::{BoxError, Sink, SinkWriter, WorkerContext};
 
 /// Collects every record it receives; clones share the same collection, so keep one clone to
 /// read the results while (or after) the job runs.

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
+use rill_engine::{BoxError, Sink, SinkWriter, WorkerContext};
 
 /// Accepts and drops every record (Flink's `DiscardingSink`). The job's metrics still count
 /// what reached it. The record is passed through [`std::hint::black_box`] so the compiler
@@ -45,10 +45,10 @@ impl<T> DiscardSink<T> {
 }
 
 impl<T: 'static> Sink<T> for DiscardSink<T> {
-    type Writer = Discard;
+    type Writer = DiscardWriter;
 
-    fn create(&self, _ctx: &WorkerContext) -> Result<Discard, BoxError> {
-        Ok(Discard)
+    fn create(&self, _ctx: &WorkerContext) -> Result<DiscardWriter, BoxError> {
+        Ok(DiscardWriter)
     }
 
     fn name(&self) -> &str {
@@ -58,9 +58,9 @@ impl<T: 'static> Sink<T> for DiscardSink<T> {
 
 /// One worker's [`DiscardSink`].
 #[derive(Debug)]
-pub struct Discard;
+pub struct DiscardWriter;
 
-impl<T> SinkWriter<T> for Discard {
+impl<T> SinkWriter<T> for DiscardWriter {
     #[inline]
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         std::hint::black_box(item);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::{
-    BoxError, Emit, Origin, Progress, RawRecord, SourceReader, Source, WorkerContext,
+    BoxError, Emit, Origin, Progress, RawRecord, Source, SourceReader, WorkerContext,
 };
 
 /// Removes a trailing `\n` or `\r\n` from a line read with `read_until(b'\n')`.

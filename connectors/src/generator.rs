@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::time::{instant_at, nanos_at, now_nanos};
-use rill_engine::{BoxError, Emit, Progress, SourceReader, Source, WorkerContext};
+use rill_engine::{BoxError, Emit, Progress, Source, SourceReader, WorkerContext};
 
 /// A generated record: its global sequence number, the time it was *scheduled* to be emitted
 /// (nanoseconds on [`rill_engine::time`]'s clock), and the payload.
@@ -144,7 +144,7 @@ impl<F, T> Source for Generator<F>
 where
     F: Fn(u64) -> T + Clone + Send + Sync + 'static,
 {
-    type Reader = GeneratorInstance<F>;
+    type Reader = GeneratorReader<F>;
 
     fn create(&self, ctx: &WorkerContext) -> Result<Self::Reader, BoxError> {
         let interval = 1e9 / self.rate;
@@ -155,7 +155,7 @@ where
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(u64::MAX),
         };
-        Ok(GeneratorInstance {
+        Ok(GeneratorReader {
             make: self.make.clone(),
             start: nanos_at(ctx.started() + self.start_delay),
             interval,
@@ -185,7 +185,7 @@ where
 
 /// One worker's [`Generator`].
 #[derive(Debug)]
-pub struct GeneratorInstance<F> {
+pub struct GeneratorReader<F> {
     make: F,
     start: u64,
     interval: f64,
@@ -224,7 +224,7 @@ fn due_at(start: u64, interval: f64, offset: u64, seq: u64) -> u64 {
     start + ((seq - offset) as f64 * interval) as u64
 }
 
-impl<F> GeneratorInstance<F> {
+impl<F> GeneratorReader<F> {
     #[inline]
     fn due(&self, seq: u64) -> u64 {
         due_at(self.start, self.interval, self.offset, seq)
@@ -289,7 +289,7 @@ impl Drop for Pacer {
     }
 }
 
-impl<F, T> SourceReader for GeneratorInstance<F>
+impl<F, T> SourceReader for GeneratorReader<F>
 where
     F: Fn(u64) -> T,
 {

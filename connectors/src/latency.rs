@@ -7,7 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use rill_engine::time::{nanos_at, now_nanos};
-use rill_engine::{BoxError, SinkWriter, Sink, WorkerContext};
+use rill_engine::{BoxError, Sink, SinkWriter, WorkerContext};
 
 /// Highest latency the histograms track: a minute, in nanoseconds (larger values are clamped).
 const MAX_TRACKABLE_NANOS: u64 = 60_000_000_000;
@@ -113,10 +113,10 @@ where
     F: Fn(&T) -> u64 + Clone + Send + Sync + 'static,
     T: 'static,
 {
-    type Writer = LatencyRecorder<F>;
+    type Writer = LatencyWriter<F>;
 
     fn create(&self, ctx: &WorkerContext) -> Result<Self::Writer, BoxError> {
-        Ok(LatencyRecorder {
+        Ok(LatencyWriter {
             scheduled: self.scheduled.clone(),
             measure_from: nanos_at(ctx.started() + self.warm_up).max(self.scheduled_from),
             histogram: new_histogram(),
@@ -131,14 +131,14 @@ where
 
 /// One worker's [`LatencySink`].
 #[derive(Debug)]
-pub struct LatencyRecorder<F> {
+pub struct LatencyWriter<F> {
     scheduled: F,
     measure_from: u64,
     histogram: Histogram<u64>,
     merged: Arc<Mutex<Histogram<u64>>>,
 }
 
-impl<F, T> SinkWriter<T> for LatencyRecorder<F>
+impl<F, T> SinkWriter<T> for LatencyWriter<F>
 where
     F: Fn(&T) -> u64,
 {

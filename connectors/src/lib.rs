@@ -23,9 +23,9 @@ mod memory;
 mod stdio;
 
 pub use collect::{CollectSink, CollectWriter};
-pub use discard::{Discard, DiscardSink};
+pub use discard::{DiscardSink, DiscardWriter};
 pub use file::{FileLine, FileLines, FileLinesReader};
-pub use generator::{Generated, Generator, GeneratorInstance, Pacing};
-pub use latency::{LatencyRecorder, LatencySink};
-pub use memory::{FnPartition, MemorySource, MemorySourceInstance, Partition, VecPartition};
+pub use generator::{Generated, Generator, GeneratorReader, Pacing};
+pub use latency::{LatencySink, LatencyWriter};
+pub use memory::{FnPartition, MemoryReader, MemorySource, Partition, VecPartition};
 pub use stdio::{StdinLines, StdinReader, StdioError, StdoutLines, StdoutWriter};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rill_engine::state::{decode, encode, RestoredState};
-use rill_engine::{BoxError, Emit, Progress, SourceReader, Source, WorkerContext};
+use rill_engine::{BoxError, Emit, Progress, Source, SourceReader, WorkerContext};
 
 /// How a [`MemorySource`] hands each worker its share of the data.
 pub trait Partition: Send + Sync + 'static {
@@ -115,10 +115,10 @@ impl<P> MemorySource<P> {
 }
 
 impl<P: Partition> Source for MemorySource<P> {
-    type Reader = MemorySourceInstance<P::Iter>;
+    type Reader = MemoryReader<P::Iter>;
 
     fn create(&self, ctx: &WorkerContext) -> Result<Self::Reader, BoxError> {
-        Ok(MemorySourceInstance {
+        Ok(MemoryReader {
             items: self.partition.part(ctx.worker(), ctx.workers()),
             emitted: 0,
         })
@@ -131,12 +131,12 @@ impl<P: Partition> Source for MemorySource<P> {
 
 /// One worker's [`MemorySource`].
 #[derive(Debug)]
-pub struct MemorySourceInstance<I> {
+pub struct MemoryReader<I> {
     items: I,
     emitted: u64,
 }
 
-impl<I: Iterator> SourceReader for MemorySourceInstance<I> {
+impl<I: Iterator> SourceReader for MemoryReader<I> {
     type Out = I::Item;
 
     #[inline]

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use rill_engine::{
-    BoxError, Emit, Progress, SinkWriter, Sink, SourceReader, Source, WorkerContext,
+    BoxError, Emit, Progress, Sink, SinkWriter, Source, SourceReader, WorkerContext,
 };
 
 /// Errors of the stdio connectors.

@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use rill_engine::{Emit, ExchangeIn, Failure, Flow, Inbound, Message, NodeCounters, Progress};
+use rill_engine::test_support::{Inbound, Message, NodeCounters};
+use rill_engine::{Emit, ExchangeIn, Failure, Flow, Progress};
 
 /// One ring, as a loom-visible queue.
 #[derive(Clone, Default)]

@@ -1,4 +1,4 @@
-//! Model checks of the worker park/unpark handshake (`rill_engine::signal`) driven by the real
+//! Model checks of the worker park/unpark handshake (`WorkerSignal`, in `engine/src/runtime/signal.rs`) driven by the real
 //! idle state machine (`rill_engine::Idler`), under every interleaving loom can find.
 //!
 //! Run with: `RUSTFLAGS="--cfg loom" cargo test -p rill-engine --test loom_signal --release`
@@ -10,8 +10,8 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use rill_engine::signal::WorkerSignal;
-use rill_engine::{IdleStrategy, Idler, Wait};
+use rill_engine::test_support::{Idler, Wait, WorkerSignal};
+use rill_engine::IdleStrategy;
 
 /// The worker side: consume `expected` items published in `ring`, idling with the park
 /// strategy (the one that can lose a wake-up) between rounds that find nothing.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use rill::engine::time::now_nanos;
+use rill::time::now_nanos;
 
 /// Runs the bare schedule at `rate` records/s in total over `workers` threads for
 /// `warmup + duration`, returning the lateness histogram (ns) of the measured part.

@@ -17,7 +17,6 @@ use hdrhistogram::Histogram;
 use rill::connectors::kafka::{
     create_topics, EmbeddedKafka, KafkaRecord, KafkaSink, KafkaSource, SourcePositions, StartFrom,
 };
-use rill::engine::Mode;
 use rill::prelude::*;
 
 use crate::Settings;
@@ -91,7 +90,7 @@ pub fn run_once(
     let id = format!(
         "{}-{}-{run}",
         std::process::id(),
-        rill::engine::time::now_nanos()
+        rill::time::now_nanos()
     );
     let (input, output) = (format!("lab-in-{id}"), format!("lab-out-{id}"));
     let partitions = settings.partitions;

@@ -21,7 +21,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use rill::engine::{Mode, Trigger};
 use rill::prelude::*;
 use rill::CheckpointLog;
 
@@ -479,7 +478,7 @@ fn checkpoint_dir(settings: &Settings) -> Option<std::path::PathBuf> {
         std::env::temp_dir().join(format!(
             "latency-lab-checkpoints-{}-{}",
             std::process::id(),
-            rill::engine::time::now_nanos()
+            rill::time::now_nanos()
         ))
     })
 }

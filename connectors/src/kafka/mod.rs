@@ -28,9 +28,9 @@ pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use record::{DecodeError, KafkaRecord, Origin};
 pub use sink::{
-    dead_letter_headers, KafkaOutput, KafkaProducerSink, KafkaSink, KafkaSinkWriter, ToKafka,
+    dead_letter_headers, KafkaOutput, KafkaPlainWriter, KafkaSink, KafkaSinkWriter, ToKafka,
 };
 pub use source::{
-    KafkaConsumerSource, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
+    KafkaReader, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
 };
 pub use transaction::TransactionalWriter;

@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use rill_engine::{BoxError, Committer, DeadLetter, Epoch, SinkWriter, Sink, WorkerContext};
+use rill_engine::{BoxError, Committer, DeadLetter, Epoch, Sink, SinkWriter, WorkerContext};
 
 use super::transaction::{Transaction, TransactionalWriter};
 use super::KafkaConnectorError;
@@ -302,7 +302,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
                 undelivered: undelivered.clone(),
             })
             .map_err(KafkaConnectorError::Config)?;
-        Ok(KafkaSinkWriter::Plain(KafkaProducerSink {
+        Ok(KafkaSinkWriter::Plain(KafkaPlainWriter {
             producer,
             default_topic: self.topic.clone(),
             failure,
@@ -391,7 +391,7 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// One worker's [`KafkaSink`].
-pub struct KafkaProducerSink {
+pub struct KafkaPlainWriter {
     producer: BaseProducer<DeliveryContext>,
     default_topic: Option<String>,
     failure: Arc<Mutex<Option<KafkaConnectorError>>>,
@@ -399,16 +399,16 @@ pub struct KafkaProducerSink {
     flush_timeout: Duration,
 }
 
-impl std::fmt::Debug for KafkaProducerSink {
+impl std::fmt::Debug for KafkaPlainWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaProducerSink")
+        f.debug_struct("KafkaPlainWriter")
             .field("default_topic", &self.default_topic)
             .field("in_flight", &self.producer.in_flight_count())
             .finish()
     }
 }
 
-impl KafkaProducerSink {
+impl KafkaPlainWriter {
     fn check_deliveries(&self) -> Result<(), BoxError> {
         match self
             .failure
@@ -450,7 +450,7 @@ fn flush_promptly<C: ProducerContext>(
     }
 }
 
-impl<T: ToKafka> SinkWriter<T> for KafkaProducerSink {
+impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         let topic = item
             .topic()
@@ -525,12 +525,12 @@ impl<T: ToKafka> SinkWriter<T> for KafkaProducerSink {
     }
 }
 
-/// One worker's [`KafkaSink`]: at-least-once ([`KafkaProducerSink`]) or exactly-once
+/// One worker's [`KafkaSink`]: at-least-once ([`KafkaPlainWriter`]) or exactly-once
 /// ([`TransactionalWriter`]).
 #[derive(Debug)]
 pub enum KafkaSinkWriter {
     /// A producer of its own; records are visible at once.
-    Plain(KafkaProducerSink),
+    Plain(KafkaPlainWriter),
     /// Writes into the job's transaction of the current epoch.
     Transactional(TransactionalWriter),
 }

@@ -12,7 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rill_engine::state::{decode, encode, RestoredState};
-use rill_engine::{BoxError, Emit, Epoch, Progress, SourceReader, Source, WorkerContext};
+use rill_engine::{BoxError, Emit, Epoch, Progress, Source, SourceReader, WorkerContext};
 
 use super::{KafkaConnectorError, KafkaRecord};
 
@@ -340,9 +340,9 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
-    type Reader = KafkaConsumerSource;
+    type Reader = KafkaReader;
 
-    fn create(&self, ctx: &WorkerContext) -> Result<KafkaConsumerSource, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<KafkaReader, BoxError> {
         if self.topics.is_empty() {
             return Err("KafkaSource has no topics: call .topics([...])".into());
         }
@@ -374,7 +374,7 @@ impl Source for KafkaSource {
         };
         let waker = ctx.waker();
         consumer.set_nonempty_callback(move || waker.wake());
-        Ok(KafkaConsumerSource {
+        Ok(KafkaReader {
             consumer,
             positions,
             last_topic: None,
@@ -557,7 +557,7 @@ impl ConsumerContext for RebalanceContext {
 }
 
 /// One worker's [`KafkaSource`]: its consumer and the positions of what it handed on.
-pub struct KafkaConsumerSource {
+pub struct KafkaReader {
     consumer: BaseConsumer<RebalanceContext>,
     positions: PositionTable,
     last_topic: Option<Arc<str>>,
@@ -602,15 +602,15 @@ fn decode_positions(state: &RestoredState<'_>) -> Result<Vec<StoredPosition>, Bo
     Ok(stored)
 }
 
-impl std::fmt::Debug for KafkaConsumerSource {
+impl std::fmt::Debug for KafkaReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaConsumerSource")
+        f.debug_struct("KafkaReader")
             .field("positions", &*lock(&self.positions))
             .finish()
     }
 }
 
-impl KafkaConsumerSource {
+impl KafkaReader {
     /// The next offset to read of every partition this worker owns.
     pub fn positions(&self) -> Vec<PartitionPosition> {
         lock(&self.positions).clone()
@@ -686,7 +686,7 @@ fn cached_topic(cache: &mut Option<Arc<str>>, topic: &str) -> Arc<str> {
     }
 }
 
-impl SourceReader for KafkaConsumerSource {
+impl SourceReader for KafkaReader {
     type Out = KafkaRecord;
 
     fn poll<E: Emit<KafkaRecord>>(
@@ -858,7 +858,7 @@ impl SourceReader for KafkaConsumerSource {
     }
 }
 
-impl KafkaConsumerSource {
+impl KafkaReader {
     /// Keeps a record read past its batch's end for the next batch; pauses its partition once
     /// too many are held, so memory stays bounded when input outpaces the batches.
     fn hold(&mut self, record: KafkaRecord) -> Result<(), KafkaConnectorError> {
@@ -930,7 +930,7 @@ impl KafkaConsumerSource {
     }
 }
 
-impl Drop for KafkaConsumerSource {
+impl Drop for KafkaReader {
     fn drop(&mut self) {
         // The source has ended (stop, end of a bounded run, or failure): commit what was
         // handed on so a restart of the group continues after it.

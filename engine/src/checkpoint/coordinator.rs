@@ -15,7 +15,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::checkpoint::commit::Committer;
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
-use crate::checkpoint::store::{BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode};
+use crate::checkpoint::store::{
+    BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode,
+};
 use crate::dataflow::mode::Trigger;
 use crate::error::JobError;
 use crate::runtime::message::Epoch;

@@ -6,8 +6,8 @@
 //! passed the barrier, handing over the state its operators captured. When all have, the
 //! coordinator writes the checkpoint, commits transactional sinks, and raises `completed`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;

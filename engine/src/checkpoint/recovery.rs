@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::store::CheckpointStore;
 use crate::dataflow::config::Config;
@@ -33,109 +32,109 @@ pub(crate) fn recover(
     graph: &Graph,
     config: &Config,
 ) -> Result<Option<Recovery>, JobError> {
-        if graph.committers.len() > 1 {
-            let names: Vec<_> = graph
-                .committers
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect();
+    if graph.committers.len() > 1 {
+        let names: Vec<_> = graph
+            .committers
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        return Err(JobError::Invalid(format!(
+            "a job can have one transactional sink; this one has {}: {}",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let Some(cc) = config.checkpoint.clone() else {
+        if let Some((name, _)) = graph.committers.first() {
             return Err(JobError::Invalid(format!(
-                "a job can have one transactional sink; this one has {}: {}",
-                names.len(),
-                names.join(", ")
+                "sink `{name}` is transactional (exactly-once): it commits at checkpoints, \
+                     so the job needs Config::with_checkpoints"
             )));
         }
-        let Some(cc) = config.checkpoint.clone() else {
-            if let Some((name, _)) = graph.committers.first() {
-                return Err(JobError::Invalid(format!(
-                    "sink `{name}` is transactional (exactly-once): it commits at checkpoints, \
-                     so the job needs Config::with_checkpoints"
-                )));
-            }
-            if let Mode::MicroBatch(_) = config.mode {
-                // Batches are epochs even when nothing is stored.
-                return Ok(Some(Recovery {
-                    config: CheckpointConfig::new(std::env::temp_dir()),
-                    store: None,
-                    committer: None,
-                    epoch: 0,
-                    nodes: None,
-                    replay: None,
-                    node_list: Vec::new(),
-                    warnings: Vec::new(),
-                }));
-            }
-            return Ok(None);
-        };
-        let node_list: Vec<(String, String)> = graph
-            .nodes
-            .iter()
-            .map(|(n, k)| (n.to_string(), format!("{k:?}")))
-            .collect();
-        let location = cc.location.display().to_string();
-        let store = CheckpointStore::open(&cc.location)
-            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
-        let committer = graph.committers.first().map(|(_, c)| c.clone());
-        let mut warnings = Vec::new();
-        let at_most = match &committer {
-            Some(c) => {
-                let committed = c.recover().map_err(|e| {
-                    JobError::Restore(format!("recovering sink `{}`: {e}", c.name()))
-                })?;
-                Some(committed.unwrap_or(0))
-            }
-            None => None,
-        };
-        let (loaded, skipped) = store
-            .load_latest(at_most)
-            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
-        warnings.extend(skipped);
-        let mut epoch = 0;
-        let mut nodes = None;
-        if let Some(loaded) = loaded {
-            if loaded.manifest.nodes != node_list {
-                return Err(JobError::Restore(format!(
-                    "{location} holds checkpoint {} of a different job graph: it has nodes \
-                     {:?}, this job has {:?}. Use a new checkpoint location for a changed job.",
-                    loaded.manifest.epoch, loaded.manifest.nodes, node_list
-                )));
-            }
-            epoch = loaded.manifest.epoch;
-            nodes = Some(Arc::new(loaded.nodes));
-        }
-        // Micro-batch mode: the batch after the restored checkpoint may have been planned (its
-        // ends logged) and then interrupted. Replaying it with the same ends makes the restart
-        // deterministic. An unreadable plan only costs that: the batch is planned afresh.
-        let mut replay = None;
         if let Mode::MicroBatch(_) = config.mode {
-            match store.load_plan(epoch + 1) {
-                Ok(Some(plan)) => replay = Some(Arc::new(plan.into_nodes(graph.nodes.len()))),
-                Ok(None) => {}
-                Err(e) => warnings.push(format!(
-                    "the plan of batch {} is unusable ({e}): that batch is planned afresh",
-                    epoch + 1
-                )),
-            }
+            // Batches are epochs even when nothing is stored.
+            return Ok(Some(Recovery {
+                config: CheckpointConfig::new(std::env::temp_dir()),
+                store: None,
+                committer: None,
+                epoch: 0,
+                nodes: None,
+                replay: None,
+                node_list: Vec::new(),
+                warnings: Vec::new(),
+            }));
         }
-        store
-            .remove_after(epoch)
-            .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
-        if let Some(c) = &committer {
-            c.begin(epoch).map_err(|e| {
-                JobError::Restore(format!("opening a transaction on `{}`: {e}", c.name()))
-            })?;
+        return Ok(None);
+    };
+    let node_list: Vec<(String, String)> = graph
+        .nodes
+        .iter()
+        .map(|(n, k)| (n.to_string(), format!("{k:?}")))
+        .collect();
+    let location = cc.location.display().to_string();
+    let store = CheckpointStore::open(&cc.location)
+        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+    let committer = graph.committers.first().map(|(_, c)| c.clone());
+    let mut warnings = Vec::new();
+    let at_most = match &committer {
+        Some(c) => {
+            let committed = c
+                .recover()
+                .map_err(|e| JobError::Restore(format!("recovering sink `{}`: {e}", c.name())))?;
+            Some(committed.unwrap_or(0))
         }
-        for w in &warnings {
-            eprintln!("rill: warning: job `{}`: {w}", job);
+        None => None,
+    };
+    let (loaded, skipped) = store
+        .load_latest(at_most)
+        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+    warnings.extend(skipped);
+    let mut epoch = 0;
+    let mut nodes = None;
+    if let Some(loaded) = loaded {
+        if loaded.manifest.nodes != node_list {
+            return Err(JobError::Restore(format!(
+                "{location} holds checkpoint {} of a different job graph: it has nodes \
+                     {:?}, this job has {:?}. Use a new checkpoint location for a changed job.",
+                loaded.manifest.epoch, loaded.manifest.nodes, node_list
+            )));
         }
-        Ok(Some(Recovery {
-            config: cc,
-            store: Some(store),
-            committer,
-            epoch,
-            nodes,
-            replay,
-            node_list,
-            warnings,
-        }))
+        epoch = loaded.manifest.epoch;
+        nodes = Some(Arc::new(loaded.nodes));
     }
+    // Micro-batch mode: the batch after the restored checkpoint may have been planned (its
+    // ends logged) and then interrupted. Replaying it with the same ends makes the restart
+    // deterministic. An unreadable plan only costs that: the batch is planned afresh.
+    let mut replay = None;
+    if let Mode::MicroBatch(_) = config.mode {
+        match store.load_plan(epoch + 1) {
+            Ok(Some(plan)) => replay = Some(Arc::new(plan.into_nodes(graph.nodes.len()))),
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "the plan of batch {} is unusable ({e}): that batch is planned afresh",
+                epoch + 1
+            )),
+        }
+    }
+    store
+        .remove_after(epoch)
+        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+    if let Some(c) = &committer {
+        c.begin(epoch).map_err(|e| {
+            JobError::Restore(format!("opening a transaction on `{}`: {e}", c.name()))
+        })?;
+    }
+    for w in &warnings {
+        eprintln!("rill: warning: job `{}`: {w}", job);
+    }
+    Ok(Some(Recovery {
+        config: cc,
+        store: Some(store),
+        committer,
+        epoch,
+        nodes,
+        replay,
+        node_list,
+        warnings,
+    }))
+}

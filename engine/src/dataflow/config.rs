@@ -1,7 +1,5 @@
 //! How a job runs: workers, rings, idling, checkpoints, mode.
 
-
-
 use crate::checkpoint::config::CheckpointConfig;
 use crate::dataflow::mode::Mode;
 use crate::runtime::idle::IdleStrategy;
@@ -87,4 +85,3 @@ impl Config {
         self
     }
 }
-

@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-
 use crate::dataflow::config::Config;
 use crate::dataflow::graph::Graph;
 use crate::dataflow::sink::Sink;

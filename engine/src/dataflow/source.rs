@@ -1,6 +1,5 @@
 //! Sources: where records enter a job.
 
-
 use crate::dataflow::operator::Emit;
 use crate::error::BoxError;
 use crate::runtime::context::WorkerContext;

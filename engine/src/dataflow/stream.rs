@@ -1,7 +1,7 @@
 //! The fluent, typed job API: [`Stream`] and [`KeyedStream`].
 
-use std::cell::RefCell;
 use crate::state::EncodeKey;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -273,12 +273,14 @@ impl<S: Source> FlowBuilder for SourceBuilder<S> {
             })?;
         }
         if let Some(plan) = ctx.replayed_plan(self.node, &name) {
-            crate::dataflow::source::SourceReader::replay_batch(&mut source, &plan).map_err(|e| {
-                JobError::Restore(format!(
-                    "source `{name}` on worker {}, replaying the interrupted batch: {e}",
-                    ctx.worker.worker
-                ))
-            })?;
+            crate::dataflow::source::SourceReader::replay_batch(&mut source, &plan).map_err(
+                |e| {
+                    JobError::Restore(format!(
+                        "source `{name}` on worker {}, replaying the interrupted batch: {e}",
+                        ctx.worker.worker
+                    ))
+                },
+            )?;
         }
         Ok(SourceFlow::new(
             source,

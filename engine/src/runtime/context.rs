@@ -1,7 +1,7 @@
 //! What a worker knows while it builds and runs its tasks.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::epoch::{EpochControl, TaskEpochs};

@@ -1,8 +1,8 @@
 //! The control plane's shared state: stop and abort flags, worker signals, and how each
 //! worker reports its end.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 

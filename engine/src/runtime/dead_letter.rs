@@ -15,7 +15,10 @@ use crate::runtime::metrics::NodeCounters;
 
 /// Creates a worker's dead-letter sink, whatever the sink type.
 pub(crate) trait DeadLetterFactory: Send + Sync {
-    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError>;
+    fn create(
+        &self,
+        ctx: &WorkerContext,
+    ) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError>;
 }
 
 impl<S> DeadLetterFactory for S
@@ -23,7 +26,10 @@ where
     S: Sink<DeadLetter>,
     S::Writer: Send + 'static,
 {
-    fn create(&self, ctx: &WorkerContext) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError> {
+    fn create(
+        &self,
+        ctx: &WorkerContext,
+    ) -> Result<Box<dyn SinkWriter<DeadLetter> + Send>, BoxError> {
         Ok(Box::new(Sink::create(self, ctx)?))
     }
 }

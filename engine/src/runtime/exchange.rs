@@ -11,8 +11,8 @@
 //! Because the job graph is acyclic and sinks never wait, some task can always move, so the job
 //! cannot deadlock, even with rings of capacity 1.
 
-use std::collections::VecDeque;
 use crate::state::EncodeKey;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 

@@ -1,9 +1,8 @@
 //! Starting a job: its rings, signals and workers, and the checkpoint coordinator.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
-
 
 use crate::checkpoint::coordinator::{self, CheckpointLog, CoordinatorSetup};
 use crate::checkpoint::epoch::EpochControl;
@@ -175,7 +174,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
     Ok(JobHandle {
         coordinator,
         checkpoint_log,
-        name: name,
+        name,
         threads,
         events,
         shared,

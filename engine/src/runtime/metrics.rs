@@ -5,8 +5,8 @@
 //! Operators count in local integers and publish once per poll, not once per record.
 //! Readers sum over the workers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 

@@ -15,7 +15,7 @@
 //! Cost: a running worker's state is `RUNNING`, so `notify` is a fence plus one load of a
 //! line that is only written when the worker parks.
 
-use crate::sync::{AtomicU8, current_thread, fence, Mutex, Ordering, park_until, Thread};
+use crate::sync::{current_thread, fence, park_until, AtomicU8, Mutex, Ordering, Thread};
 
 const RUNNING: u8 = 0;
 const ARMED: u8 = 1;
@@ -27,7 +27,7 @@ const NOTIFIED: u8 = 2;
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
-/// use rill_engine::signal::WorkerSignal;
+/// use rill_engine::test_support::WorkerSignal;
 ///
 /// let signal = Arc::new(WorkerSignal::new());
 /// let work = Arc::new(AtomicBool::new(false));

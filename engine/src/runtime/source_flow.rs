@@ -1,7 +1,7 @@
 //! A source as a flow.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::checkpoint::epoch::{BarrierReport, CoordinatorEvent, EpochControl};
 use crate::dataflow::operator::Emit;

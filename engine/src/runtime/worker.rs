@@ -1,9 +1,9 @@
 //! The worker thread: build this worker's tasks, run them round robin, idle when there is
 //! nothing to do, report how it ended.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;

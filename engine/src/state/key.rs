@@ -51,8 +51,8 @@ use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Where [`EncodeKey`] writes: the key-group hasher, or a `Vec<u8>` to look at the encoding.
 pub trait KeyWriter {
@@ -167,8 +167,23 @@ macro_rules! encode_seq {
     )*};
 }
 encode_seq!(
-    [u16], [u32], [u64], [u128], [i8], [i16], [i32], [i64], [i128], [usize], [isize], [bool],
-    [char], [String], [&str], [Box<str>], [Arc<str>]
+    [u16],
+    [u32],
+    [u64],
+    [u128],
+    [i8],
+    [i16],
+    [i32],
+    [i64],
+    [i128],
+    [usize],
+    [isize],
+    [bool],
+    [char],
+    [String],
+    [&str],
+    [Box<str>],
+    [Arc<str>]
 );
 
 impl<T> EncodeKey for Vec<T>
@@ -318,12 +333,18 @@ mod tests {
         assert_eq!(encoded_key(&(1u8, 2u8, 3u8)), [1, 2, 3]);
         assert_eq!(encoded_key(&(1u8, 2u8, 3u8, 4u8)), [1, 2, 3, 4]);
         assert_eq!(encoded_key(&(1u8, 2u8, 3u8, 4u8, 5u8)), [1, 2, 3, 4, 5]);
-        assert_eq!(encoded_key(&(1u8, 2u8, 3u8, 4u8, 5u8, 6u8)), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            encoded_key(&(1u8, 2u8, 3u8, 4u8, 5u8, 6u8)),
+            [1, 2, 3, 4, 5, 6]
+        );
     }
 
     #[test]
     fn the_length_prefix_keeps_tuples_of_strings_apart() {
         assert_ne!(encoded_key(&("a", "bc")), encoded_key(&("ab", "c")));
-        assert_ne!(encoded_key(&(Some(0u8), 0u8)), encoded_key(&(None::<u8>, 0u8)));
+        assert_ne!(
+            encoded_key(&(Some(0u8), 0u8)),
+            encoded_key(&(None::<u8>, 0u8))
+        );
     }
 }

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::key::{EncodeKey, StateKey};
 use super::key_group::{hash_key, BuildKeyHasher, KEY_GROUPS};
-use super::snapshot::{decode, encode, EncodedState, RestoredState, StateError, StateSnapshot, StateValue};
+use super::snapshot::{
+    decode, encode, EncodedState, RestoredState, StateError, StateSnapshot, StateValue,
+};
 
 /// Buckets per chunk, and chunks: 16,384 buckets in all, four per key group, so a bucket's
 /// key group is `bucket % KEY_GROUPS` with no rehashing.

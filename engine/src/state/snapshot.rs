@@ -1,7 +1,6 @@
 //! What a checkpoint holds of an operator's state: snapshots taken at a barrier, their
 //! encoding, and what a restarted worker gets back.
 
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
