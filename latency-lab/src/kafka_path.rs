@@ -87,11 +87,7 @@ pub fn run_once(
         (None, Some(k)) => k.bootstrap_servers(),
         (None, None) => unreachable!("an embedded cluster is started when no brokers are given"),
     };
-    let id = format!(
-        "{}-{}-{run}",
-        std::process::id(),
-        rill::time::now_nanos()
-    );
+    let id = format!("{}-{}-{run}", std::process::id(), rill::time::now_nanos());
     let (input, output) = (format!("lab-in-{id}"), format!("lab-out-{id}"));
     let partitions = settings.partitions;
     match &embedded {

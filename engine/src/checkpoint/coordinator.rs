@@ -16,7 +16,7 @@ use crate::checkpoint::commit::Committer;
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
 use crate::checkpoint::store::{
-    BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode,
+    BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode, FORMAT,
 };
 use crate::dataflow::mode::Trigger;
 use crate::error::JobError;
@@ -263,7 +263,7 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
     let write_started = Instant::now();
     f.files.sort_by(|a, b| a.name.cmp(&b.name));
     let manifest = Manifest {
-        format: 1,
+        format: FORMAT,
         job: s.job.clone(),
         epoch: f.epoch,
         workers: s.workers,

@@ -38,7 +38,7 @@ const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
 /// (format 1 hashed what `std::hash::Hash` fed the hasher, so its key groups differ).
 ///
 /// [`EncodeKey`]: crate::state::EncodeKey
-const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 2;
 const BATCHES: &str = "batches";
 
 /// One node's state in a state file.

@@ -170,7 +170,11 @@ mod tests {
             for chunk in bytes.chunks(split) {
                 pieces.write_bytes(chunk);
             }
-            assert_eq!(pieces.finish(), whole.finish(), "split into pieces of {split}");
+            assert_eq!(
+                pieces.finish(),
+                whole.finish(),
+                "split into pieces of {split}"
+            );
         }
         // The encoding, not the Rust type, decides: a tuple and its concatenated bytes agree.
         assert_eq!(hash_key(&(1u8, 2u8)), hash_key(&0x0201u16));

@@ -1,0 +1,299 @@
+//! [`KafkaReader`]: one worker's consumer, polled without blocking, and the positions of what
+//! it handed on.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Offset;
+use rill_engine::state::RestoredState;
+use rill_engine::{BoxError, Emit, Epoch, Progress, SourceReader};
+
+use super::positions::{decode_positions, lock, PartitionPosition, PositionTable, StoredPosition};
+use super::rebalance::{RebalanceContext, Unsubscribe, FINAL_COMMIT_REJOIN};
+use crate::kafka::{KafkaConnectorError, KafkaRecord};
+
+/// Librdkafka's poll loop also serves its main queue (logs, statistics); a parked worker is
+/// woken at least this often to do so, even when no record arrives.
+const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One worker's [`KafkaSource`]: its consumer and the positions of what it handed on.
+pub struct KafkaReader {
+    pub(super) consumer: BaseConsumer<RebalanceContext>,
+    pub(super) positions: PositionTable,
+    pub(super) last_topic: Option<Arc<str>>,
+    /// Bounded mode: the offset each owned partition is read up to (exclusive).
+    pub(super) ends: Option<Vec<PartitionPosition>>,
+    /// Partitions assigned by the job (bounded or checkpointing), not by the group.
+    pub(super) statically: bool,
+    /// The job checkpoints: offsets are committed when a checkpoint completes.
+    pub(super) checkpointing: bool,
+    /// The positions taken at the last barrier, committed when its checkpoint completes.
+    pub(super) captured: Option<Vec<PartitionPosition>>,
+    /// Micro-batch mode: the offset each owned partition is read up to (exclusive) in the
+    /// current batch.
+    pub(super) batch_ends: Option<Vec<PartitionPosition>>,
+    /// Micro-batch mode: records read past their partition's batch end, oldest first; they
+    /// open the next batch.
+    pub(super) held: VecDeque<KafkaRecord>,
+    /// Partitions paused because too many records are held.
+    pub(super) paused: Vec<(Arc<str>, i32)>,
+    /// After a restart: the ends of the interrupted batch, which the next plan replays.
+    pub(super) replay_ends: Option<Vec<StoredPosition>>,
+}
+
+impl std::fmt::Debug for KafkaReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaReader")
+            .field("positions", &*lock(&self.positions))
+            .finish()
+    }
+}
+
+impl KafkaReader {
+    /// The next offset to read of every partition this worker owns.
+    pub fn positions(&self) -> Vec<PartitionPosition> {
+        lock(&self.positions).clone()
+    }
+
+    /// Bounded mode: the end offset of a partition (`None` when unbounded).
+    pub(super) fn end_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.ends.as_ref().and_then(|ends| {
+            ends.iter()
+                .find(|e| e.partition == partition && &*e.topic == topic)
+                .map(|e| e.next_offset)
+        })
+    }
+
+    /// Micro-batch mode: the current batch's end offset of a partition.
+    pub(super) fn batch_end_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.batch_ends.as_ref().and_then(|ends| {
+            ends.iter()
+                .find(|e| e.partition == partition && &*e.topic == topic)
+                .map(|e| e.next_offset)
+        })
+    }
+
+    /// Bounded mode: whether every owned partition has been read up to its end.
+    pub(super) fn reached_ends(&self) -> bool {
+        self.ends.as_ref().is_some_and(|ends| self.read_up_to(ends))
+    }
+
+    /// Whether every partition in `ends` has been read up to its end. Uses the consumer's
+    /// fetch position too, which moves past offsets that hold no record (transaction markers,
+    /// compacted records).
+    pub(super) fn read_up_to(&self, ends: &[PartitionPosition]) -> bool {
+        let fetched = self.consumer.position().ok();
+        let table = lock(&self.positions);
+        ends.iter().all(|end| {
+            let handed_on = table
+                .iter()
+                .find(|p| p.partition == end.partition && p.topic == end.topic)
+                .map_or(0, |p| p.next_offset);
+            let fetch_position = fetched
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(&end.topic, end.partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            handed_on.max(fetch_position) >= end.next_offset
+        })
+    }
+
+    pub(super) fn advance(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        let mut table = lock(&self.positions);
+        match table
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == *topic)
+        {
+            Some(p) => p.next_offset = offset + 1,
+            None => table.push(PartitionPosition {
+                topic: topic.clone(),
+                partition,
+                next_offset: offset + 1,
+            }),
+        }
+    }
+}
+
+/// The shared name of `topic`: records of one topic share one allocation.
+fn cached_topic(cache: &mut Option<Arc<str>>, topic: &str) -> Arc<str> {
+    match cache {
+        Some(t) if &**t == topic => t.clone(),
+        _ => cache.insert(Arc::from(topic)).clone(),
+    }
+}
+
+impl SourceReader for KafkaReader {
+    type Out = KafkaRecord;
+
+    fn poll<E: Emit<KafkaRecord>>(
+        &mut self,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, BoxError> {
+        let mut emitted = 0;
+        // Micro-batch mode: records held from the previous batch come first.
+        while emitted < budget && !out.should_yield() {
+            let Some(front) = self.held.front() else {
+                break;
+            };
+            if self
+                .batch_end_of(&front.topic, front.partition)
+                .is_none_or(|end| front.offset >= end)
+            {
+                break;
+            }
+            let Some(record) = self.held.pop_front() else {
+                break;
+            };
+            self.advance(&record.topic, record.partition, record.offset);
+            out.emit(record);
+            emitted += 1;
+        }
+        while emitted < budget && !out.should_yield() {
+            let record = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(msg)) => {
+                    if let Some(end) = self.end_of(msg.topic(), msg.partition()) {
+                        // Produced after the bounded run started: not part of this run.
+                        if msg.offset() >= end {
+                            continue;
+                        }
+                    }
+                    let topic = cached_topic(&mut self.last_topic, msg.topic());
+                    KafkaRecord {
+                        topic,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        timestamp: msg.timestamp().to_millis(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                        headers: msg
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e))
+                    if matches!(
+                        e,
+                        KafkaError::MessageConsumptionFatal(_)
+                            | KafkaError::Global(RDKafkaErrorCode::Fatal)
+                    ) =>
+                {
+                    return Err(KafkaConnectorError::FatalConsumer(e).into());
+                }
+                // Transient (broker down, transport failure): librdkafka reconnects and
+                // retries by itself; no record is lost, only delayed.
+                Some(Err(_)) => continue,
+            };
+            if self
+                .batch_end_of(&record.topic, record.partition)
+                .is_some_and(|end| record.offset >= end)
+            {
+                // Arrived during this batch: it belongs to the next one.
+                self.hold(record)?;
+                continue;
+            }
+            self.advance(&record.topic, record.partition, record.offset);
+            out.emit(record);
+            emitted += 1;
+        }
+        let failure = self
+            .consumer
+            .context()
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = failure {
+            return Err(KafkaConnectorError::Client(e).into());
+        }
+        if self.ends.is_some() && emitted < budget && self.reached_ends() {
+            return Ok(Progress::Done);
+        }
+        Ok(if emitted > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle {
+                deadline: Some(Instant::now() + MAIN_QUEUE_INTERVAL),
+            }
+        })
+    }
+
+    /// The next offset of every partition this worker reads.
+    fn position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        self.checkpoint_position()
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
+        self.restore_positions(state)
+    }
+
+    fn checkpoint_complete(&mut self, _epoch: Epoch) -> Result<(), BoxError> {
+        self.commit_captured();
+        Ok(())
+    }
+
+    /// The batch ends at each owned partition's end offset as the broker reports it when the
+    /// batch starts (see [`KafkaReader::plan_ends`]).
+    fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        self.plan_ends().map(Some)
+    }
+
+    fn replay_batch(&mut self, plan: &RestoredState<'_>) -> Result<(), BoxError> {
+        self.replay_ends = Some(decode_positions(plan)?);
+        Ok(())
+    }
+
+    fn batch_complete(&mut self) -> bool {
+        match &self.batch_ends {
+            Some(ends) => self.read_up_to(ends),
+            None => true,
+        }
+    }
+}
+
+impl Drop for KafkaReader {
+    fn drop(&mut self) {
+        // The source has ended (stop, end of a bounded run, or failure): commit what was
+        // handed on so a restart of the group continues after it.
+        let context = self.consumer.context();
+        if self.checkpointing {
+            // Checkpoints commit offsets when they complete; what was handed on after the
+            // last one is not acknowledged.
+            let _ = self.consumer.unassign();
+            return;
+        }
+        if self.statically {
+            // Bounded: not a group member, a plain commit.
+            context.commit_positions(&self.consumer, None);
+            let _ = self.consumer.unassign();
+            return;
+        }
+        // A group member leaves by unsubscribing: the revocation that follows commits what was
+        // handed on (the same path as any revocation). Waiting until nothing is assigned before
+        // the consumer closes also avoids librdkafka's hang when a rebalance is delivered
+        // during close (confluentinc/librdkafka#4527, #4884).
+        let _ = self.consumer.unsubscribe_and_wait(FINAL_COMMIT_REJOIN);
+        // Revocation never came (the group was re-forming for too long): count it.
+        let (left, taken) = context.take_positions(None);
+        if left.count() > 0 {
+            lock(&context.ownership.released).extend(taken);
+            context.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

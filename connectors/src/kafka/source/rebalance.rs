@@ -1,0 +1,206 @@
+//! Group membership: applying the start position to partitions the group assigns, committing
+//! what was handed on when partitions are revoked, and leaving the group cleanly.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::positions::{lock, PartitionPosition, PositionTable, SourceStats};
+use super::start::StartFrom;
+
+/// How long a leaving source waits for its revocation (which commits what it handed on)
+/// before giving up and letting the consumer close.
+pub(super) const FINAL_COMMIT_REJOIN: Duration = Duration::from_secs(10);
+
+/// What all workers of one source share about partition ownership: partitions move between
+/// them on every rebalance.
+#[derive(Debug, Default)]
+pub(super) struct Ownership {
+    /// Partitions some worker of this job was assigned earlier in this run: `Earliest` and
+    /// `Latest` apply only the first time, later assignments continue where the job was.
+    pub(super) assigned_before: Mutex<HashSet<(String, i32)>>,
+    /// Positions of partitions revoked from a worker whose commit the broker refused: the
+    /// worker of this job that gets the partition next resumes there instead of at the stale
+    /// committed offset.
+    pub(super) released: Mutex<Vec<PartitionPosition>>,
+}
+
+/// Handles partition assignment: applies the start position and commits on revoke.
+pub(super) struct RebalanceContext {
+    pub(super) start: StartFrom,
+    pub(super) positions: PositionTable,
+    pub(super) ownership: Arc<Ownership>,
+    pub(super) stats: Arc<SourceStats>,
+    pub(super) error: Mutex<Option<KafkaError>>,
+}
+
+impl RebalanceContext {
+    fn record_error(&self, e: KafkaError) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    /// Removes the positions of `partitions` (all owned ones if `None`) from this worker's
+    /// table, as a commit request.
+    pub(super) fn take_positions(
+        &self,
+        partitions: Option<&TopicPartitionList>,
+    ) -> (TopicPartitionList, Vec<PartitionPosition>) {
+        let mut table = lock(&self.positions);
+        let mut commit = TopicPartitionList::new();
+        let mut taken = Vec::new();
+        table.retain(|p| {
+            let selected =
+                partitions.is_none_or(|tpl| tpl.find_partition(&p.topic, p.partition).is_some());
+            if selected {
+                let _ = commit.add_partition_offset(
+                    &p.topic,
+                    p.partition,
+                    Offset::Offset(p.next_offset),
+                );
+                taken.push(p.clone());
+            }
+            !selected
+        });
+        (commit, taken)
+    }
+
+    /// Commits the positions of `partitions` (all owned ones if `None`), and forgets them.
+    ///
+    /// A failed commit is not a job failure: nothing is lost, but the partition's next owner
+    /// may re-read what was handed on since the last successful commit. It is counted in
+    /// [`SourceStats`], and the positions are kept for the job's other workers.
+    pub(super) fn commit_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: Option<&TopicPartitionList>,
+    ) {
+        let (commit, taken) = self.take_positions(partitions);
+        if commit.count() == 0 {
+            return;
+        }
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => self.stats.commits.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                lock(&self.ownership.released).extend(taken);
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = match self.start {
+                    StartFrom::Committed => None,
+                    StartFrom::Earliest => Some(Offset::Beginning),
+                    StartFrom::Latest => Some(Offset::End),
+                };
+                let mut before = self
+                    .ownership
+                    .assigned_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let owned: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let mut released = lock(&self.ownership.released);
+                for (topic, partition) in owned {
+                    let first_time = before.insert((topic.clone(), partition));
+                    let resume = released
+                        .iter()
+                        .position(|p| p.partition == partition && *p.topic == *topic)
+                        .map(|i| released.swap_remove(i));
+                    let offset = match (resume, first_time, start) {
+                        (Some(p), _, _) => {
+                            let offset = Some(Offset::Offset(p.next_offset));
+                            // Owned again: its position must be committed or released later
+                            // even if nothing new is handed on before then.
+                            lock(&self.positions).push(p);
+                            offset
+                        }
+                        (None, true, Some(start)) => Some(start),
+                        _ => None,
+                    };
+                    if let Some(offset) = offset {
+                        if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                            self.record_error(e);
+                        }
+                    }
+                }
+                drop(released);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Everything handed on from these partitions has gone through this worker's
+                // pipeline: commit so the next owner starts after it.
+                if !consumer.assignment_lost() {
+                    self.commit_positions(consumer, Some(tpl));
+                } else {
+                    // Lost (not revoked): another member may already own them; drop positions.
+                    lock(&self.positions)
+                        .retain(|p| tpl.find_partition(&p.topic, p.partition).is_none());
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => Err(KafkaError::Rebalance(other.into())),
+        };
+        if let Err(e) = result {
+            self.record_error(e);
+        }
+    }
+}
+
+/// Leaving the group cleanly.
+pub(super) trait Unsubscribe {
+    /// Unsubscribes and serves the resulting revocation until nothing is assigned, or `wait`
+    /// has passed (then `Err`).
+    fn unsubscribe_and_wait(&self, wait: Duration) -> Result<(), ()>;
+}
+
+impl Unsubscribe for BaseConsumer<RebalanceContext> {
+    fn unsubscribe_and_wait(&self, wait: Duration) -> Result<(), ()> {
+        self.unsubscribe();
+        let deadline = Instant::now() + wait;
+        loop {
+            let assigned = self.assignment().map(|a| a.count()).unwrap_or(0);
+            if assigned == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(());
+            }
+            // Serves the revocation; any record polled now was never handed on.
+            let _ = self.poll(Duration::from_millis(50));
+        }
+    }
+}
