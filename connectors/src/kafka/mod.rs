@@ -18,6 +18,9 @@
 mod admin;
 mod embedded;
 mod error;
+mod output;
+mod plain;
+mod producer;
 mod record;
 mod sink;
 mod source;
@@ -26,10 +29,10 @@ mod transaction;
 pub use admin::create_topics;
 pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
+pub use output::{dead_letter_headers, KafkaOutput, ToKafka};
+pub use plain::KafkaPlainWriter;
 pub use record::{DecodeError, KafkaRecord, Origin};
-pub use sink::{
-    dead_letter_headers, KafkaOutput, KafkaPlainWriter, KafkaSink, KafkaSinkWriter, ToKafka,
-};
+pub use sink::{KafkaSink, KafkaSinkWriter};
 pub use source::{
     KafkaReader, KafkaSource, PartitionPosition, SourcePositions, SourceStats, StartFrom,
 };

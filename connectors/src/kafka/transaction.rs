@@ -27,8 +27,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_engine::{BoxError, Committer, Epoch, SinkWriter};
 
-use super::sink::{record_of, DeliveryContext};
-use super::{KafkaConnectorError, KafkaOutput, ToKafka};
+use super::error::KafkaConnectorError;
+use super::output::{KafkaOutput, ToKafka};
+use super::producer::{record_of, DeliveryContext};
 
 /// The job-wide side of an exactly-once [`KafkaSink`](super::KafkaSink).
 pub(crate) struct Transaction {

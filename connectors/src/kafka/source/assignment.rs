@@ -13,7 +13,7 @@ use rill_engine::WorkerContext;
 use super::positions::{lock, PartitionPosition, PositionTable};
 use super::rebalance::RebalanceContext;
 use super::start::StartFrom;
-use crate::kafka::KafkaConnectorError;
+use crate::kafka::error::KafkaConnectorError;
 
 /// How long bounded-mode metadata and offset look-ups may take at start-up.
 pub(super) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,7 +8,8 @@ use rill_engine::BoxError;
 use super::assignment::LOOKUP_TIMEOUT;
 use super::positions::{encode_positions, PartitionPosition};
 use super::reader::KafkaReader;
-use crate::kafka::{KafkaConnectorError, KafkaRecord};
+use crate::kafka::error::KafkaConnectorError;
+use crate::kafka::record::KafkaRecord;
 
 /// Micro-batch mode: records past the batch's end held for the next batch, beyond which the
 /// partitions they belong to are paused (librdkafka then refetches them after the batch).

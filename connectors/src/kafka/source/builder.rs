@@ -12,7 +12,7 @@ use super::positions::{PositionTable, SourcePositions, SourceStats};
 use super::reader::KafkaReader;
 use super::rebalance::{Ownership, RebalanceContext};
 use super::start::StartFrom;
-use crate::kafka::KafkaConnectorError;
+use crate::kafka::error::KafkaConnectorError;
 
 /// Reads Kafka topics as [`KafkaRecord`]s.
 ///

@@ -10,7 +10,7 @@ use rill_engine::BoxError;
 
 use super::positions::{decode_positions, encode_positions, lock};
 use super::reader::KafkaReader;
-use crate::kafka::KafkaConnectorError;
+use crate::kafka::error::KafkaConnectorError;
 
 impl KafkaReader {
     /// The position of every owned partition, for a checkpoint.

@@ -16,7 +16,8 @@ use rill_engine::{BoxError, Emit, Epoch, Progress, SourceReader};
 
 use super::positions::{decode_positions, lock, PartitionPosition, PositionTable, StoredPosition};
 use super::rebalance::{RebalanceContext, Unsubscribe, FINAL_COMMIT_REJOIN};
-use crate::kafka::{KafkaConnectorError, KafkaRecord};
+use crate::kafka::error::KafkaConnectorError;
+use crate::kafka::record::KafkaRecord;
 
 /// Librdkafka's poll loop also serves its main queue (logs, statistics); a parked worker is
 /// woken at least this often to do so, even when no record arrives.
