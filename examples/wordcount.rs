@@ -72,20 +72,14 @@ struct Args {
     transactional_id: Option<String>,
 }
 
-/// Parses `250ms`, `2s`, `1m`.
+/// Parses a duration in humantime's notation (`250ms`, `2s`, `1m`); a bare number is
+/// milliseconds, as it always was for this flag.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "ms"), |i| s.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 250ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(60 * n)),
-        _ => Err(format!("`{s}`: the unit must be ms, s or m")),
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_millis(ms));
     }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 250ms, 2s or 1m: {e}"))
 }
 
 /// Splits a line into owned words.

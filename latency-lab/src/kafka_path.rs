@@ -19,7 +19,7 @@ use rill::connectors::kafka::{
 };
 use rill::prelude::*;
 
-use crate::Settings;
+use crate::settings::Settings;
 
 /// How long the whole path may take to come up (consumers connected, first fetches served).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,9 +139,7 @@ pub fn run_once(
             (key.to_string(), format!("{count},{scheduled},{seq}"))
         })
         .sink(sink);
-    let checkpoint_dir = settings
-        .checkpoint_interval
-        .map(|_| std::env::temp_dir().join(format!("latency-lab-kafka-checkpoints-{id}")));
+    let checkpoint_dir = settings.checkpoint_dir(&format!("kafka-{id}"));
     let mut config = settings.job_config().with_mode(mode);
     if let (Some(dir), Some(every)) = (&checkpoint_dir, settings.checkpoint_interval) {
         config = config.with_checkpoints(CheckpointConfig::new(dir).with_interval(every));

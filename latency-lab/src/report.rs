@@ -1,6 +1,9 @@
 //! Percentile summaries and the terminal table.
 
+use std::time::Duration;
+
 use hdrhistogram::Histogram;
+use rill::prelude::*;
 
 /// The figures of one run (latencies in nanoseconds).
 #[derive(Debug, Clone, Default)]
@@ -125,4 +128,98 @@ pub fn print_summary(rows: &[(String, Summary)]) {
     for (mode, s) in rows {
         println!("{}", row(width, mode, &format!("{:.0}", s.rate), s));
     }
+}
+
+/// The trigger of a mode, as the JSON names it.
+pub(crate) fn trigger_name(mode: Mode) -> serde_json::Value {
+    match mode {
+        Mode::Continuous => serde_json::Value::Null,
+        Mode::MicroBatch(Trigger::AsFastAsPossible) => "as_fast_as_possible".into(),
+        Mode::MicroBatch(Trigger::AvailableNow) => "available_now".into(),
+        Mode::MicroBatch(Trigger::ProcessingTime(d)) => {
+            format!("processing_time_{}ms", d.as_millis()).into()
+        }
+    }
+}
+
+/// One JSON entry: the median figures of a mode at a rate, in microseconds.
+pub(crate) fn json_entry(
+    mode: &str,
+    trigger: serde_json::Value,
+    median: &Summary,
+    spread: &Summary,
+    runs: usize,
+) -> serde_json::Value {
+    let us = |ns: u64| ns as f64 / 1e3;
+    serde_json::json!({
+        "mode": mode,
+        "trigger": trigger,
+        "rate": median.rate,
+        "achieved_rate": median.achieved,
+        "p50_us": us(median.p50),
+        "p90_us": us(median.p90),
+        "p99_us": us(median.p99),
+        "p999_us": us(median.p999),
+        "p9999_us": us(median.p9999),
+        "max_us": us(median.max),
+        "samples": median.samples,
+        "runs": runs,
+        "spread_us": {
+            "p50": us(spread.p50),
+            "p99": us(spread.p99),
+            "p999": us(spread.p999),
+            "max": us(spread.max),
+        },
+    })
+}
+
+/// A mode as the table names it.
+pub(crate) fn mode_name(mode: Mode) -> String {
+    match mode {
+        Mode::Continuous => "continuous".into(),
+        Mode::MicroBatch(Trigger::AsFastAsPossible) => "micro-batch, as fast as possible".into(),
+        Mode::MicroBatch(Trigger::ProcessingTime(d)) => {
+            format!("micro-batch, trigger every {} ms", d.as_millis())
+        }
+        Mode::MicroBatch(Trigger::AvailableNow) => "micro-batch, available now".into(),
+    }
+}
+
+/// One line about a run's epochs: checkpoints (how many, how long, how big), or, for a
+/// micro-batch run without a checkpoint store, its batches.
+pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
+    let done = &log.completed;
+    let what = if stored { "checkpoints" } else { "batches" };
+    if done.is_empty() {
+        println!("      {what}: none completed");
+        return;
+    }
+    let mut durations: Vec<Duration> = done.iter().map(|c| c.duration).collect();
+    durations.sort();
+    let median = durations[durations.len() / 2];
+    let max = durations[durations.len() - 1];
+    let align = done.iter().map(|c| c.alignment).max().unwrap_or_default();
+    // The log keeps the newest 1,000; epochs count from the restored one.
+    let count = done[done.len() - 1].epoch - log.restored_from.unwrap_or(0);
+    let over = if count as usize > done.len() {
+        format!(" (figures over the last {})", done.len())
+    } else {
+        String::new()
+    };
+    let size = if stored {
+        let last = &done[done.len() - 1];
+        format!(
+            ", last {} bytes written in {:.1} ms",
+            last.bytes,
+            last.write_time.as_secs_f64() * 1e3
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "      {what}: {count} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms",
+        median.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        align.as_secs_f64() * 1e3,
+    );
 }

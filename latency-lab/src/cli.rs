@@ -1,0 +1,194 @@
+//! The command line: every option, its default, and the parsers of its values.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use rill::prelude::*;
+
+/// How idle workers wait (see `rill::IdleStrategy`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Idle {
+    /// Busy-poll: lowest latency, one busy core per worker.
+    Spin,
+    /// Yield to the OS between polls.
+    Yield,
+    /// Park at once when idle; wake on push or at the generator's next due time.
+    Park,
+    /// Spin 50 us, yield 500 us, then park (the library default).
+    Backoff,
+}
+
+impl Idle {
+    pub(crate) fn strategy(self) -> IdleStrategy {
+        match self {
+            Idle::Spin => IdleStrategy::Spin,
+            Idle::Yield => IdleStrategy::Yield,
+            Idle::Park => IdleStrategy::Park,
+            Idle::Backoff => IdleStrategy::default(),
+        }
+    }
+}
+
+/// How the generator waits for each record's due time (see `rill::Pacing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PacingArg {
+    /// Polled by a worker that waits as `--idle` says (with spin: released exactly on time).
+    Spin,
+    /// A thread sleeps until each due time (as the Flink and Spark studies' sources did).
+    Sleep,
+}
+
+/// Where records come from and go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SourceKind {
+    /// The in-process generator and a measuring sink: the engine's own latency.
+    Memory,
+    /// Kafka: producer -> topic -> job -> topic -> reader, on an embedded cluster
+    /// (librdkafka's mock) or on the one `--brokers` names.
+    Kafka,
+}
+
+/// A `--modes` entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ModeArg {
+    /// Record at a time.
+    Continuous,
+    /// Micro-batches, once per `--trigger`.
+    MicroBatch,
+    /// One micro-batch trigger named directly (`asap`, `100ms`).
+    Exact(Mode),
+}
+
+/// Measures per-record latency of a rill pipeline with an open-loop generator, in continuous
+/// and micro-batch mode.
+#[derive(Debug, Parser)]
+#[command(name = "latency-lab", version)]
+pub(crate) struct Args {
+    /// Where records come from: an embedded Kafka (or `--brokers`), or the in-process
+    /// generator.
+    #[arg(long, value_enum, default_value_t = SourceKind::Kafka)]
+    pub(crate) source: SourceKind,
+    /// An external Kafka cluster (`host:port,...`) instead of the embedded one; the lab
+    /// creates fresh topics on it for every run.
+    #[arg(long)]
+    pub(crate) brokers: Option<String>,
+    /// Partitions of the input and output topics (Kafka).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) partitions: i32,
+    /// Target rates to measure, records per second in total (comma separated).
+    /// Default: 100000 in memory; 1000,5000 through Kafka.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) rates: Vec<f64>,
+    /// Measured time per run, in seconds or as a duration like 500ms (after the warm-up). Default: 10 in memory, 5
+    /// through Kafka.
+    #[arg(long, value_parser = parse_seconds)]
+    pub(crate) duration: Option<Duration>,
+    /// Warm-up per run, in seconds or as a duration: records scheduled before it ends are not recorded.
+    /// Default: 2 in memory, 1 through Kafka.
+    #[arg(long, value_parser = parse_seconds)]
+    pub(crate) warmup: Option<Duration>,
+    /// Worker threads of the job. Default: 2 (the cores of the machine this was built on).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) workers: usize,
+    /// Pin worker i to core i.
+    #[arg(long)]
+    pub(crate) pin: bool,
+    /// What idle workers do. rill's latency targets assume `spin`. Default: spin in memory;
+    /// backoff through Kafka, where producer, broker, reader and librdkafka's threads need
+    /// the cores too.
+    #[arg(long, value_enum)]
+    pub(crate) idle: Option<Idle>,
+    /// How the generator waits for each record's due time. `sleep` is the fair setting next
+    /// to the published Flink and Spark figures; rill's targets assume `spin`. Default: spin
+    /// in memory, sleep through Kafka.
+    #[arg(long, value_enum)]
+    pub(crate) pacing: Option<PacingArg>,
+    /// Runs per mode and rate; the table shows the median of each percentile and its spread.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) runs: usize,
+    /// Skip the platform baseline (memory: the same schedule on bare threads, no engine).
+    #[arg(long)]
+    pub(crate) no_baseline: bool,
+    /// Distinct keys of the running count.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) keys: u64,
+    /// Capacity of each exchange ring, in messages.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) ring_capacity: usize,
+    /// Execution modes to compare, each measured in turn: `continuous`, `micro-batch` (once
+    /// per `--trigger`), or a micro-batch trigger named directly (`asap`, `100ms`).
+    #[arg(long, value_delimiter = ',', default_value = "continuous,micro-batch", value_parser = parse_mode)]
+    pub(crate) modes: Vec<ModeArg>,
+    /// Micro-batch triggers: `asap` (the next batch as soon as the previous one is done) or
+    /// an interval such as `100ms` or `1s` (Spark's processing-time trigger).
+    #[arg(long, value_delimiter = ',', default_value = "asap,100ms", value_parser = parse_trigger)]
+    pub(crate) trigger: Vec<Trigger>,
+    /// Also write every figure and setting as JSON to FILE (top level: `modes`, one entry per
+    /// mode and rate with the medians over the runs).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<std::path::PathBuf>,
+    /// Also write an SVG percentile-distribution chart to FILE: latency (log) against
+    /// percentile, one line per mode and rate, each over all its runs.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plot: Option<std::path::PathBuf>,
+    /// Take a checkpoint every this many seconds, or at this interval (`500ms`), into a
+    /// temporary directory. Each run then
+    /// prints the checkpoints' durations and sizes. Micro-batch runs checkpoint every batch.
+    #[arg(long, value_parser = parse_seconds)]
+    pub(crate) checkpoint_interval: Option<Duration>,
+    /// Kafka: write results with the exactly-once (transactional) sink and read them
+    /// `read_committed`: a result becomes visible when its checkpoint commits. Checkpoints
+    /// every second unless `--checkpoint-interval` says otherwise.
+    #[arg(long)]
+    pub(crate) exactly_once: bool,
+    /// Kafka: producer `linger.ms` (the lab's producer and the job's sink). Default: 1 on the
+    /// embedded cluster (its throughput collapses with 0), 0 (rill's default) on `--brokers`.
+    #[arg(long)]
+    pub(crate) linger_ms: Option<u32>,
+    /// Kafka: consumer `fetch.wait.max.ms` (the job and the reader): how long the broker may
+    /// hold a fetch that has no data. librdkafka's default is 500, rill's 5. The lab uses 1:
+    /// the embedded mock cluster holds every fetch that long even when data arrives (a real
+    /// broker answers as soon as it has data), so on the mock it is a floor per Kafka hop.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) fetch_wait_ms: u32,
+}
+
+/// Parses a `--modes` entry.
+pub(crate) fn parse_mode(s: &str) -> Result<ModeArg, String> {
+    match s {
+        "continuous" => Ok(ModeArg::Continuous),
+        "micro-batch" | "microbatch" | "micro_batch" => Ok(ModeArg::MicroBatch),
+        _ => parse_trigger(s)
+            .map(|t| ModeArg::Exact(Mode::MicroBatch(t)))
+            .map_err(|_| {
+                format!(
+                    "`{s}`: expected continuous, micro-batch, asap, or a batch interval like 100ms"
+                )
+            }),
+    }
+}
+
+/// Parses a `--trigger` entry: `asap`, or an interval in humantime's notation (`100ms`,
+/// `1s`, `1m 30s`).
+pub(crate) fn parse_trigger(s: &str) -> Result<Trigger, String> {
+    if s == "asap" {
+        return Ok(Trigger::AsFastAsPossible);
+    }
+    let interval = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}`: expected asap or a batch interval like 100ms or 1s ({e})"))?;
+    if interval.is_zero() {
+        return Err(format!("`{s}`: a batch interval must be positive"));
+    }
+    Ok(Trigger::ProcessingTime(interval))
+}
+
+/// Parses a span of time: a number of seconds (`2`, `0.5`) or a humantime duration (`500ms`,
+/// `2s`, `1m`).
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{s}`: expected a non-negative number of seconds"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}`: expected seconds (2, 0.5) or a duration like 500ms ({e})"))
+}
