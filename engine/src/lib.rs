@@ -55,7 +55,8 @@ pub use dataflow::stream::{
 };
 pub use error::{BoxError, JobError};
 pub use failure::{DeadLetter, Failure, Origin, RawRecord};
-pub use runtime::context::{BuildCtx, Waker, WorkerContext};
+pub use runtime::build::BuildCtx;
+pub use runtime::context::{Waker, WorkerContext};
 pub use runtime::exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
 pub use runtime::flow::{Flow, Progress, Then, Union};
 pub use runtime::handle::{JobHandle, StopHandle};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::commit::Committer;
 use crate::error::JobError;
-use crate::runtime::context::BuildCtx;
+use crate::runtime::build::BuildCtx;
 use crate::runtime::dead_letter::DeadLetterFactory;
 use crate::runtime::exchange::PrepareEdge;
 use crate::runtime::flow::Flow;

@@ -10,6 +10,7 @@ use crate::dataflow::sink::Sink;
 use crate::dataflow::source::Source;
 use crate::dataflow::stream::{SourceBuilder, Stream};
 use crate::error::JobError;
+use crate::failure::DeadLetter;
 use crate::runtime::handle::JobHandle;
 use crate::runtime::launch::launch;
 use crate::runtime::metrics::NodeKind;
@@ -70,12 +71,12 @@ impl Job {
 
     /// Sends records whose user function fails to `sink` instead of failing the job.
     ///
-    /// Each failure becomes a [`DeadLetter`](crate::DeadLetter): the failing stage, the error,
+    /// Each failure becomes a [`DeadLetter`](DeadLetter): the failing stage, the error,
     /// and, where the stage saw the raw record (the `decode` operator), its origin and
     /// original bytes. Without a dead-letter sink the first failure ends the job.
     pub fn dead_letter<S>(&self, sink: S)
     where
-        S: Sink<crate::DeadLetter>,
+        S: Sink<DeadLetter>,
         S::Writer: Send + 'static,
     {
         let mut graph = self.graph.borrow_mut();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::commit::Committer;
 use crate::error::BoxError;
+use crate::failure::DeadLetter;
 use crate::runtime::context::WorkerContext;
 use crate::runtime::message::Epoch;
 
@@ -29,7 +30,7 @@ pub trait SinkWriter<T> {
     /// them back rather than fail (for example a Kafka record the broker rejected). The engine
     /// routes them to the job's dead-letter sink, or fails the job if it has none. Called
     /// after every flush and after close.
-    fn take_dead_letters(&mut self) -> Vec<crate::DeadLetter> {
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         Vec::new()
     }
 

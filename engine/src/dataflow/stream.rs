@@ -10,7 +10,7 @@ use crate::dataflow::operator::Operator;
 use crate::dataflow::sink::Sink;
 use crate::dataflow::source::Source;
 use crate::error::JobError;
-use crate::runtime::context::BuildCtx;
+use crate::runtime::build::BuildCtx;
 use crate::runtime::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
 use crate::runtime::flow::{Then, Union};
 use crate::runtime::metrics::NodeKind;

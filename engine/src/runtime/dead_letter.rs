@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::dataflow::sink::{Sink, SinkWriter};
-use crate::error::BoxError;
+use crate::error::{BoxError, JobError};
 use crate::failure::{DeadLetter, Failure};
 use crate::runtime::context::WorkerContext;
 use crate::runtime::metrics::NodeCounters;
@@ -134,18 +134,18 @@ impl FailureHandler {
     }
 
     /// After a poll: the job's error if there is one; flushes routed dead letters.
-    pub(crate) fn finish(&mut self, worker: usize) -> Result<(), crate::JobError> {
+    pub(crate) fn finish(&mut self, worker: usize) -> Result<(), JobError> {
         if let Some(f) = self.failure.take() {
             return Err(f.into_job_error(worker));
         }
         if let Some((sink, error)) = self.undelivered.take() {
-            return Err(crate::JobError::Sink {
+            return Err(JobError::Sink {
                 sink,
                 worker,
                 source: error.into(),
             });
         }
-        let route_error = |route: &DeadLetterRoute, source: BoxError| crate::JobError::Sink {
+        let route_error = |route: &DeadLetterRoute, source: BoxError| JobError::Sink {
             sink: route.lock().unwrap_or_else(|e| e.into_inner()).name.clone(),
             worker,
             source,

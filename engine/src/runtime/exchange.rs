@@ -22,7 +22,7 @@ use crate::checkpoint::epoch::{BarrierReport, TaskEpochs};
 use crate::dataflow::operator::Emit;
 use crate::error::JobError;
 use crate::failure::Failure;
-use crate::runtime::context::BuildCtx;
+use crate::runtime::build::BuildCtx;
 use crate::runtime::dead_letter::FailureHandler;
 use crate::runtime::flow::{Flow, Progress};
 use crate::runtime::message::{Epoch, Message};

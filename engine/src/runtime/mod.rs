@@ -6,6 +6,7 @@
 //! sinks), and `checkpoint`'s epoch handshake (tasks acknowledge barriers; the launcher starts
 //! the coordinator).
 
+pub(crate) mod build;
 pub(crate) mod context;
 pub(crate) mod control;
 pub(crate) mod dead_letter;

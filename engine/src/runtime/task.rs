@@ -8,7 +8,7 @@ use crate::dataflow::operator::Emit;
 use crate::dataflow::sink::SinkWriter;
 use crate::error::{BoxError, JobError};
 use crate::failure::Failure;
-use crate::runtime::context::BuildCtx;
+use crate::runtime::build::BuildCtx;
 use crate::runtime::dead_letter::FailureHandler;
 use crate::runtime::flow::{Flow, Progress};
 use crate::runtime::message::Epoch;

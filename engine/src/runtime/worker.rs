@@ -12,7 +12,7 @@ use crate::checkpoint::epoch::CoordinatorEvent;
 use crate::dataflow::config::Config;
 use crate::dataflow::graph::TaskFactory;
 use crate::error::JobError;
-use crate::runtime::context::BuildCtx;
+use crate::runtime::build::BuildCtx;
 use crate::runtime::control::{Shared, WorkerEvent};
 use crate::runtime::dead_letter::{DeadLetterFactory, DeadLetters};
 use crate::runtime::idle::{Idler, Wait};
