@@ -11,7 +11,7 @@ use rill::connectors::kafka::{EmbeddedKafka, KafkaRecord, KafkaSink, KafkaSource
 use rill::prelude::*;
 
 /// Waits for the job; SIGTERM or Ctrl-C stops it gracefully (everything in flight is written).
-pub fn run_until_signal(handle: JobHandle) -> anyhow::Result<()> {
+pub(crate) fn run_until_signal(handle: JobHandle) -> anyhow::Result<()> {
     let stopper = handle.stop_handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -28,7 +28,7 @@ pub fn run_until_signal(handle: JobHandle) -> anyhow::Result<()> {
 }
 
 /// A source reading `topic` from its beginning to its end at start: the demo's input.
-pub fn bounded(brokers: &str, group: &str, topic: &str) -> KafkaSource {
+pub(crate) fn bounded(brokers: &str, group: &str, topic: &str) -> KafkaSource {
     KafkaSource::new(brokers, group)
         .topics([topic])
         .start_from(StartFrom::Earliest)
@@ -38,7 +38,7 @@ pub fn bounded(brokers: &str, group: &str, topic: &str) -> KafkaSource {
 /// Starts an embedded Kafka, creates `inputs` and `output`, writes each input's records, runs
 /// the job `build` makes for these brokers (the streaming job over [`bounded`] sources) to its
 /// end, and returns the output records as (key, value) strings, in order.
-pub fn embedded_demo(
+pub(crate) fn embedded_demo(
     inputs: &[(&str, Vec<String>)],
     output: &str,
     build: impl FnOnce(&str) -> Job,

@@ -14,7 +14,7 @@ use rill::time::now_nanos;
 
 /// Runs the bare schedule at `rate` records/s in total over `workers` threads for
 /// `warmup + duration`, returning the lateness histogram (ns) of the measured part.
-pub fn measure(
+pub(crate) fn measure(
     rate: f64,
     workers: usize,
     pin: bool,

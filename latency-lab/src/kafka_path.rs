@@ -32,7 +32,7 @@ const PROBES: u64 = 16;
 const PROBE_SEQ: u64 = 1 << 63;
 
 /// One run's result.
-pub struct KafkaRun {
+pub(crate) struct KafkaRun {
     /// Latencies (ns) of the measured results.
     pub histogram: Histogram<u64>,
     /// Records the producer wrote (probes excluded).
@@ -72,7 +72,7 @@ fn read_every_partition(positions: &SourcePositions, partitions: i32) -> bool {
 }
 
 /// One run of `mode` at `rate` records/s; `run` makes topic and group names unique.
-pub fn run_once(
+pub(crate) fn run_once(
     settings: &Settings,
     rate: f64,
     mode: Mode,

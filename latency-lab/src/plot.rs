@@ -51,7 +51,7 @@ fn latency_label(k: i32) -> String {
 }
 
 /// The chart as an SVG document; `curves` are (label, histogram in nanoseconds).
-pub fn svg(title: &str, curves: &[(String, Histogram<u64>)]) -> String {
+pub(crate) fn svg(title: &str, curves: &[(String, Histogram<u64>)]) -> String {
     let all: Vec<Vec<(f64, f64)>> = curves.iter().map(|(_, h)| points(h)).collect();
     let x_max = all
         .iter()

@@ -7,7 +7,7 @@ use rill::prelude::*;
 
 /// The figures of one run (latencies in nanoseconds).
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub rate: f64,
     pub achieved: f64,
     pub p50: u64,
@@ -21,7 +21,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarizes a run at target `rate` whose measured window lasted `seconds`.
-    pub fn from_histogram(rate: f64, seconds: f64, h: &Histogram<u64>) -> Self {
+    pub(crate) fn from_histogram(rate: f64, seconds: f64, h: &Histogram<u64>) -> Self {
         Self {
             rate,
             achieved: h.len() as f64 / seconds,
@@ -36,7 +36,7 @@ impl Summary {
     }
 
     /// The median of every field over the runs, and the spread (max - min) of every field.
-    pub fn median(runs: &[Summary]) -> (Summary, Summary) {
+    pub(crate) fn median(runs: &[Summary]) -> (Summary, Summary) {
         fn stat<T: Copy + PartialOrd + std::ops::Sub<Output = T>>(
             runs: &[Summary],
             get: impl Fn(&Summary) -> T,
@@ -93,7 +93,7 @@ fn header(width: usize, label: &str) -> String {
     )
 }
 
-pub fn print_header() {
+pub(crate) fn print_header() {
     println!("{}", header(8, ""));
 }
 
@@ -114,7 +114,7 @@ fn row(width: usize, label: &str, rate: &str, s: &Summary) -> String {
     )
 }
 
-pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
+pub(crate) fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
     println!("{}", row(8, label, &format!("{:.0}", s.rate), s));
     if let Some(d) = spread {
         println!("{}", row(8, "spread", "", d));
@@ -122,7 +122,7 @@ pub fn print_row(label: &str, s: &Summary, spread: Option<&Summary>) {
 }
 
 /// The closing table: one row per mode and rate, the medians over the runs.
-pub fn print_summary(rows: &[(String, Summary)]) {
+pub(crate) fn print_summary(rows: &[(String, Summary)]) {
     let width = rows.iter().map(|(m, _)| m.len()).max().unwrap_or(4).max(4);
     println!("{}", header(width, "mode"));
     for (mode, s) in rows {

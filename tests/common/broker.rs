@@ -61,7 +61,7 @@ fn free_port() -> u16 {
 }
 
 /// A running noida-db Kafka broker; killed on drop.
-pub struct Broker {
+pub(crate) struct Broker {
     child: Child,
     /// `bootstrap.servers` of the broker.
     pub bootstrap: String,
@@ -70,7 +70,7 @@ pub struct Broker {
 
 impl Broker {
     /// Starts a broker with an empty data directory and waits until it accepts connections.
-    pub fn start() -> Broker {
+    pub(crate) fn start() -> Broker {
         let bin = binary();
         let port = free_port();
         let data_dir =
@@ -118,7 +118,7 @@ impl Broker {
     }
 
     /// Creates a topic through the Kafka admin API.
-    pub fn create_topic(&self, name: &str, partitions: i32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) {
         rill::connectors::kafka::create_topics(
             &self.bootstrap,
             &[(name, partitions)],

@@ -10,7 +10,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 /// A record as read back: key, value, headers.
-pub type Read = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, Vec<u8>>);
+pub(crate) type Read = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, Vec<u8>>);
 
 /// Every partition of `topic`, positioned at `offset` (use `Offset::Invalid` for none).
 fn partitions(consumer: &BaseConsumer, topic: &str, offset: Offset) -> TopicPartitionList {
@@ -28,7 +28,7 @@ fn partitions(consumer: &BaseConsumer, topic: &str, offset: Offset) -> TopicPart
 }
 
 /// Produces `(key, value)` records to `topic` and waits until all are acknowledged.
-pub fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+pub(crate) fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "1")
@@ -53,14 +53,14 @@ pub fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
 
 /// Reads `topic` from the beginning (all partitions, no group) until `n` records arrived or
 /// `timeout` passed, then returns what it read.
-pub fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
+pub(crate) fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Read> {
     // Only committed transactions: what exactly-once output promises.
     read_isolated(brokers, topic, n, timeout, "read_committed")
 }
 
 /// Like [`read`], with the given `isolation.level` (`read_uncommitted` shows records of
 /// aborted and open transactions too).
-pub fn read_isolated(
+pub(crate) fn read_isolated(
     brokers: &str,
     topic: &str,
     n: usize,
@@ -101,7 +101,7 @@ pub fn read_isolated(
 }
 
 /// The sum over `topic`'s partitions of the offsets `group` has committed (0 where none).
-pub fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
+pub(crate) fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)

@@ -10,13 +10,13 @@ use rill::{JobError, JobHandle, JobMetrics};
 
 /// Generous bound on how long any test job may take: far above normal run times (well under a
 /// second), so exceeding it means a hang, reported as a failure instead of a stuck CI run.
-pub const HANG: Duration = Duration::from_secs(120);
+pub(crate) const HANG: Duration = Duration::from_secs(120);
 
-pub mod broker;
-pub mod kafka;
+pub(crate) mod broker;
+pub(crate) mod kafka;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].
-pub fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
+pub(crate) fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
     match handle.await_termination_timeout(HANG) {
         Some(result) => result,
         None => panic!("job `{}` did not terminate within {HANG:?}", handle.name()),
@@ -24,7 +24,7 @@ pub fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
 }
 
 /// The example binary cargo built next to this test (`cargo test` builds examples).
-pub fn example_binary(name: &str) -> PathBuf {
+pub(crate) fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
     let dir = exe
@@ -42,7 +42,7 @@ pub fn example_binary(name: &str) -> PathBuf {
 }
 
 /// Sends SIGTERM to an example process and checks that it stops gracefully with status 0.
-pub fn stop_with_sigterm(child: std::process::Child) -> std::process::Output {
+pub(crate) fn stop_with_sigterm(child: std::process::Child) -> std::process::Output {
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
