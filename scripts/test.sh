@@ -12,9 +12,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== benches, one quick pass each (criterion's test mode)"
 cargo test --workspace --benches
 
-echo "== loom models: worker park/unpark handshake, barrier alignment"
+echo "== loom models: worker park/unpark handshake, barrier alignment, epoch handshake"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test -p rill-engine --release --test loom_signal --test loom_barrier
+    cargo test -p rill-engine --release --test loom_signal --test loom_barrier --test loom_epoch
 
 echo "== unit, integration, example, doc and README tests"
 cargo test --workspace

@@ -1,6 +1,7 @@
 //! Micro-batch mode: the same job gives the same results as in continuous mode, output comes
 //! in batches at the end of each, and batches are checkpoints when a location is set.
 
+use rill::engine::sync::Lock;
 mod common;
 
 use std::collections::BTreeMap;
@@ -214,7 +215,7 @@ impl<T> BatchRecorder<T> {
 
     /// The batch at whose end the recorder failed, if it did.
     fn failed_at(&self) -> Option<u64> {
-        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner())
+        *self.failed_at.locked()
     }
 
     /// The records of batch `epoch` over all sink instances, sorted.
@@ -222,7 +223,7 @@ impl<T> BatchRecorder<T> {
     where
         T: Ord + Clone,
     {
-        let batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let batches = self.batches.locked();
         let mut all: Vec<T> = batches
             .iter()
             .filter(|(e, _)| *e == epoch)
@@ -258,21 +259,13 @@ impl<T: Send + 'static> SinkWriter<T> for BatchRecorderWriter<T> {
     }
     fn on_barrier(&mut self, epoch: u64) -> Result<(), rill::BoxError> {
         let batch = std::mem::take(&mut self.current);
-        let mut batches = self
-            .shared
-            .batches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut batches = self.shared.batches.locked();
         batches.push((epoch, batch));
         let this_batch = || batches.iter().filter(|(e, _)| *e == epoch);
         let all_recorded = this_batch().count() == self.shared.workers;
         let read_any = this_batch().any(|(_, b)| !b.is_empty());
         if self.shared.fail_from.is_some_and(|from| epoch >= from) && all_recorded && read_any {
-            *self
-                .shared
-                .failed_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(epoch);
+            *self.shared.failed_at.locked() = Some(epoch);
             return Err(format!("crash at the end of batch {epoch}").into());
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! A sink that collects records in memory, for tests and embedding.
 
+use rill_engine::sync::Lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rill_engine::{BoxError, Sink, SinkWriter, WorkerContext};
@@ -47,7 +48,7 @@ impl<T> CollectSink<T> {
     fn lock(&self) -> MutexGuard<'_, Vec<T>> {
         // A panicking worker cannot leave the Vec half-modified (push/append are atomic with
         // respect to unwinding), so a poisoned lock still guards valid data.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.locked()
     }
 
     /// Removes and returns everything collected so far.
@@ -104,7 +105,7 @@ impl<T> SinkWriter<T> for CollectWriter<T> {
 
     fn flush(&mut self) -> Result<(), BoxError> {
         if !self.local.is_empty() {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut shared = self.shared.locked();
             shared.append(&mut self.local);
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! A sink that measures each record's latency from its scheduled time.
 
+use rill_engine::sync::Lock;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,10 +102,7 @@ where
 impl<F, T> LatencySink<F, T> {
     /// The merged histogram of every worker that has closed (all of them once the job ended).
     pub fn histogram(&self) -> Histogram<u64> {
-        self.merged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.merged.locked().clone()
     }
 }
 
@@ -153,7 +151,7 @@ where
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
-        let mut merged = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        let mut merged = self.merged.locked();
         merged.add(&self.histogram)?;
         Ok(())
     }

@@ -36,7 +36,7 @@ mod error;
 mod failure;
 mod runtime;
 pub mod state;
-mod sync;
+pub mod sync;
 pub mod time;
 
 pub use checkpoint::commit::Committer;
@@ -65,13 +65,5 @@ pub use runtime::message::{Epoch, EventTime};
 pub use runtime::metrics::{JobMetrics, NodeKind, OperatorMetrics};
 pub use runtime::source_flow::SourceFlow;
 
-/// Internals the loom models and benches drive directly: not part of the API, and may change
-/// in any release.
 #[doc(hidden)]
-pub mod test_support {
-    pub use crate::runtime::exchange::Inbound;
-    pub use crate::runtime::idle::{Idler, Wait};
-    pub use crate::runtime::message::Message;
-    pub use crate::runtime::metrics::NodeCounters;
-    pub use crate::runtime::signal::WorkerSignal;
-}
+pub mod test_support;

@@ -1,13 +1,68 @@
-//! The one place the engine's hand-written concurrency protocol takes its primitives from.
+//! Synchronization: the lock adapter every crate of rill uses, and the one place the engine's
+//! hand-written concurrency protocols take their primitives from.
 //!
-//! Under `--cfg loom` these are loom's model-checked types, so the loom tests in
-//! `engine/tests/loom_*.rs` explore every interleaving of the real protocol code rather than of
-//! a copy. Only the protocol (the worker signal) imports from here; plain counters that carry no
-//! ordering obligations use `std` directly.
+//! [`Lock::locked`] is how rill takes a mutex. A mutex is poisoned when a thread panicked while
+//! holding it; rill's mutexes guard values that every critical section leaves valid at each
+//! step (a push, an assignment, a counter), and a panic on a worker already fails the job with
+//! [`JobError::Panicked`](crate::JobError::Panicked), so the data is still worth reading (to
+//! flush, report or close) and the poison carries no information.
+//!
+//! ```
+//! use std::sync::Mutex;
+//! use rill_engine::sync::Lock;
+//!
+//! let seen = Mutex::new(Vec::new());
+//! seen.locked().push(1);
+//! assert_eq!(*seen.locked(), [1]);
+//! ```
+//!
+//! Under `--cfg loom` the protocol primitives (the worker signal's state, the epoch counters
+//! shared by the coordinator and the sources) are loom's model-checked types, so the loom tests
+//! in `engine/tests/loom_*.rs` explore every interleaving of the real protocol code rather than
+//! of a copy.
+
+/// Takes a mutex's lock, recovering the guard if a panicking holder poisoned it (see the
+/// [module](self) docs for why that is sound in rill).
+pub trait Lock<T: ?Sized> {
+    /// The guard of the lock.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Locks, whatever a panicking holder left behind.
+    fn locked(&self) -> Self::Guard<'_>;
+}
+
+impl<T: ?Sized> Lock<T> for std::sync::Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn locked(&self) -> Self::Guard<'_> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(loom)]
+impl<T: ?Sized> Lock<T> for loom::sync::Mutex<T> {
+    type Guard<'a>
+        = loom::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn locked(&self) -> Self::Guard<'_> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicU8, Ordering},
+    atomic::{fence, AtomicU64, AtomicU8, Ordering},
     Mutex,
 };
 #[cfg(not(loom))]
@@ -15,7 +70,7 @@ pub(crate) use std::thread::{current as current_thread, Thread};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicU8, Ordering},
+    atomic::{fence, AtomicU64, AtomicU8, Ordering},
     Mutex,
 };
 #[cfg(loom)]

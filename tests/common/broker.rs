@@ -5,6 +5,7 @@
 //! directory, and killed when the handle drops. If it cannot be installed or started, the test
 //! fails with the reason: it never silently skips.
 
+use rill::engine::sync::Lock;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +26,7 @@ fn tools_dir() -> PathBuf {
 
 /// The broker binary, installed on first use.
 fn binary() -> PathBuf {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = INSTALL.locked();
     let dir = tools_dir();
     let bin = dir.join("noida_db").join("noida-db");
     if bin.exists() {

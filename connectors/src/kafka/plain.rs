@@ -1,5 +1,6 @@
 //! The at-least-once Kafka writer: a producer per worker, records visible at once.
 
+use rill_engine::sync::Lock;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,12 +33,7 @@ impl std::fmt::Debug for KafkaPlainWriter {
 
 impl KafkaPlainWriter {
     fn check_deliveries(&self) -> Result<(), BoxError> {
-        match self
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.failure.locked().take() {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
@@ -65,10 +61,7 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
                 Err((e, _)) => {
                     if let Some(undelivered) = &self.undelivered {
                         let letter = undelivered_letter(topic, item.key(), item.value(), &e);
-                        undelivered
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(letter);
+                        undelivered.locked().push(letter);
                         return Ok(());
                     }
                     return Err(KafkaConnectorError::Delivery {
@@ -102,7 +95,7 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
 
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         match &self.undelivered {
-            Some(u) => std::mem::take(&mut *u.lock().unwrap_or_else(|p| p.into_inner())),
+            Some(u) => std::mem::take(&mut *u.locked()),
             None => Vec::new(),
         }
     }

@@ -2,6 +2,7 @@
 //! letters, records built from their parts, and a flush that returns as soon as the last
 //! acknowledgement arrives.
 
+use rill_engine::sync::Lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,13 +73,10 @@ impl ProducerContext for DeliveryContext {
         if let Err((e, msg)) = result {
             if let Some(undelivered) = &self.undelivered {
                 let letter = undelivered_letter(msg.topic(), msg.key(), msg.payload(), e);
-                undelivered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(letter);
+                undelivered.locked().push(letter);
                 return;
             }
-            let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = self.failure.locked();
             slot.get_or_insert_with(|| KafkaConnectorError::Delivery {
                 topic: msg.topic().to_string(),
                 source: e.clone(),

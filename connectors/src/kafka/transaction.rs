@@ -16,6 +16,7 @@
 //! open transaction) and reads the marker; the job then restores the newest checkpoint at or
 //! below it. Readers with `isolation.level=read_committed` see every record exactly once.
 
+use rill_engine::sync::Lock;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -88,10 +89,7 @@ impl Transaction {
     }
 
     fn take_failure(&self) -> Option<KafkaConnectorError> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.failure.locked().take()
     }
 }
 

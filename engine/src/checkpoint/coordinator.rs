@@ -21,6 +21,7 @@ use crate::checkpoint::store::{
 use crate::dataflow::mode::Trigger;
 use crate::error::JobError;
 use crate::runtime::message::Epoch;
+use crate::sync::Lock;
 
 /// Figures of one completed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,7 +308,7 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
         bytes: f.bytes,
         last: f.last,
     };
-    let mut log = s.log.lock().unwrap_or_else(|e| e.into_inner());
+    let mut log = s.log.locked();
     if log.completed.len() >= 1000 {
         log.completed.remove(0);
     }

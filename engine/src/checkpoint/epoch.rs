@@ -5,8 +5,14 @@
 //! and injects `Barrier(n)` into its flow. Every task instance acknowledges n once its flow has
 //! passed the barrier, handing over the state its operators captured. When all have, the
 //! coordinator writes the checkpoint, commits transactional sinks, and raises `completed`.
+//!
+//! The handshake is release/acquire on three counters: the coordinator stores `final_epoch`
+//! before `requested` (so a source that sees the last epoch requested also sees that it is the
+//! last), does everything an epoch's completion entails before storing `completed` (so a sink
+//! or source that sees it completed sees the commit), and wakes every worker after each store
+//! (so a parked source cannot miss a request). The counters come from [`crate::sync`], and
+//! `engine/tests/loom_epoch.rs` checks the handshake under loom.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +21,7 @@ use crossbeam_channel::Sender;
 use crate::runtime::message::Epoch;
 use crate::runtime::signal::WorkerSignal;
 use crate::state::StateSnapshot;
+use crate::sync::{AtomicU64, Ordering};
 
 /// What a task instance reports when its flow has passed a barrier.
 pub(crate) struct BarrierAck {

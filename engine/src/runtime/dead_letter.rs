@@ -12,6 +12,7 @@ use crate::error::{BoxError, JobError};
 use crate::failure::{DeadLetter, Failure};
 use crate::runtime::context::WorkerContext;
 use crate::runtime::metrics::NodeCounters;
+use crate::sync::Lock;
 
 /// Creates a worker's dead-letter sink, whatever the sink type.
 pub(crate) trait DeadLetterFactory: Send + Sync {
@@ -120,7 +121,7 @@ impl FailureHandler {
 
     fn route_letter(&mut self, letter: DeadLetter) {
         if let (Some(route), None) = (&self.route, &self.dead_letter_error) {
-            let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
+            let mut dl = route.locked();
             match dl.write(letter) {
                 Ok(()) => self.routed = true,
                 Err(e) => self.dead_letter_error = Some(e),
@@ -146,7 +147,7 @@ impl FailureHandler {
             });
         }
         let route_error = |route: &DeadLetterRoute, source: BoxError| JobError::Sink {
-            sink: route.lock().unwrap_or_else(|e| e.into_inner()).name.clone(),
+            sink: route.locked().name.clone(),
             worker,
             source,
         };
@@ -155,7 +156,7 @@ impl FailureHandler {
         }
         if std::mem::take(&mut self.routed) {
             if let Some(route) = &self.route {
-                let flushed = route.lock().unwrap_or_else(|e| e.into_inner()).flush();
+                let flushed = route.locked().flush();
                 flushed.map_err(|e| route_error(route, e))?;
             }
         }

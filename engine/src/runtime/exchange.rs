@@ -11,7 +11,6 @@
 //! Because the job graph is acyclic and sinks never wait, some task can always move, so the job
 //! cannot deadlock, even with rings of capacity 1.
 
-use crate::state::EncodeKey;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -29,7 +28,8 @@ use crate::runtime::message::{Epoch, Message};
 use crate::runtime::metrics::NodeCounters;
 use crate::runtime::signal::WorkerSignal;
 use crate::runtime::task::{Task, TaskPoll};
-use crate::state::worker_for_key;
+use crate::state::{worker_for_key, EncodeKey};
+use crate::sync::Lock;
 
 /// Decides which worker each record goes to, and what travels in the ring.
 pub trait Router<T>: Clone + Send + Sync + 'static {
@@ -128,7 +128,7 @@ impl<M> Mesh<M> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeshParts<M>> {
-        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+        self.parts.locked()
     }
 
     /// The producers worker `worker` sends through, indexed by receiving worker.

@@ -11,6 +11,7 @@ use crate::checkpoint::epoch::CoordinatorEvent;
 use crate::error::JobError;
 use crate::runtime::control::{Shared, WorkerEvent};
 use crate::runtime::metrics::{JobMetrics, MetricsRegistry};
+use crate::sync::Lock;
 
 /// The checkpoint coordinator's thread and the channel that tells it the workers are done.
 pub(crate) type CoordinatorThread = (JoinHandle<Result<(), JobError>>, Sender<CoordinatorEvent>);
@@ -62,9 +63,7 @@ impl JobHandle {
     /// What checkpointing has done so far: the epoch restored from, and figures of every
     /// completed checkpoint. `None` if the job does not checkpoint.
     pub fn checkpoints(&self) -> Option<CheckpointLog> {
-        self.checkpoint_log
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        self.checkpoint_log.as_ref().map(|l| l.locked().clone())
     }
 
     /// Asks the job to stop gracefully (see [`StopHandle::stop`]). With checkpoints on, the

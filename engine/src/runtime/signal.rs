@@ -15,7 +15,7 @@
 //! Cost: a running worker's state is `RUNNING`, so `notify` is a fence plus one load of a
 //! line that is only written when the worker parks.
 
-use crate::sync::{current_thread, fence, park_until, AtomicU8, Mutex, Ordering, Thread};
+use crate::sync::{current_thread, fence, park_until, AtomicU8, Lock, Mutex, Ordering, Thread};
 
 const RUNNING: u8 = 0;
 const ARMED: u8 = 1;
@@ -70,7 +70,7 @@ impl WorkerSignal {
     ///
     /// Call it on the worker thread before its first [`arm`](Self::arm).
     pub fn register_current_thread(&self) {
-        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.thread.locked();
         *slot = Some(current_thread());
     }
 
@@ -112,7 +112,7 @@ impl WorkerSignal {
                 .compare_exchange(ARMED, NOTIFIED, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         {
-            let slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = self.thread.locked();
             if let Some(thread) = slot.as_ref() {
                 thread.unpark();
             }

@@ -17,6 +17,7 @@ use crate::runtime::control::{Shared, WorkerEvent};
 use crate::runtime::dead_letter::{DeadLetterFactory, DeadLetters};
 use crate::runtime::idle::{Idler, Wait};
 use crate::runtime::task::{Task, TaskPoll};
+use crate::sync::Lock;
 
 pub(crate) struct WorkerSetup {
     pub(crate) ctx: BuildCtx,
@@ -88,7 +89,7 @@ fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
 /// Closes this worker's dead-letter sink once all its tasks are done.
 fn close_dead_letters(setup: &WorkerSetup) -> Result<(), JobError> {
     if let Some(route) = setup.ctx.dead_letters.get() {
-        let mut dl = route.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dl = route.locked();
         dl.close().map_err(|source| JobError::Sink {
             sink: dl.name.clone(),
             worker: setup.ctx.worker.worker,

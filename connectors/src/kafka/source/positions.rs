@@ -1,6 +1,7 @@
 //! Positions: the next offset of every partition a worker handed on, as a live table, as
 //! stored in checkpoints and batch plans, and the commit counters.
 
+use rill_engine::sync::Lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,7 +25,7 @@ pub(super) fn lock(
     table: &Mutex<Vec<PartitionPosition>>,
 ) -> MutexGuard<'_, Vec<PartitionPosition>> {
     // Positions are plain values updated in place: a panic cannot leave one half-written.
-    table.lock().unwrap_or_else(|e| e.into_inner())
+    table.locked()
 }
 
 /// The positions of every worker of a [`KafkaSource`]: what the checkpoint stores and what a
@@ -36,15 +37,12 @@ pub struct SourcePositions {
 
 impl SourcePositions {
     pub(super) fn register(&self, table: PositionTable) {
-        self.workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(table);
+        self.workers.locked().push(table);
     }
 
     /// Every partition currently owned by a worker, with the next offset to read, sorted.
     pub fn snapshot(&self) -> Vec<PartitionPosition> {
-        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let workers = self.workers.locked();
         let mut all: Vec<PartitionPosition> =
             workers.iter().flat_map(|t| lock(t).clone()).collect();
         all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));

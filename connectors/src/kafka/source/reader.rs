@@ -1,6 +1,7 @@
 //! [`KafkaReader`]: one worker's consumer, polled without blocking, and the positions of what
 //! it handed on.
 
+use rill_engine::sync::Lock;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -213,13 +214,7 @@ impl SourceReader for KafkaReader {
             out.emit(record);
             emitted += 1;
         }
-        let failure = self
-            .consumer
-            .context()
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let failure = self.consumer.context().error.locked().take();
         if let Some(e) = failure {
             return Err(KafkaConnectorError::Client(e).into());
         }

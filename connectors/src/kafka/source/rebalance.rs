@@ -1,6 +1,7 @@
 //! Group membership: applying the start position to partitions the group assigns, committing
 //! what was handed on when partitions are revoked, and leaving the group cleanly.
 
+use rill_engine::sync::Lock;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -42,7 +43,7 @@ pub(super) struct RebalanceContext {
 
 impl RebalanceContext {
     fn record_error(&self, e: KafkaError) {
-        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.error.locked();
         slot.get_or_insert(e);
     }
 
@@ -115,11 +116,7 @@ impl ConsumerContext for RebalanceContext {
                     StartFrom::Earliest => Some(Offset::Beginning),
                     StartFrom::Latest => Some(Offset::End),
                 };
-                let mut before = self
-                    .ownership
-                    .assigned_before
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut before = self.ownership.assigned_before.locked();
                 let owned: Vec<(String, i32)> = tpl
                     .elements()
                     .iter()
