@@ -14,7 +14,7 @@ use rill_engine::{
 pub enum StdioError {
     /// A line of input is not UTF-8. Its position is given so the input can be fixed;
     /// the line is not dropped silently.
-    #[error("stdin line {line} is not valid UTF-8: {source}")]
+    #[error("stdin line {line} is not valid UTF-8")]
     InvalidUtf8 {
         /// 1-based line number.
         line: u64,
@@ -22,7 +22,7 @@ pub enum StdioError {
         source: std::string::FromUtf8Error,
     },
     /// Reading standard input failed.
-    #[error("reading stdin failed: {0}")]
+    #[error("reading stdin failed")]
     Read(#[from] std::io::Error),
 }
 

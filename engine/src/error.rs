@@ -14,7 +14,7 @@ pub enum JobError {
     #[error("invalid job: {0}")]
     Invalid(String),
     /// A user function returned an error for a record (for example from `try_map`).
-    #[error("operator `{operator}` failed on worker {worker}: {source}")]
+    #[error("operator `{operator}` failed on worker {worker}")]
     UserFunction {
         /// Name of the operator whose function failed.
         operator: Arc<str>,
@@ -24,7 +24,7 @@ pub enum JobError {
         source: BoxError,
     },
     /// A source could not be created or failed while reading.
-    #[error("source `{source_name}` failed on worker {worker}: {source}")]
+    #[error("source `{source_name}` failed on worker {worker}")]
     Source {
         /// Name of the source.
         source_name: Arc<str>,
@@ -34,7 +34,7 @@ pub enum JobError {
         source: BoxError,
     },
     /// A sink could not be created, or failed to write, flush or close.
-    #[error("sink `{sink}` failed on worker {worker}: {source}")]
+    #[error("sink `{sink}` failed on worker {worker}")]
     Sink {
         /// Name of the sink.
         sink: Arc<str>,
@@ -68,11 +68,38 @@ pub enum JobError {
     #[error("cannot restore from checkpoint: {0}")]
     Restore(String),
     /// A worker thread could not be started.
-    #[error("could not start worker {worker}: {source}")]
+    #[error("could not start worker {worker}")]
     Spawn {
         /// Index of the worker.
         worker: usize,
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Shows an error with every cause in its [`source`](std::error::Error::source) chain, joined
+/// by `": "`: how rill turns an error into one line (a dead letter's `error`, a message that
+/// wraps another error). rill's own errors never repeat their source in their message, so the
+/// chain is the whole story, once.
+///
+/// ```
+/// use rill_engine::ErrorChain;
+/// let io = std::io::Error::other("disk full");
+/// let err = rill_engine::JobError::Sink { sink: "files".into(), worker: 0, source: io.into() };
+/// assert_eq!(err.to_string(), "sink `files` failed on worker 0");
+/// assert_eq!(ErrorChain(&err).to_string(), "sink `files` failed on worker 0: disk full");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{BoxError, JobError};
+use crate::error::{BoxError, ErrorChain, JobError};
 
 /// Where a record came from: a stream (Kafka topic, file), a partition of it, an offset.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,13 +57,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub(crate) fn from_failure(failure: Failure) -> Self {
-        let mut error = failure.error.to_string();
-        let mut cause = failure.error.source();
-        while let Some(c) = cause {
-            error.push_str(": ");
-            error.push_str(&c.to_string());
-            cause = c.source();
-        }
+        let error = ErrorChain(failure.error.as_ref()).to_string();
         Self {
             stage: failure.operator.unwrap_or_else(|| Arc::from("<unnamed>")),
             error,
@@ -128,5 +122,28 @@ impl Failure {
             worker,
             source: self.error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("value of record t/0@7 is not valid UTF-8")]
+    struct Decode(#[source] std::str::Utf8Error);
+
+    #[test]
+    fn a_dead_letter_names_each_cause_once() {
+        let bytes = vec![0xff, 0xfe];
+        let utf8 = std::str::from_utf8(&bytes).expect_err("invalid on purpose");
+        let mut failure = Failure::new(Decode(utf8));
+        failure.tag(&Arc::from("decode"));
+        let letter = DeadLetter::from_failure(failure);
+        assert_eq!(
+            letter.error,
+            format!("value of record t/0@7 is not valid UTF-8: {utf8}")
+        );
+        assert_eq!(letter.error.matches(&utf8.to_string()).count(), 1);
     }
 }

@@ -53,7 +53,7 @@ pub use dataflow::source::{Source, SourceReader};
 pub use dataflow::stream::{
     ExchangeInBuilder, KeyedStream, SourceBuilder, Stream, ThenBuilder, UnionBuilder,
 };
-pub use error::{BoxError, JobError};
+pub use error::{BoxError, ErrorChain, JobError};
 pub use failure::{DeadLetter, Failure, Origin, RawRecord};
 pub use runtime::build::BuildCtx;
 pub use runtime::context::{Waker, WorkerContext};

@@ -7,16 +7,16 @@ use rdkafka::error::KafkaError;
 #[non_exhaustive]
 pub enum KafkaConnectorError {
     /// librdkafka refused the configuration (unknown property, bad value).
-    #[error("invalid Kafka configuration: {0}")]
+    #[error("invalid Kafka configuration")]
     Config(#[source] KafkaError),
     /// Creating or using the client failed.
-    #[error("Kafka client error: {0}")]
+    #[error("Kafka client error")]
     Client(#[source] KafkaError),
     /// The consumer reported an error it cannot recover from.
-    #[error("Kafka consumer failed fatally: {0}")]
+    #[error("Kafka consumer failed fatally")]
     FatalConsumer(#[source] KafkaError),
     /// A record could not be delivered after librdkafka's retries (or was rejected outright).
-    #[error("delivery to Kafka topic `{topic}` failed: {source}")]
+    #[error("delivery to Kafka topic `{topic}` failed")]
     Delivery {
         /// The topic the record was meant for.
         topic: String,
@@ -49,6 +49,6 @@ pub enum KafkaConnectorError {
         code: rdkafka::types::RDKafkaErrorCode,
     },
     /// The mock cluster could not be started or configured.
-    #[error("embedded Kafka: {0}")]
+    #[error("embedded Kafka failed")]
     Embedded(#[source] KafkaError),
 }

@@ -19,7 +19,7 @@ pub enum DecodeError {
         part: &'static str,
     },
     /// The key or value is not UTF-8.
-    #[error("{part} of record {origin} is not valid UTF-8: {source}")]
+    #[error("{part} of record {origin} is not valid UTF-8")]
     Utf8 {
         /// The record.
         origin: Origin,
@@ -30,7 +30,7 @@ pub enum DecodeError {
         source: std::str::Utf8Error,
     },
     /// The value is not the JSON the job expects.
-    #[error("value of record {origin} is not the expected JSON: {source}")]
+    #[error("value of record {origin} is not the expected JSON")]
     Json {
         /// The record.
         origin: Origin,

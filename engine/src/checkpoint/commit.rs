@@ -12,6 +12,88 @@ use crate::runtime::message::Epoch;
 /// [`recover`](Self::recover) can tell whether checkpoint n's output is visible. The
 /// coordinator then restores the newest checkpoint at or below that epoch, so the job's state
 /// always matches what readers have seen: nothing lost, nothing twice.
+///
+/// A minimal transactional sink: writers stage each epoch's records at its barrier, and the
+/// committer publishes everything staged up to an epoch together with that epoch's number,
+/// under one lock (the atomicity a real store gets from its transaction):
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use rill_engine::sync::Lock;
+/// use rill_engine::{BoxError, CheckpointConfig, Committer, Config, Epoch, Job, Sink, SinkWriter, WorkerContext};
+/// use rill_connectors::MemorySource;
+///
+/// #[derive(Default)]
+/// struct Store { staged: Vec<(Epoch, u32)>, published: Vec<u32>, committed: Option<Epoch> }
+///
+/// #[derive(Clone, Default)]
+/// struct Published(Arc<Mutex<Store>>);
+///
+/// impl Committer for Published {
+///     fn recover(&self) -> Result<Option<Epoch>, BoxError> {
+///         let mut store = self.0.locked();
+///         store.staged.clear(); // a crashed run's uncommitted records are aborted
+///         Ok(store.committed)
+///     }
+///     fn begin(&self, _after: Epoch) -> Result<(), BoxError> {
+///         Ok(())
+///     }
+///     fn commit(&self, epoch: Epoch) -> Result<(), BoxError> {
+///         let mut store = self.0.locked();
+///         let (now, later) = store.staged.drain(..).partition(|(e, _)| *e <= epoch);
+///         store.staged = later;
+///         store.published.extend(now.into_iter().map(|(_, r): (Epoch, u32)| r));
+///         store.committed = Some(epoch);
+///         Ok(())
+///     }
+///     fn name(&self) -> &str {
+///         "published"
+///     }
+/// }
+///
+/// struct StagingWriter { store: Arc<Mutex<Store>>, pending: Vec<u32> }
+///
+/// impl SinkWriter<u32> for StagingWriter {
+///     fn write(&mut self, item: u32) -> Result<(), BoxError> {
+///         self.pending.push(item);
+///         Ok(())
+///     }
+///     // Pre-commit: what came before barrier `epoch` belongs to that epoch's transaction.
+///     fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+///         let staged = self.pending.drain(..).map(|r| (epoch, r));
+///         self.store.locked().staged.extend(staged);
+///         Ok(())
+///     }
+/// }
+///
+/// impl Sink<u32> for Published {
+///     type Writer = StagingWriter;
+///     fn create(&self, _ctx: &WorkerContext) -> Result<StagingWriter, BoxError> {
+///         Ok(StagingWriter { store: self.0.clone(), pending: Vec::new() })
+///     }
+///     fn name(&self) -> &str {
+///         "published"
+///     }
+///     fn committer(&self) -> Option<Arc<dyn Committer>> {
+///         Some(Arc::new(self.clone()))
+///     }
+/// }
+///
+/// let dir = std::env::temp_dir().join(format!("rill-committer-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let out = Published::default();
+/// let job = Job::new("transactional");
+/// job.source(MemorySource::new((0u32..100).collect())).sink(out.clone());
+/// let config = Config::default().with_workers(2).with_checkpoints(CheckpointConfig::new(&dir));
+/// job.run(config)?.await_termination()?;
+/// // The final checkpoint committed everything, once.
+/// let store = out.0.locked();
+/// assert_eq!(store.published.len(), 100);
+/// assert!(store.staged.is_empty() && store.committed.is_some());
+/// # drop(store);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), rill_engine::JobError>(())
+/// ```
 pub trait Committer: Send + Sync + 'static {
     /// Called once before the workers start: fences earlier instances of this job's sink
     /// (aborting any transaction they left open) and returns the newest committed epoch, or

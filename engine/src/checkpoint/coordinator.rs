@@ -19,7 +19,7 @@ use crate::checkpoint::store::{
     BatchPlan, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode, FORMAT,
 };
 use crate::dataflow::mode::Trigger;
-use crate::error::JobError;
+use crate::error::{ErrorChain, JobError};
 use crate::runtime::message::Epoch;
 use crate::sync::Lock;
 
@@ -213,9 +213,12 @@ fn log_plan(s: &CoordinatorSetup, epoch: Epoch, mut ends: Vec<PlannedEnd>) -> Re
             workers: s.workers,
             ends,
         };
-        store
-            .write_plan(&plan)
-            .map_err(|e| checkpoint_error(epoch, format!("logging the batch's plan: {e}")))?;
+        store.write_plan(&plan).map_err(|e| {
+            checkpoint_error(
+                epoch,
+                format!("logging the batch's plan: {}", ErrorChain(&e)),
+            )
+        })?;
     }
     s.control.plan_written(epoch);
     Ok(())
@@ -252,7 +255,7 @@ fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result
     if let Some(store) = &s.store {
         let entry = store
             .write_state(f.epoch, task, worker, nodes)
-            .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {e}")))?;
+            .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {}", ErrorChain(&e))))?;
         f.bytes += entry.len;
         f.files.push(entry);
     }
@@ -276,20 +279,27 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
             .unwrap_or(0),
     };
     if let Some(store) = &s.store {
-        store
-            .commit_manifest(&manifest)
-            .map_err(|e| checkpoint_error(f.epoch, format!("writing the manifest: {e}")))?;
+        store.commit_manifest(&manifest).map_err(|e| {
+            checkpoint_error(f.epoch, format!("writing the manifest: {}", ErrorChain(&e)))
+        })?;
     }
     f.write_time += write_started.elapsed();
     if let Some(c) = &s.committer {
         c.commit(f.epoch).map_err(|e| {
-            checkpoint_error(f.epoch, format!("committing sink `{}`: {e}", c.name()))
+            checkpoint_error(
+                f.epoch,
+                format!("committing sink `{}`: {}", c.name(), ErrorChain(&*e)),
+            )
         })?;
         if !f.last {
             c.begin(f.epoch).map_err(|e| {
                 checkpoint_error(
                     f.epoch,
-                    format!("opening a transaction on `{}`: {e}", c.name()),
+                    format!(
+                        "opening a transaction on `{}`: {}",
+                        c.name(),
+                        ErrorChain(&*e)
+                    ),
                 )
             })?;
         }

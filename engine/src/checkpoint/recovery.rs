@@ -8,7 +8,7 @@ use crate::checkpoint::store::CheckpointStore;
 use crate::dataflow::config::Config;
 use crate::dataflow::graph::Graph;
 use crate::dataflow::mode::Mode;
-use crate::error::JobError;
+use crate::error::{ErrorChain, JobError};
 
 /// What a checkpointing job starts from.
 pub(crate) struct Recovery {
@@ -73,21 +73,25 @@ pub(crate) fn recover(
         .collect();
     let location = cc.location.display().to_string();
     let store = CheckpointStore::open(&cc.location)
-        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        .map_err(|e| JobError::Restore(format!("{location}: {}", ErrorChain(&e))))?;
     let committer = graph.committers.first().map(|(_, c)| c.clone());
     let mut warnings = Vec::new();
     let at_most = match &committer {
         Some(c) => {
-            let committed = c
-                .recover()
-                .map_err(|e| JobError::Restore(format!("recovering sink `{}`: {e}", c.name())))?;
+            let committed = c.recover().map_err(|e| {
+                JobError::Restore(format!(
+                    "recovering sink `{}`: {}",
+                    c.name(),
+                    ErrorChain(&*e)
+                ))
+            })?;
             Some(committed.unwrap_or(0))
         }
         None => None,
     };
     let (loaded, skipped) = store
         .load_latest(at_most)
-        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        .map_err(|e| JobError::Restore(format!("{location}: {}", ErrorChain(&e))))?;
     warnings.extend(skipped);
     let mut epoch = 0;
     let mut nodes = None;
@@ -118,10 +122,14 @@ pub(crate) fn recover(
     }
     store
         .remove_after(epoch)
-        .map_err(|e| JobError::Restore(format!("{location}: {e}")))?;
+        .map_err(|e| JobError::Restore(format!("{location}: {}", ErrorChain(&e))))?;
     if let Some(c) = &committer {
         c.begin(epoch).map_err(|e| {
-            JobError::Restore(format!("opening a transaction on `{}`: {e}", c.name()))
+            JobError::Restore(format!(
+                "opening a transaction on `{}`: {}",
+                c.name(),
+                ErrorChain(&*e)
+            ))
         })?;
     }
     for w in &warnings {

@@ -120,7 +120,7 @@ pub(crate) struct Loaded {
 /// Why loading one epoch failed (reported as a warning when an older one is used instead).
 #[derive(Debug, thiserror::Error)]
 enum Invalid {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("{0}")]
     Corrupt(String),

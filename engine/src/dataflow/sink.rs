@@ -50,9 +50,52 @@ pub trait SinkWriter<T> {
     }
 }
 
-/// Creates one [`SinkWriter`] per worker.
+/// A sink as the user configures it: creates one [`SinkWriter`] per worker (Flink's split
+/// between a sink and its per-worker writer).
+///
+/// A minimal sink, summing what every worker writes into one shared total:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use rill_engine::{BoxError, Config, Job, Sink, SinkWriter, WorkerContext};
+/// use rill_connectors::MemorySource;
+///
+/// #[derive(Clone, Default)]
+/// struct Total(Arc<AtomicU64>);
+/// struct TotalWriter { total: Arc<AtomicU64>, local: u64 }
+///
+/// impl Sink<u64> for Total {
+///     type Writer = TotalWriter;
+///     fn create(&self, _ctx: &WorkerContext) -> Result<TotalWriter, BoxError> {
+///         Ok(TotalWriter { total: self.0.clone(), local: 0 })
+///     }
+///     fn name(&self) -> &str {
+///         "total"
+///     }
+/// }
+///
+/// impl SinkWriter<u64> for TotalWriter {
+///     fn write(&mut self, item: u64) -> Result<(), BoxError> {
+///         self.local += item;
+///         Ok(())
+///     }
+///     // Publish once per poll, not once per record.
+///     fn flush(&mut self) -> Result<(), BoxError> {
+///         self.total.fetch_add(std::mem::take(&mut self.local), Ordering::Relaxed);
+///         Ok(())
+///     }
+/// }
+///
+/// let job = Job::new("sum");
+/// let total = Total::default();
+/// job.source(MemorySource::new(vec![1u64, 2, 3, 4])).sink(total.clone());
+/// job.run(Config::default().with_workers(2))?.await_termination()?;
+/// assert_eq!(total.0.load(Ordering::Relaxed), 10);
+/// # Ok::<(), rill_engine::JobError>(())
+/// ```
 pub trait Sink<T>: Send + Sync + 'static {
-    /// The per-worker sink.
+    /// The per-worker writer.
     type Writer: SinkWriter<T>;
 
     /// Creates the instance for the worker described by `ctx`; called on that worker's thread.

@@ -78,9 +78,51 @@ pub trait SourceReader {
     }
 }
 
-/// Creates one [`SourceReader`] per worker. Shared by the worker threads while they start.
+/// A source as the user configures it: creates one [`SourceReader`] per worker (Flink's split
+/// between a source and its per-worker reader). Shared by the worker threads while they start.
+///
+/// A minimal bounded source, counting to `n` on every worker:
+///
+/// ```
+/// use rill_engine::{BoxError, Config, Emit, Job, Progress, Source, SourceReader, WorkerContext};
+/// use rill_connectors::CollectSink;
+///
+/// struct Count(u64);
+/// struct CountReader { next: u64, end: u64 }
+///
+/// impl Source for Count {
+///     type Reader = CountReader;
+///     fn create(&self, _ctx: &WorkerContext) -> Result<CountReader, BoxError> {
+///         Ok(CountReader { next: 0, end: self.0 })
+///     }
+///     fn name(&self) -> &str {
+///         "count"
+///     }
+/// }
+///
+/// impl SourceReader for CountReader {
+///     type Out = u64;
+///     fn poll<E: Emit<u64>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, BoxError> {
+///         for _ in 0..budget {
+///             if self.next == self.end {
+///                 return Ok(Progress::Done);
+///             }
+///             out.emit(self.next);
+///             self.next += 1;
+///         }
+///         Ok(Progress::Busy)
+///     }
+/// }
+///
+/// let job = Job::new("count");
+/// let out = CollectSink::default();
+/// job.source(Count(3)).sink(out.clone());
+/// job.run(Config::default().with_workers(2))?.await_termination()?;
+/// assert_eq!(out.take().len(), 6); // 0, 1, 2 on each worker
+/// # Ok::<(), rill_engine::JobError>(())
+/// ```
 pub trait Source: Send + Sync + 'static {
-    /// The per-worker source.
+    /// The per-worker reader.
     type Reader: SourceReader;
 
     /// Creates the instance for the worker described by `ctx`; called on that worker's thread.

@@ -9,7 +9,7 @@ use crate::dataflow::graph::{FlowBuilder, Graph};
 use crate::dataflow::operator::Operator;
 use crate::dataflow::sink::Sink;
 use crate::dataflow::source::Source;
-use crate::error::JobError;
+use crate::error::{ErrorChain, JobError};
 use crate::runtime::build::BuildCtx;
 use crate::runtime::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
 use crate::runtime::flow::{Then, Union};
@@ -267,8 +267,9 @@ impl<S: Source> FlowBuilder for SourceBuilder<S> {
         if let Some(state) = ctx.restored_state(self.node, &name) {
             crate::dataflow::source::SourceReader::restore(&mut source, &state).map_err(|e| {
                 JobError::Restore(format!(
-                    "source `{name}` on worker {}: {e}",
-                    ctx.worker.worker
+                    "source `{name}` on worker {}: {}",
+                    ctx.worker.worker,
+                    ErrorChain(&*e)
                 ))
             })?;
         }
@@ -276,8 +277,9 @@ impl<S: Source> FlowBuilder for SourceBuilder<S> {
             crate::dataflow::source::SourceReader::replay_batch(&mut source, &plan).map_err(
                 |e| {
                     JobError::Restore(format!(
-                        "source `{name}` on worker {}, replaying the interrupted batch: {e}",
-                        ctx.worker.worker
+                        "source `{name}` on worker {}, replaying the interrupted batch: {}",
+                        ctx.worker.worker,
+                        ErrorChain(&*e)
                     ))
                 },
             )?;
@@ -316,7 +318,11 @@ where
         let mut op = self.op.clone();
         if let Some(state) = ctx.restored_state(self.node, &name) {
             op.restore(&state).map_err(|e| {
-                JobError::Restore(format!("operator on worker {}: {e}", ctx.worker.worker))
+                JobError::Restore(format!(
+                    "operator on worker {}: {}",
+                    ctx.worker.worker,
+                    ErrorChain(&e)
+                ))
             })?;
         }
         Ok(Then::new(

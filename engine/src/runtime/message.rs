@@ -10,8 +10,9 @@ pub type EventTime = i64;
 ///
 /// Records, watermarks and barriers share one FIFO ring so that their order is kept: a barrier
 /// separates the records of epoch n from those of n + 1, and a watermark promises that no
-/// earlier record follows it on this ring. Only `Record` and `End` are produced today; the
-/// other variants are the places the event-time and checkpoint work plug into.
+/// earlier record follows it on this ring. Records, barriers (checkpoints and micro-batch
+/// ends) and `End` flow today; `Watermark` is where event time plugs in: nothing produces it
+/// yet, and receivers pass it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<T> {
     /// A data record.
