@@ -153,13 +153,35 @@ fn invalid_configurations_are_refused() {
 
 #[test]
 fn dropping_the_handle_of_an_unbounded_job_stops_it() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let job = Job::new("dropped");
+    let counter = seen.clone();
     job.source(Generator::new(1_000.0, |i| i))
+        .inspect(move |_: &Generated<u64>| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
         .key_by(|g: &Generated<u64>| g.seq)
         .count()
         .sink(CollectSink::default());
     let handle = job.run(Config::default().with_workers(2)).expect("starts");
-    std::thread::sleep(Duration::from_millis(20));
-    // Returns only once the workers have been joined.
-    drop(handle);
+    let running = std::time::Instant::now();
+    while seen.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+        assert!(running.elapsed() < common::HANG, "the job never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Dropped on another thread, so a drop that never returns fails the test instead of
+    // hanging it.
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(handle);
+        let _ = dropped_tx.send(());
+    });
+    dropped
+        .recv_timeout(common::HANG)
+        .expect("dropping the handle returns: it aborts the job and joins its workers");
+    // The workers are joined: the generator, due to emit a record every millisecond, emits
+    // nothing more.
+    let after_drop = seen.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), after_drop);
 }

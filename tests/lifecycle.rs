@@ -31,20 +31,35 @@ fn bounded_jobs_terminate_at_every_parallelism_and_idle_strategy() {
 
 #[test]
 fn a_paced_generator_with_parking_workers_wakes_on_time() {
-    // 2 000 records at 20 000/s: workers park between records until each due time.
+    // 2 000 records at 20 000/s: workers park between records until each due time, so every
+    // record must come out no earlier than it was due and soon after.
     let job = Job::new("paced");
     let out = CollectSink::default();
     job.source(Generator::new(20_000.0, |i| i).with_count(2_000))
         .key_by(|g: &Generated<u64>| g.seq % 4)
         .into_stream()
+        .map(|(_, g): (u64, Generated<u64>)| {
+            let arrived = rill::time::now_nanos();
+            (g.seq, arrived as i64 - g.scheduled_nanos as i64)
+        })
         .sink(out.clone());
     let config = Config::default()
         .with_workers(2)
         .with_idle(IdleStrategy::Park);
     common::finish(job.run(config).expect("starts")).expect("succeeds");
-    let mut seqs: Vec<u64> = out.take().into_iter().map(|(_, g)| g.seq).collect();
+    let got = out.take();
+    let mut seqs: Vec<u64> = got.iter().map(|(seq, _)| *seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (0..2_000).collect::<Vec<_>>());
+    let mut lateness: Vec<i64> = got.iter().map(|(_, late)| *late).collect();
+    lateness.sort_unstable();
+    assert!(lateness[0] >= 0, "a record came out {} ns before it was due", -lateness[0]);
+    // A parked worker that slept through due times (woken only by a coarse timeout) would make
+    // records late by whole milliseconds; on time, the median is microseconds.
+    let median = Duration::from_nanos(lateness[lateness.len() / 2] as u64);
+    let p99 = Duration::from_nanos(lateness[lateness.len() * 99 / 100] as u64);
+    assert!(median < Duration::from_millis(2), "median lateness {median:?}");
+    assert!(p99 < Duration::from_millis(50), "p99 lateness {p99:?}");
 }
 
 #[test]
