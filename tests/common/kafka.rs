@@ -58,15 +58,8 @@ pub(crate) fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> V
     read_isolated(brokers, topic, n, timeout, "read_committed")
 }
 
-/// Like [`read`], with the given `isolation.level` (`read_uncommitted` shows records of
-/// aborted and open transactions too).
-pub(crate) fn read_isolated(
-    brokers: &str,
-    topic: &str,
-    n: usize,
-    timeout: Duration,
-    isolation: &str,
-) -> Vec<Read> {
+/// A test reader of every partition of `topic` from the beginning (no group).
+fn reader(brokers: &str, topic: &str, isolation: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "rill-test-reader")
@@ -77,25 +70,80 @@ pub(crate) fn read_isolated(
         .expect("test consumer");
     let tpl = partitions(&consumer, topic, Offset::Beginning);
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// The next record, if one arrives within 50 ms.
+fn poll_one(consumer: &BaseConsumer) -> Option<Read> {
+    let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else {
+        return None;
+    };
+    let headers = m
+        .headers()
+        .map(|hs| {
+            use rdkafka::message::Headers;
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((
+        m.key().map(<[u8]>::to_vec),
+        m.payload().map(<[u8]>::to_vec),
+        headers,
+    ))
+}
+
+/// Like [`read`], with the given `isolation.level` (`read_uncommitted` shows records of
+/// aborted and open transactions too).
+pub(crate) fn read_isolated(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+    isolation: &str,
+) -> Vec<Read> {
+    let consumer = reader(brokers, topic, isolation);
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-            let headers = m
-                .headers()
-                .map(|hs| {
-                    use rdkafka::message::Headers;
-                    hs.iter()
-                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push((
-                m.key().map(<[u8]>::to_vec),
-                m.payload().map(<[u8]>::to_vec),
-                headers,
-            ));
-        }
+        out.extend(poll_one(&consumer));
+    }
+    out
+}
+
+/// Everything `topic` holds now: reads every partition from the beginning up to the high
+/// watermark it had when the read started. For checking for duplicates once the writers have
+/// stopped: nothing written by then can be missed, and no fixed wait is needed. Panics if the
+/// end is not reached within `timeout`.
+pub(crate) fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<Read> {
+    let consumer = reader(brokers, topic, "read_committed");
+    let mut ends = Vec::new();
+    for e in partitions(&consumer, topic, Offset::Beginning).elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+            .expect("high watermark");
+        ends.push((e.partition(), high));
+    }
+    let reached = |consumer: &BaseConsumer| {
+        let position = consumer.position().expect("position");
+        ends.iter().all(|(partition, high)| {
+            *high == 0
+                || matches!(
+                    position.find_partition(topic, *partition).map(|e| e.offset()),
+                    Some(Offset::Offset(o)) if o >= *high
+                )
+        })
+    };
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !reached(&consumer) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not read to its end ({ends:?}) within {timeout:?}: {} records read",
+            out.len()
+        );
+        out.extend(poll_one(&consumer));
     }
     out
 }
