@@ -500,7 +500,11 @@ fn a_pattern_subscribes_to_every_matching_topic() {
     // Read to the end of both matching topics (the stop commits what was handed on), and of
     // nothing else.
     for (topic, handed_on) in [("pat-web", 1), ("pat-app", 1), ("other", 0)] {
-        assert_eq!(committed_total(&brokers, "pattern", topic), handed_on, "{topic}");
+        assert_eq!(
+            committed_total(&brokers, "pattern", topic),
+            handed_on,
+            "{topic}"
+        );
     }
     let mut topics = out.take();
     topics.sort();

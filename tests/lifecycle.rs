@@ -53,12 +53,19 @@ fn a_paced_generator_with_parking_workers_wakes_on_time() {
     assert_eq!(seqs, (0..2_000).collect::<Vec<_>>());
     let mut lateness: Vec<i64> = got.iter().map(|(_, late)| *late).collect();
     lateness.sort_unstable();
-    assert!(lateness[0] >= 0, "a record came out {} ns before it was due", -lateness[0]);
+    assert!(
+        lateness[0] >= 0,
+        "a record came out {} ns before it was due",
+        -lateness[0]
+    );
     // A parked worker that slept through due times (woken only by a coarse timeout) would make
     // records late by whole milliseconds; on time, the median is microseconds.
     let median = Duration::from_nanos(lateness[lateness.len() / 2] as u64);
     let p99 = Duration::from_nanos(lateness[lateness.len() * 99 / 100] as u64);
-    assert!(median < Duration::from_millis(2), "median lateness {median:?}");
+    assert!(
+        median < Duration::from_millis(2),
+        "median lateness {median:?}"
+    );
     assert!(p99 < Duration::from_millis(50), "p99 lateness {p99:?}");
 }
 

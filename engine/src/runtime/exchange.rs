@@ -493,3 +493,89 @@ impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbox of `workers` rings of `capacity`, sending from worker 0.
+    fn outbox(workers: usize, capacity: usize) -> (Outbox<u32>, Vec<Consumer<Message<u32>>>) {
+        let (producers, consumers) = (0..workers)
+            .map(|_| RingBuffer::new(capacity))
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        let signals: Arc<[Arc<WorkerSignal>]> = (0..workers)
+            .map(|_| Arc::new(WorkerSignal::new()))
+            .collect();
+        let outbox = Outbox {
+            worker: 0,
+            producers,
+            overflow: (0..workers).map(|_| VecDeque::new()).collect(),
+            backlog: 0,
+            touched: vec![false; workers],
+            signals,
+            sent: 0,
+            failures: FailureHandler::new(None),
+        };
+        (outbox, consumers)
+    }
+
+    fn pop_all(consumer: &mut Consumer<Message<u32>>) -> Vec<Message<u32>> {
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+
+    #[test]
+    fn overflow_keeps_the_order_of_records_and_barriers_per_ring() {
+        let (mut out, mut rings) = outbox(2, 2);
+        let sent: Vec<Message<u32>> = vec![
+            Message::Record(1),
+            Message::Record(2),
+            Message::Record(3), // ring full: overflows
+            Message::Barrier(1),
+            Message::Record(4),
+        ];
+        for m in sent.clone() {
+            out.send(0, m);
+        }
+        out.send(1, Message::Record(100));
+        assert_eq!(out.backlog, 3, "three messages wait for ring 0");
+        let mut received = pop_all(&mut rings[0]);
+        assert_eq!(received, sent[..2]);
+        // The ring has room again, but a new message must queue behind the overflow.
+        out.send(0, Message::Record(5));
+        assert!(out.drain(), "the overflow moves into the freed ring");
+        received.extend(pop_all(&mut rings[0]));
+        assert!(out.drain());
+        received.extend(pop_all(&mut rings[0]));
+        assert!(!out.drain(), "nothing left to move");
+        assert_eq!(out.backlog, 0);
+        let mut expected = sent;
+        expected.push(Message::Record(5));
+        assert_eq!(received, expected);
+        // The other ring was never held up by ring 0's overflow.
+        assert_eq!(pop_all(&mut rings[1]), [Message::Record(100)]);
+    }
+
+    #[test]
+    fn a_full_ring_holds_only_its_own_messages() {
+        let (mut out, mut rings) = outbox(3, 1);
+        for i in 0..3 {
+            for dest in 0..3 {
+                out.send(dest, Message::Record(10 * dest as u32 + i));
+            }
+        }
+        assert_eq!(out.backlog, 6);
+        let mut got = vec![Vec::new(); 3];
+        for _ in 0..3 {
+            for (dest, ring) in rings.iter_mut().enumerate() {
+                got[dest].extend(pop_all(ring));
+            }
+            out.drain();
+        }
+        assert_eq!(out.backlog, 0);
+        for (dest, got) in got.iter().enumerate() {
+            let d = 10 * dest as u32;
+            let want: Vec<_> = (0..3).map(|i| Message::Record(d + i)).collect();
+            assert_eq!(*got, want, "ring {dest}");
+        }
+    }
+}

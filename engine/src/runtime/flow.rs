@@ -343,3 +343,137 @@ impl<T, E: Emit<T>> Emit<T> for Counted<'_, E> {
         self.out.should_yield()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A scripted input: records, barriers and its end, in order.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Step {
+        Record(u32),
+        Barrier(Epoch),
+        End,
+    }
+
+    struct Script(VecDeque<Step>);
+
+    impl Flow for Script {
+        type Out = u32;
+        fn poll<E: Emit<u32>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
+            for _ in 0..budget {
+                match self.0.pop_front() {
+                    Some(Step::Record(r)) => out.emit(r),
+                    Some(Step::Barrier(e)) => return Ok(Progress::Barrier(e)),
+                    Some(Step::End) => return Ok(Progress::Done),
+                    None => return Ok(Progress::IDLE),
+                }
+            }
+            Ok(Progress::Busy)
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<Step>);
+
+    impl Emit<u32> for Collect {
+        fn emit(&mut self, item: u32) {
+            self.0.push(Step::Record(item));
+        }
+        fn fail(&mut self, failure: Failure) {
+            panic!("no failure expected: {failure:?}");
+        }
+        fn should_yield(&self) -> bool {
+            false
+        }
+    }
+
+    /// Polls a union of two scripts (one record per poll, so the inputs interleave) until it
+    /// is done; its output with the barriers it passed.
+    fn run(a: &[Step], b: &[Step]) -> Vec<Step> {
+        let mut union = Union::new(
+            Script(a.iter().copied().collect()),
+            Script(b.iter().copied().collect()),
+        );
+        let mut out = Collect::default();
+        for _ in 0..100 {
+            match union.poll(&mut out, 1).expect("no error") {
+                Progress::Barrier(e) => out.0.push(Step::Barrier(e)),
+                Progress::Done => {
+                    out.0.push(Step::End);
+                    return out.0;
+                }
+                _ => {}
+            }
+        }
+        panic!("the union never ended: {:?}", out.0);
+    }
+
+    /// The records before and after the (single) barrier in `out`, sorted.
+    fn split_at_barrier(out: &[Step], epoch: Epoch) -> (Vec<u32>, Vec<u32>) {
+        let barriers: Vec<usize> = (0..out.len())
+            .filter(|i| out[*i] == Step::Barrier(epoch))
+            .collect();
+        assert_eq!(barriers.len(), 1, "one Barrier({epoch}) in {out:?}");
+        let records = |steps: &[Step]| {
+            let mut r: Vec<u32> = steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Record(r) => Some(*r),
+                    _ => None,
+                })
+                .collect();
+            r.sort_unstable();
+            r
+        };
+        (records(&out[..barriers[0]]), records(&out[barriers[0]..]))
+    }
+
+    use Step::{Barrier, End, Record};
+
+    #[test]
+    fn a_union_holds_the_input_that_reached_a_barrier_until_the_other_has() {
+        // Input a reaches the barrier at once; b has two records of the epoch still to come.
+        let out = run(
+            &[Record(1), Barrier(1), Record(2), Record(3), End],
+            &[
+                Record(10),
+                Record(11),
+                Record(12),
+                Barrier(1),
+                Record(13),
+                End,
+            ],
+        );
+        let (before, after) = split_at_barrier(&out, 1);
+        assert_eq!(before, [1, 10, 11, 12]);
+        assert_eq!(after, [2, 3, 13]);
+        assert_eq!(out.last(), Some(&End));
+    }
+
+    #[test]
+    fn an_ended_input_does_not_hold_back_the_other_inputs_barrier() {
+        let out = run(
+            &[Record(1), End],
+            &[Record(10), Barrier(1), Record(11), End],
+        );
+        let (before, after) = split_at_barrier(&out, 1);
+        assert_eq!(before, [1, 10]);
+        assert_eq!(after, [11]);
+    }
+
+    #[test]
+    fn consecutive_epochs_stay_apart() {
+        let out = run(
+            &[Record(1), Barrier(1), Record(2), Barrier(2), Record(3), End],
+            &[Barrier(1), Record(20), Record(21), Barrier(2), End],
+        );
+        let (_, after_1) = split_at_barrier(&out, 1);
+        let (before_2, after_2) = split_at_barrier(&out, 2);
+        assert_eq!(before_2, [1, 2, 20, 21]);
+        assert_eq!(after_2, [3]);
+        assert_eq!(after_1, [2, 3, 20, 21]);
+    }
+}

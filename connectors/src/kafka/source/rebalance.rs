@@ -94,6 +94,47 @@ impl RebalanceContext {
             }
         };
     }
+
+    /// Where each newly assigned partition in `tpl` starts, set in `tpl`: where this job
+    /// released it (a refused revoke-time commit), else the configured start the first time
+    /// this job gets it, else the group's committed offset (left unset).
+    fn apply_start_positions(&self, tpl: &mut TopicPartitionList) {
+        let start = match self.start {
+            StartFrom::Committed => None,
+            StartFrom::Earliest => Some(Offset::Beginning),
+            StartFrom::Latest => Some(Offset::End),
+        };
+        let mut before = self.ownership.assigned_before.locked();
+        let owned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let mut released = lock(&self.ownership.released);
+        for (topic, partition) in owned {
+            let first_time = before.insert((topic.clone(), partition));
+            let resume = released
+                .iter()
+                .position(|p| p.partition == partition && *p.topic == *topic)
+                .map(|i| released.swap_remove(i));
+            let offset = match (resume, first_time, start) {
+                (Some(p), _, _) => {
+                    let offset = Some(Offset::Offset(p.next_offset));
+                    // Owned again: its position must be committed or released later even if
+                    // nothing new is handed on before then.
+                    lock(&self.positions).push(p);
+                    offset
+                }
+                (None, true, Some(start)) => Some(start),
+                _ => None,
+            };
+            if let Some(offset) = offset {
+                if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                    self.record_error(e);
+                }
+            }
+        }
+    }
 }
 
 impl ClientContext for RebalanceContext {}
@@ -111,42 +152,7 @@ impl ConsumerContext for RebalanceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let start = match self.start {
-                    StartFrom::Committed => None,
-                    StartFrom::Earliest => Some(Offset::Beginning),
-                    StartFrom::Latest => Some(Offset::End),
-                };
-                let mut before = self.ownership.assigned_before.locked();
-                let owned: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                let mut released = lock(&self.ownership.released);
-                for (topic, partition) in owned {
-                    let first_time = before.insert((topic.clone(), partition));
-                    let resume = released
-                        .iter()
-                        .position(|p| p.partition == partition && *p.topic == *topic)
-                        .map(|i| released.swap_remove(i));
-                    let offset = match (resume, first_time, start) {
-                        (Some(p), _, _) => {
-                            let offset = Some(Offset::Offset(p.next_offset));
-                            // Owned again: its position must be committed or released later
-                            // even if nothing new is handed on before then.
-                            lock(&self.positions).push(p);
-                            offset
-                        }
-                        (None, true, Some(start)) => Some(start),
-                        _ => None,
-                    };
-                    if let Some(offset) = offset {
-                        if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
-                            self.record_error(e);
-                        }
-                    }
-                }
-                drop(released);
+                self.apply_start_positions(tpl);
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -199,5 +205,100 @@ impl Unsubscribe for BaseConsumer<RebalanceContext> {
             // Serves the revocation; any record polled now was never handed on.
             let _ = self.poll(Duration::from_millis(50));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(start: StartFrom) -> RebalanceContext {
+        RebalanceContext {
+            start,
+            positions: PositionTable::default(),
+            ownership: Arc::default(),
+            stats: Arc::default(),
+            error: Mutex::default(),
+        }
+    }
+
+    fn position(topic: &str, partition: i32, next_offset: i64) -> PartitionPosition {
+        PartitionPosition {
+            topic: Arc::from(topic),
+            partition,
+            next_offset,
+        }
+    }
+
+    /// The offsets `apply_start_positions` sets for an assignment of `partitions` of `t`.
+    fn assign(ctx: &RebalanceContext, partitions: &[i32]) -> Vec<(i32, Offset)> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition("t", *p);
+        }
+        ctx.apply_start_positions(&mut tpl);
+        tpl.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect()
+    }
+
+    #[test]
+    fn the_configured_start_applies_only_the_first_time_a_partition_is_assigned() {
+        let ctx = context(StartFrom::Earliest);
+        assert_eq!(
+            assign(&ctx, &[0, 1]),
+            [(0, Offset::Beginning), (1, Offset::Beginning)]
+        );
+        // Moved away and back: continue from the group's committed offset.
+        assert_eq!(
+            assign(&ctx, &[1, 2]),
+            [(1, Offset::Invalid), (2, Offset::Beginning)]
+        );
+        let committed = context(StartFrom::Committed);
+        assert_eq!(assign(&committed, &[0]), [(0, Offset::Invalid)]);
+    }
+
+    #[test]
+    fn a_released_partition_resumes_where_this_job_left_it() {
+        let ctx = context(StartFrom::Latest);
+        assert_eq!(assign(&ctx, &[0]), [(0, Offset::End)]);
+        // Revoked with its commit refused: kept for the next owner among this job's workers.
+        lock(&ctx.ownership.released).push(position("t", 0, 42));
+        assert_eq!(assign(&ctx, &[0]), [(0, Offset::Offset(42))]);
+        assert!(lock(&ctx.ownership.released).is_empty(), "taken once");
+        // Owned again: its position is tracked, so the next revocation commits it.
+        assert_eq!(*lock(&ctx.positions), [position("t", 0, 42)]);
+    }
+
+    #[test]
+    fn a_revocation_takes_exactly_the_revoked_partitions() {
+        let ctx = context(StartFrom::Committed);
+        lock(&ctx.positions).extend([
+            position("t", 0, 5),
+            position("t", 1, 7),
+            position("u", 0, 9),
+        ]);
+        let mut revoked = TopicPartitionList::new();
+        revoked.add_partition("t", 1);
+        revoked.add_partition("u", 0);
+        let (commit, taken) = ctx.take_positions(Some(&revoked));
+        let offsets: Vec<(String, i32, Offset)> = commit
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition(), e.offset()))
+            .collect();
+        assert_eq!(
+            offsets,
+            [
+                ("t".to_string(), 1, Offset::Offset(7)),
+                ("u".to_string(), 0, Offset::Offset(9))
+            ]
+        );
+        assert_eq!(taken, [position("t", 1, 7), position("u", 0, 9)]);
+        assert_eq!(*lock(&ctx.positions), [position("t", 0, 5)]);
+        let (rest, _) = ctx.take_positions(None);
+        assert_eq!(rest.count(), 1);
+        assert!(lock(&ctx.positions).is_empty());
     }
 }
