@@ -568,4 +568,26 @@ mod tests {
         assert_eq!(store.epochs().unwrap(), vec![5, 4]);
         fs::remove_dir_all(&root).unwrap();
     }
+
+    #[test]
+    fn a_checkpoint_of_another_format_is_refused_not_skipped() {
+        let root = temp("format");
+        let store = CheckpointStore::open(&root).unwrap();
+        checkpoint(&store, 1, 1);
+        // Checkpoint 2 as a build that routed keys by `std::hash::Hash` wrote it.
+        let f = store.write_state(2, 0, 0, Vec::new()).unwrap();
+        let mut old = manifest(2, vec![f]);
+        old.format = 1;
+        store.commit_manifest(&old).unwrap();
+        // Falling back to checkpoint 1 would silently lose what 2 holds; restoring 2 would put
+        // keys in the wrong key groups.
+        let err = store.load_latest(None).expect_err("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("checkpoint 2 was written in checkpoint format 1"),
+            "{msg}"
+        );
+        assert!(msg.contains("this build reads format 2"), "{msg}");
+        fs::remove_dir_all(&root).unwrap();
+    }
 }
