@@ -277,6 +277,107 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A transactional sink in memory: writers stage each epoch's records at its barrier; the
+/// committer publishes everything staged up to an epoch, with that epoch's number, at once.
+#[derive(Clone, Default)]
+struct Published(Arc<std::sync::Mutex<Store>>);
+
+#[derive(Default)]
+struct Store {
+    staged: Vec<(Epoch, u64)>,
+    published: Vec<u64>,
+    committed: Option<Epoch>,
+}
+
+struct StagingWriter(Arc<std::sync::Mutex<Store>>, Vec<u64>);
+
+impl Committer for Published {
+    fn recover(&self) -> Result<Option<Epoch>, BoxError> {
+        let mut store = self.0.lock().map_err(|_| "poisoned")?;
+        store.staged.clear();
+        Ok(store.committed)
+    }
+    fn begin(&self, _after: Epoch) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn commit(&self, epoch: Epoch) -> Result<(), BoxError> {
+        let mut store = self.0.lock().map_err(|_| "poisoned")?;
+        let (now, later): (Vec<_>, Vec<_>) = store.staged.drain(..).partition(|(e, _)| *e <= epoch);
+        store.staged = later;
+        store.published.extend(now.into_iter().map(|(_, r)| r));
+        store.committed = Some(epoch);
+        Ok(())
+    }
+    fn name(&self) -> &str {
+        "published"
+    }
+}
+
+impl SinkWriter<u64> for StagingWriter {
+    fn write(&mut self, item: u64) -> Result<(), BoxError> {
+        self.1.push(item);
+        Ok(())
+    }
+    fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        let staged = self.1.drain(..).map(|r| (epoch, r));
+        self.0.lock().map_err(|_| "poisoned")?.staged.extend(staged);
+        Ok(())
+    }
+}
+
+impl Sink<u64> for Published {
+    type Writer = StagingWriter;
+    fn create(&self, _ctx: &WorkerContext) -> Result<StagingWriter, BoxError> {
+        Ok(StagingWriter(self.0.clone(), Vec::new()))
+    }
+    fn name(&self) -> &str {
+        "published"
+    }
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+#[test]
+fn a_committed_checkpoint_that_cannot_be_loaded_is_refused_not_skipped() {
+    let dir = temp_dir("committed-corrupt");
+    let out = Published::default();
+    let run = |n: u64| {
+        let job = Job::new("transactional");
+        job.source(MemorySource::new((0..n).collect()))
+            .sink(out.clone());
+        job.run(config(2, &dir, 5))
+    };
+    finish(run(1_000).expect("starts")).expect("first run");
+    let committed = out.0.lock().unwrap().committed.expect("committed");
+    assert_eq!(out.0.lock().unwrap().published.len(), 1_000);
+    let newest = dir.join(format!("chk-{committed:020}"));
+    let state = std::fs::read_dir(&newest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+        .expect("a state file");
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[0] ^= 0x55;
+    std::fs::write(&state, bytes).unwrap();
+    // Falling back would publish the first run's output again.
+    let err = run(1_000).expect_err("refused at start");
+    let msg = err.to_string();
+    assert!(matches!(err, JobError::Restore(_)), "{err:?}");
+    assert!(
+        msg.contains(&format!(
+            "the output of checkpoint {committed} is committed"
+        )),
+        "{msg}"
+    );
+    assert_eq!(
+        out.0.lock().unwrap().published.len(),
+        1_000,
+        "nothing published twice"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_changed_job_graph_refuses_to_restore() {
     let dir = temp_dir("changed");

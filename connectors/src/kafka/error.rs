@@ -48,6 +48,16 @@ pub enum KafkaConnectorError {
         /// The broker's answer.
         code: rdkafka::types::RDKafkaErrorCode,
     },
+    /// The job's checkpoint settings do not fit the exactly-once sink's transactions.
+    #[error("exactly-once Kafka output with checkpoints every {interval:?} (timeout {timeout:?}): {reason}")]
+    TransactionTimeout {
+        /// The checkpoint interval.
+        interval: std::time::Duration,
+        /// The checkpoint timeout.
+        timeout: std::time::Duration,
+        /// Why the transaction timeout does not fit.
+        reason: String,
+    },
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka failed")]
     Embedded(#[source] KafkaError),

@@ -26,7 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rill_engine::{BoxError, Committer, Epoch, SinkWriter};
+use rill_engine::{BoxError, CheckpointConfig, Committer, Epoch, SinkWriter};
 
 use super::error::KafkaConnectorError;
 use super::output::{KafkaOutput, ToKafka};
@@ -35,7 +35,8 @@ use super::producer::{record_of, DeliveryContext};
 /// The job-wide side of an exactly-once [`KafkaSink`](super::KafkaSink).
 pub(crate) struct Transaction {
     id: String,
-    producer_config: ClientConfig,
+    /// The producer's settings; [`Committer::prepare`] adds the transaction timeout.
+    producer_config: Mutex<ClientConfig>,
     brokers: String,
     marker_topic: String,
     timeout: Duration,
@@ -70,7 +71,7 @@ impl Transaction {
             .set("enable.idempotence", "true");
         Self {
             id,
-            producer_config,
+            producer_config: Mutex::new(producer_config),
             brokers,
             marker_topic,
             timeout,
@@ -93,10 +94,71 @@ impl Transaction {
     }
 }
 
+/// The longest `transaction.timeout.ms` a broker accepts by default
+/// (`transaction.max.timeout.ms`, 15 minutes).
+const BROKER_MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Slack over the longest a transaction can stay open: the commit itself, and the wait between
+/// a checkpoint's completion and the next transaction's first record.
+const TRANSACTION_SLACK: Duration = Duration::from_secs(10);
+
+/// The `transaction.timeout.ms` an exactly-once sink needs: a transaction stays open from one
+/// checkpoint's completion to the next one's, up to the interval plus the checkpoint timeout.
+/// `configured` is the user's own setting, if any, which must be long enough; otherwise the
+/// derived value, which must fit the broker's default maximum.
+fn transaction_timeout(
+    checkpoints: &CheckpointConfig,
+    configured: Option<&str>,
+) -> Result<Duration, KafkaConnectorError> {
+    let needed = checkpoints.interval + checkpoints.timeout + TRANSACTION_SLACK;
+    let refuse = |reason: String| KafkaConnectorError::TransactionTimeout {
+        interval: checkpoints.interval,
+        timeout: checkpoints.timeout,
+        reason,
+    };
+    match configured {
+        Some(ms) => {
+            let set = ms.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                refuse(format!(
+                    "transaction.timeout.ms `{ms}` is not a number of milliseconds"
+                ))
+            })?;
+            if set < needed {
+                return Err(refuse(format!(
+                    "transaction.timeout.ms is {} ms, but a transaction can stay open {} ms: \
+                     raise it, or shorten the checkpoint interval or timeout",
+                    set.as_millis(),
+                    needed.as_millis()
+                )));
+            }
+            Ok(set)
+        }
+        None if needed > BROKER_MAX_TRANSACTION_TIMEOUT => Err(refuse(format!(
+            "a transaction can stay open {} s, longer than brokers allow by default ({} s, \
+             transaction.max.timeout.ms): shorten the checkpoint interval or timeout, or set \
+             transaction.timeout.ms on the sink if your brokers allow more",
+            needed.as_secs(),
+            BROKER_MAX_TRANSACTION_TIMEOUT.as_secs()
+        ))),
+        None => Ok(needed),
+    }
+}
+
 impl Committer for Transaction {
+    /// Sets `transaction.timeout.ms` from the checkpoint settings (librdkafka's default of
+    /// 60 s would abort every transaction of a job that checkpoints every 60 s or more, and the
+    /// job would crash-loop), or refuses settings no broker default can serve.
+    fn prepare(&self, checkpoints: &CheckpointConfig) -> Result<(), BoxError> {
+        let mut config = self.producer_config.locked();
+        let timeout = transaction_timeout(checkpoints, config.get("transaction.timeout.ms"))?;
+        config.set("transaction.timeout.ms", timeout.as_millis().to_string());
+        Ok(())
+    }
+
     fn recover(&self) -> Result<Option<Epoch>, BoxError> {
         let producer: ThreadedProducer<DeliveryContext> = self
             .producer_config
+            .locked()
             .create_with_context(DeliveryContext {
                 failure: self.failure.clone(),
                 undelivered: None,
@@ -274,5 +336,63 @@ impl<T: ToKafka> SinkWriter<T> for TransactionalWriter {
             .into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every(interval: u64, timeout: u64) -> CheckpointConfig {
+        CheckpointConfig::new("unused")
+            .with_interval(Duration::from_secs(interval))
+            .with_timeout(Duration::from_secs(timeout))
+    }
+
+    #[test]
+    fn the_transaction_timeout_covers_an_interval_and_a_checkpoint() {
+        // librdkafka's default (60 s) would abort every transaction of this job.
+        let t = transaction_timeout(&every(60, 60), None).expect("fits the broker's maximum");
+        assert_eq!(t, Duration::from_secs(130));
+        assert_eq!(
+            transaction_timeout(&every(1, 60), None).expect("fits"),
+            Duration::from_secs(71)
+        );
+    }
+
+    #[test]
+    fn settings_no_transaction_can_serve_are_refused() {
+        let err = transaction_timeout(&every(20 * 60, 60), None).expect_err("too long");
+        assert!(
+            err.to_string().contains("longer than brokers allow"),
+            "{err}"
+        );
+        let err = transaction_timeout(&every(60, 60), Some("60000")).expect_err("too short");
+        assert!(
+            err.to_string()
+                .contains("transaction.timeout.ms is 60000 ms"),
+            "{err}"
+        );
+        // A user who raised it enough (their brokers allow it) is taken at their word.
+        assert_eq!(
+            transaction_timeout(&every(20 * 60, 60), Some("3600000")).expect("long enough"),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn prepare_sets_the_producers_transaction_timeout() {
+        let txn = Transaction::new(
+            "t".into(),
+            ClientConfig::new(),
+            "localhost:9".into(),
+            "out".into(),
+            Duration::from_secs(1),
+        );
+        txn.prepare(&every(60, 60)).expect("prepared");
+        assert_eq!(
+            txn.producer_config.locked().get("transaction.timeout.ms"),
+            Some("130000")
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Two-phase commit of a transactional sink, driven by the checkpoint coordinator.
 
+use crate::checkpoint::config::CheckpointConfig;
 use crate::error::BoxError;
 use crate::runtime::message::Epoch;
 
@@ -95,6 +96,16 @@ use crate::runtime::message::Epoch;
 /// # Ok::<(), rill_engine::JobError>(())
 /// ```
 pub trait Committer: Send + Sync + 'static {
+    /// Called once before [`recover`](Self::recover) with the job's checkpoint settings: a
+    /// transaction stays open from one checkpoint's completion until the next one's, so up to
+    /// `interval + timeout`. A committer whose store aborts transactions open longer than some
+    /// limit (Kafka's `transaction.timeout.ms`) raises that limit here, or refuses the
+    /// configuration with a clear error. The default accepts any setting.
+    fn prepare(&self, checkpoints: &CheckpointConfig) -> Result<(), BoxError> {
+        let _ = checkpoints;
+        Ok(())
+    }
+
     /// Called once before the workers start: fences earlier instances of this job's sink
     /// (aborting any transaction they left open) and returns the newest committed epoch, or
     /// `None` if nothing was ever committed.

@@ -78,6 +78,13 @@ pub(crate) fn recover(
     let mut warnings = Vec::new();
     let at_most = match &committer {
         Some(c) => {
+            c.prepare(&cc).map_err(|e| {
+                JobError::Invalid(format!(
+                    "sink `{}` cannot commit with these checkpoint settings: {}",
+                    c.name(),
+                    ErrorChain(&*e)
+                ))
+            })?;
             let committed = c.recover().map_err(|e| {
                 JobError::Restore(format!(
                     "recovering sink `{}`: {}",
@@ -92,6 +99,29 @@ pub(crate) fn recover(
     let (loaded, skipped) = store
         .load_latest(at_most)
         .map_err(|e| JobError::Restore(format!("{location}: {}", ErrorChain(&e))))?;
+    // A committed epoch whose checkpoint cannot be loaded: falling back to an older checkpoint
+    // would write output readers have already seen a second time.
+    if let Some(committed) = at_most.filter(|c| *c > 0) {
+        let loaded_epoch = loaded.as_ref().map_or(0, |l| l.manifest.epoch);
+        if loaded_epoch != committed {
+            return Err(JobError::Restore(format!(
+                "{location}: the output of checkpoint {committed} is committed, but that \
+                 checkpoint cannot be loaded ({}); restoring {} would write the output of the \
+                 epochs in between again. Repair or restore checkpoint {committed}, or start \
+                 this job from a new checkpoint location and transactional id.",
+                if skipped.is_empty() {
+                    "it is missing".to_string()
+                } else {
+                    skipped.join("; ")
+                },
+                if loaded_epoch == 0 {
+                    "no checkpoint".to_string()
+                } else {
+                    format!("checkpoint {loaded_epoch}")
+                },
+            )));
+        }
+    }
     warnings.extend(skipped);
     let mut epoch = 0;
     let mut nodes = None;

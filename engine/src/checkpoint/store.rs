@@ -197,26 +197,45 @@ fn unframe<'a>(magic: &[u8; 8], bytes: &'a [u8], what: &str) -> Result<&'a [u8],
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably: temp file, fsync, rename, dir fsync.
-fn replace_synced(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+/// `dir` (a subdirectory of `parent`) is created, durably, if it is missing.
+fn replace_synced(parent: &Path, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    create_dir_synced(parent, dir)?;
     let tmp = dir.join(format!("{name}.tmp"));
     write_synced(&tmp, bytes)?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
 
+/// Makes the entries of a directory (a rename, a new subdirectory) durable: opening it
+/// read-only and fsyncing it is the POSIX way. A failure is an error: a checkpoint whose
+/// directory entry is lost in a power cut is a checkpoint that never was.
+#[cfg(unix)]
 fn sync_dir(path: &Path) -> io::Result<()> {
-    // Makes a rename durable. Opening a directory read-only and fsyncing it is the POSIX way;
-    // platforms that refuse it do not need it.
-    match File::open(path) {
-        Ok(d) => d.sync_all().or(Ok(())),
-        Err(_) => Ok(()),
+    File::open(path)?.sync_all()
+}
+
+/// Windows cannot open a directory as a file, and its renames need no directory flush.
+#[cfg(not(unix))]
+fn sync_dir(_path: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Creates `dir` (whose parent exists) if it is missing, and makes its entry in the parent
+/// durable.
+fn create_dir_synced(parent: &Path, dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
 impl CheckpointStore {
     pub(crate) fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root)?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -250,7 +269,7 @@ impl CheckpointStore {
         nodes: Vec<StoredNode>,
     ) -> io::Result<FileEntry> {
         let dir = self.epoch_dir(epoch);
-        fs::create_dir_all(&dir)?;
+        create_dir_synced(&self.root, &dir)?;
         let name = format!("t{task}-w{worker}.state");
         // Streamed through a small buffer rather than encoded into one large one: a
         // multi-megabyte buffer allocated and freed every checkpoint makes the allocator hand
@@ -284,6 +303,7 @@ impl CheckpointStore {
     pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         let body = encode(manifest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         replace_synced(
+            &self.root,
             &self.epoch_dir(manifest.epoch),
             MANIFEST,
             &frame(MAGIC, &body),
@@ -298,6 +318,7 @@ impl CheckpointStore {
     pub(crate) fn write_plan(&self, plan: &BatchPlan) -> io::Result<()> {
         let body = encode(plan).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         replace_synced(
+            &self.root,
             &self.root.join(BATCHES),
             &Self::plan_name(plan.epoch),
             &frame(PLAN_MAGIC, &body),
@@ -458,7 +479,9 @@ impl CheckpointStore {
             if e > newest {
                 continue;
             }
-            let complete = self.epoch_dir(e).join(MANIFEST).exists();
+            // Complete means a manifest that validates: a torn or corrupt one must not count
+            // towards `retain`, or the last good checkpoint could be deleted in its favour.
+            let complete = self.read_manifest(e).is_ok();
             if complete && kept < retain {
                 kept += 1;
             } else if e != newest {
@@ -588,6 +611,29 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("this build reads format 2"), "{msg}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn retention_counts_only_checkpoints_whose_manifest_validates() {
+        let root = temp("retain-valid");
+        let store = CheckpointStore::open(&root).unwrap();
+        for e in 1..=4 {
+            checkpoint(&store, e, e as u8);
+        }
+        // Checkpoint 3's manifest is torn: it must not count as one of the two kept.
+        let m = root.join("chk-00000000000000000003/MANIFEST");
+        let bytes = fs::read(&m).unwrap();
+        fs::write(&m, &bytes[..bytes.len() - 3]).unwrap();
+        store.retain(4, 2).unwrap();
+        let mut left: Vec<Epoch> = store.epochs().unwrap();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [2, 4],
+            "the torn checkpoint went, the previous good one stayed"
+        );
+        // If 4 turns out unusable later, 2 is still there to fall back to.
         fs::remove_dir_all(&root).unwrap();
     }
 }
