@@ -514,3 +514,29 @@ fn a_pattern_subscribes_to_every_matching_topic() {
         "matching topics only, once each"
     );
 }
+
+#[test]
+fn an_aborted_job_does_not_wait_for_a_full_producer_queue() {
+    // A broker that never answers (nothing listens on port 1) and a queue of one record: the
+    // second write finds the queue full, and nothing will free it for `message.timeout.ms`.
+    let job = Job::new("queue-full");
+    job.source(Generator::new(10_000.0, |i| format!("v{i}")))
+        .map(|g: Generated<String>| g.value)
+        .sink(
+            KafkaSink::<String>::new("127.0.0.1:1")
+                .topic("nowhere")
+                .set("queue.buffering.max.messages", "1")
+                .set("message.timeout.ms", "300000"),
+        );
+    let handle = job.run(Config::default().with_workers(1)).expect("starts");
+    // Let the sink fill its queue and start waiting for room.
+    std::thread::sleep(Duration::from_millis(300));
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(handle);
+        let _ = dropped_tx.send(());
+    });
+    dropped
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the abort ends the write waiting for room: the job stops at once");
+}

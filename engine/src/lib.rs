@@ -56,7 +56,7 @@ pub use dataflow::stream::{
 pub use error::{BoxError, ErrorChain, JobError};
 pub use failure::{DeadLetter, Failure, Origin, RawRecord};
 pub use runtime::build::BuildCtx;
-pub use runtime::context::{Waker, WorkerContext};
+pub use runtime::context::{AbortSignal, Waker, WorkerContext};
 pub use runtime::exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};
 pub use runtime::flow::{Flow, Progress, Then, Union};
 pub use runtime::handle::{JobHandle, StopHandle};

@@ -58,6 +58,12 @@ pub enum KafkaConnectorError {
         /// Why the transaction timeout does not fit.
         reason: String,
     },
+    /// The job was aborted while a write waited for room in the producer's full queue.
+    #[error("gave up writing to Kafka topic `{topic}`: the job was aborted while the producer queue was full")]
+    AbortedWhileQueueFull {
+        /// The record's topic.
+        topic: String,
+    },
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka failed")]
     Embedded(#[source] KafkaError),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rill_engine::{BoxError, DeadLetter, Epoch, SinkWriter};
+use rill_engine::{AbortSignal, BoxError, DeadLetter, Epoch, SinkWriter};
 
 use super::error::KafkaConnectorError;
 use super::output::ToKafka;
@@ -20,6 +20,8 @@ pub struct KafkaPlainWriter {
     pub(super) failure: Arc<Mutex<Option<KafkaConnectorError>>>,
     pub(super) undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
     pub(super) flush_timeout: Duration,
+    /// The job's abort: a full queue is waited on only while the job runs.
+    pub(super) abort: AbortSignal,
 }
 
 impl std::fmt::Debug for KafkaPlainWriter {
@@ -57,6 +59,12 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
                     record = r;
                     self.producer.poll(Duration::from_millis(1));
                     self.check_deliveries()?;
+                    if self.abort.is_aborted() {
+                        return Err(KafkaConnectorError::AbortedWhileQueueFull {
+                            topic: topic.to_string(),
+                        }
+                        .into());
+                    }
                 }
                 Err((e, _)) => {
                     if let Some(undelivered) = &self.undelivered {

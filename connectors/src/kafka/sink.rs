@@ -161,7 +161,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
         Some(txn.clone() as Arc<dyn Committer>)
     }
 
-    fn create(&self, _ctx: &WorkerContext) -> Result<KafkaSinkWriter, BoxError> {
+    fn create(&self, ctx: &WorkerContext) -> Result<KafkaSinkWriter, BoxError> {
         if self.transactional_id.is_some() {
             if self.topic.is_none() {
                 return Err(KafkaConnectorError::NoMarkerTopic.into());
@@ -173,6 +173,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
             return Ok(KafkaSinkWriter::Transactional(TransactionalWriter::new(
                 txn.clone(),
                 self.topic.clone(),
+                ctx.abort_signal(),
             )));
         }
         let config = self.producer_config();
@@ -192,6 +193,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
             failure,
             undelivered,
             flush_timeout: self.flush_timeout,
+            abort: ctx.abort_signal(),
         }))
     }
 

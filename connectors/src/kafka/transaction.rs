@@ -26,7 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rill_engine::{BoxError, CheckpointConfig, Committer, Epoch, SinkWriter};
+use rill_engine::{AbortSignal, BoxError, CheckpointConfig, Committer, Epoch, SinkWriter};
 
 use super::error::KafkaConnectorError;
 use super::output::{KafkaOutput, ToKafka};
@@ -232,6 +232,8 @@ pub struct TransactionalWriter {
     default_topic: Option<String>,
     held: Option<Epoch>,
     buffer: Vec<KafkaOutput>,
+    /// The job's abort: a full queue is waited on only while the job runs.
+    abort: AbortSignal,
 }
 
 impl std::fmt::Debug for TransactionalWriter {
@@ -245,10 +247,15 @@ impl std::fmt::Debug for TransactionalWriter {
 }
 
 impl TransactionalWriter {
-    pub(crate) fn new(txn: Arc<Transaction>, default_topic: Option<String>) -> Self {
+    pub(crate) fn new(
+        txn: Arc<Transaction>,
+        default_topic: Option<String>,
+        abort: AbortSignal,
+    ) -> Self {
         Self {
             txn,
             default_topic,
+            abort,
             held: None,
             buffer: Vec::new(),
         }
@@ -269,6 +276,12 @@ impl TransactionalWriter {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     self.check()?;
+                    if self.abort.is_aborted() {
+                        return Err(KafkaConnectorError::AbortedWhileQueueFull {
+                            topic: topic.to_string(),
+                        }
+                        .into());
+                    }
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 Err((e, _)) => {

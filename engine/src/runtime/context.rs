@@ -1,5 +1,6 @@
 //! What a source or sink learns about the worker it runs on, and how it wakes that worker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ pub struct WorkerContext {
     pub(crate) signal: Arc<WorkerSignal>,
     pub(crate) started: Instant,
     pub(crate) checkpointing: bool,
+    pub(crate) abort: AbortSignal,
 }
 
 impl WorkerContext {
@@ -39,6 +41,13 @@ impl WorkerContext {
         self.checkpointing
     }
 
+    /// Tells whether the job is being aborted (a failure elsewhere, or its handle dropped). A
+    /// sink or source that waits inside a call (a full producer queue, a slow remote) checks it
+    /// and gives up, so an aborting job never waits for it.
+    pub fn abort_signal(&self) -> AbortSignal {
+        self.abort.clone()
+    }
+
     /// A handle that wakes this worker when it parks for lack of work. A source fed by a
     /// thread of its own (stdin, a network client) calls [`Waker::wake`] after handing over
     /// data, or the worker may sleep on it.
@@ -59,5 +68,17 @@ impl Waker {
     /// Wakes the worker if it is parked or about to park. Call after publishing the data.
     pub fn wake(&self) {
         self.signal.notify();
+    }
+}
+
+/// Whether the job is being aborted; see [`WorkerContext::abort_signal`].
+#[derive(Debug, Clone)]
+pub struct AbortSignal(pub(crate) Arc<AtomicBool>);
+
+impl AbortSignal {
+    /// True once the job is being aborted: stop waiting and return an error.
+    #[inline]
+    pub fn is_aborted(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }

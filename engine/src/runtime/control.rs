@@ -16,7 +16,7 @@ pub(crate) struct Shared {
     /// Graceful stop: sources end, everything in flight drains, sinks close.
     pub(crate) stop: Arc<AtomicBool>,
     /// Immediate stop after a failure (or when the handle is dropped).
-    pub(crate) abort: AtomicBool,
+    pub(crate) abort: Arc<AtomicBool>,
     pub(crate) signals: Arc<[Arc<WorkerSignal>]>,
     /// The checkpoint coordinator, which turns a stop into a final epoch.
     pub(crate) coordinator: Option<Sender<CoordinatorEvent>>,

@@ -12,7 +12,7 @@ use crate::dataflow::graph::Graph;
 use crate::dataflow::mode::Mode;
 use crate::error::JobError;
 use crate::runtime::build::BuildCtx;
-use crate::runtime::context::WorkerContext;
+use crate::runtime::context::{AbortSignal, WorkerContext};
 use crate::runtime::control::Shared;
 use crate::runtime::handle::JobHandle;
 use crate::runtime::metrics::{MetricsRegistry, NodeKind};
@@ -53,7 +53,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
     });
     let shared = Arc::new(Shared {
         stop: Arc::new(AtomicBool::new(false)),
-        abort: AtomicBool::new(false),
+        abort: Arc::new(AtomicBool::new(false)),
         signals: signals.clone(),
         coordinator: recovery.as_ref().map(|_| coordinator_tx.clone()),
     });
@@ -83,6 +83,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
                     signal: signals[w].clone(),
                     started,
                     checkpointing: control.is_some(),
+                    abort: AbortSignal(shared.abort.clone()),
                 },
                 signals: signals.clone(),
                 stop: shared.stop.clone(),
