@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use rill_engine::DeadLetter;
 
-/// What a [`KafkaSink`] needs from a record: topic (optional, else the sink's), key, value and
+/// What a [`KafkaSink`](crate::kafka::KafkaSink) needs from a record: topic (optional, else the sink's), key, value and
 /// headers. Implemented for [`KafkaOutput`], for `String`/`Vec<u8>` values and for
 /// `(key, value)` pairs of them.
 pub trait ToKafka {

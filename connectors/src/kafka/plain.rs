@@ -13,7 +13,7 @@ use super::error::KafkaConnectorError;
 use super::output::ToKafka;
 use super::producer::{flush_promptly, record_of, undelivered_letter, DeliveryContext};
 
-/// One worker's [`KafkaSink`].
+/// One worker's [`KafkaSink`](crate::kafka::KafkaSink).
 pub struct KafkaPlainWriter {
     pub(super) producer: BaseProducer<DeliveryContext>,
     pub(super) default_topic: Option<String>,

@@ -13,7 +13,7 @@ use crate::state::{NodeRestore, RestoredState};
 
 /// What a worker knows while it builds its instance of the job's flows.
 ///
-/// Opaque to users; it reaches [`FlowBuilder::build`] implementations.
+/// Opaque to users; it reaches [`FlowBuilder::build`](crate::FlowBuilder::build) implementations.
 pub struct BuildCtx {
     pub(crate) worker: WorkerContext,
     pub(crate) signals: Arc<[Arc<WorkerSignal>]>,

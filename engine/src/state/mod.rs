@@ -13,7 +13,7 @@
 //! under the *new* parallelism, from the files of every worker of the old run.
 //!
 //! - [`key`]: what a key must be, and its stable byte encoding ([`EncodeKey`]).
-//! - [`key_group`]: keys to key groups, key groups to workers.
+//! - [`key_group`](mod@key_group): keys to key groups, key groups to workers.
 //! - [`snapshot`]: snapshots, their encoding, and restoring from a checkpoint.
 //! - [`keyed`]: [`KeyedState`], the copy-on-write per-key table.
 //!

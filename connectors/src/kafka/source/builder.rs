@@ -14,7 +14,7 @@ use super::rebalance::{Ownership, RebalanceContext};
 use super::start::StartFrom;
 use crate::kafka::error::KafkaConnectorError;
 
-/// Reads Kafka topics as [`KafkaRecord`]s.
+/// Reads Kafka topics as [`KafkaRecord`](crate::kafka::KafkaRecord)s.
 ///
 /// Every worker creates one consumer in the group `group_id`, so Kafka assigns each partition
 /// to exactly one worker (a worker may get none when there are fewer partitions than workers).

@@ -28,7 +28,7 @@ pub(super) fn lock(
     table.locked()
 }
 
-/// The positions of every worker of a [`KafkaSource`]: what the checkpoint stores and what a
+/// The positions of every worker of a [`KafkaSource`](crate::kafka::KafkaSource): what the checkpoint stores and what a
 /// restart seeks to. Readable from any thread while the job runs.
 #[derive(Debug, Clone, Default)]
 pub struct SourcePositions {
@@ -50,7 +50,7 @@ impl SourcePositions {
     }
 }
 
-/// Counters of a [`KafkaSource`], over all its workers.
+/// Counters of a [`KafkaSource`](crate::kafka::KafkaSource), over all its workers.
 #[derive(Debug, Default)]
 pub struct SourceStats {
     pub(super) commits: AtomicU64,

@@ -24,7 +24,7 @@ use crate::kafka::record::KafkaRecord;
 /// woken at least this often to do so, even when no record arrives.
 const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// One worker's [`KafkaSource`]: its consumer and the positions of what it handed on.
+/// One worker's [`KafkaSource`](crate::kafka::KafkaSource): its consumer and the positions of what it handed on.
 pub struct KafkaReader {
     pub(super) consumer: BaseConsumer<RebalanceContext>,
     pub(super) positions: PositionTable,
@@ -245,7 +245,7 @@ impl SourceReader for KafkaReader {
     }
 
     /// The batch ends at each owned partition's end offset as the broker reports it when the
-    /// batch starts (see [`KafkaReader::plan_ends`]).
+    /// batch starts (one ListOffsets round trip per partition, as Spark's `latestOffsets`).
     fn plan_batch(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         self.plan_ends().map(Some)
     }
