@@ -540,3 +540,45 @@ fn an_aborted_job_does_not_wait_for_a_full_producer_queue() {
         .recv_timeout(Duration::from_secs(20))
         .expect("the abort ends the write waiting for room: the job stops at once");
 }
+
+#[test]
+fn a_checkpoint_waits_until_its_dead_letters_are_delivered() {
+    // The dead-letter topic is unreachable: a letter is accepted into the producer's queue and
+    // fails 0.5 s later, asynchronously. The barrier after it must wait for that verdict, so
+    // the job fails before a checkpoint past the bad record completes (a restart would skip
+    // the record and the letter would be lost).
+    let dir = std::env::temp_dir().join(format!(
+        "rill-dlq-barrier-{}-{}",
+        std::process::id(),
+        rill::time::now_nanos()
+    ));
+    let job = Job::new("dlq-barrier");
+    job.dead_letter(
+        KafkaSink::new("127.0.0.1:1")
+            .topic("dlq")
+            .set("message.timeout.ms", "500"),
+    );
+    job.source(Generator::new(1_000.0, |i| i))
+        .try_map(|g: Generated<u64>| -> Result<u64, rill::BoxError> {
+            if g.value == 20 {
+                return Err("record 20 is bad".into());
+            }
+            Ok(g.value)
+        })
+        .sink(CollectSink::default());
+    let config = Config::default()
+        .with_workers(1)
+        .with_checkpoints(CheckpointConfig::new(&dir).with_interval(Duration::from_millis(50)));
+    let mut handle = job.run(config).expect("starts");
+    let outcome = handle
+        .await_termination_timeout(Duration::from_secs(30))
+        .expect("the undelivered dead letter ends the job");
+    let err = outcome.expect_err("a lost dead letter is a failure");
+    assert!(
+        matches!(&err, JobError::Sink { sink, .. } if &**sink == "dead_letter"),
+        "{err:?}"
+    );
+    // Without the barrier's wait the job would run on, checkpoint after checkpoint, and the
+    // failure would surface (if ever) at close, after the record's offset was checkpointed.
+    let _ = std::fs::remove_dir_all(&dir);
+}

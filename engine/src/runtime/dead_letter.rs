@@ -11,6 +11,7 @@ use crate::dataflow::sink::{Sink, SinkWriter};
 use crate::error::{BoxError, JobError};
 use crate::failure::{DeadLetter, Failure};
 use crate::runtime::context::WorkerContext;
+use crate::runtime::message::Epoch;
 use crate::runtime::metrics::NodeCounters;
 use crate::sync::Lock;
 
@@ -68,11 +69,36 @@ impl DeadLetters {
     }
 
     pub(crate) fn flush(&mut self) -> Result<(), BoxError> {
-        self.sink.flush()
+        self.sink.flush()?;
+        self.check_delivered()
+    }
+
+    /// Pre-commits like any sink at `Barrier(epoch)`: every letter written before it is durable
+    /// (a Kafka dead-letter topic has acknowledged it) before the task acknowledges the
+    /// barrier, so no checkpoint completes past a record whose letter could still be lost.
+    pub(crate) fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
+        self.sink.on_barrier(epoch)?;
+        self.check_delivered()
     }
 
     pub(crate) fn close(&mut self) -> Result<(), BoxError> {
-        self.sink.close()
+        self.sink.close()?;
+        self.check_delivered()
+    }
+
+    /// A letter the dead-letter sink hands back as undeliverable has nowhere else to go: the
+    /// job fails rather than lose it.
+    fn check_delivered(&mut self) -> Result<(), BoxError> {
+        let lost = self.sink.take_dead_letters();
+        match lost.first() {
+            None => Ok(()),
+            Some(first) => Err(format!(
+                "{} dead letter(s) could not be delivered, the first: {}",
+                lost.len(),
+                first.error
+            )
+            .into()),
+        }
     }
 }
 
@@ -127,6 +153,21 @@ impl FailureHandler {
                 Err(e) => self.dead_letter_error = Some(e),
             }
         }
+    }
+
+    /// At `Barrier(epoch)`, before the task acknowledges it: makes the dead letters routed so
+    /// far durable (see [`DeadLetters::on_barrier`]).
+    pub(crate) fn on_barrier(&mut self, epoch: Epoch, worker: usize) -> Result<(), JobError> {
+        self.finish(worker)?;
+        if let Some(route) = &self.route {
+            let mut letters = route.locked();
+            letters.on_barrier(epoch).map_err(|source| JobError::Sink {
+                sink: letters.name.clone(),
+                worker,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether the chain must stop pulling input: a failure that will end the job.

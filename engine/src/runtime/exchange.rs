@@ -335,6 +335,8 @@ where
                 for dest in 0..workers {
                     self.outbox.send(dest, Message::Barrier(epoch));
                 }
+                // The epoch's dead letters are durable before the barrier is acknowledged.
+                self.outbox.failures.on_barrier(epoch, self.outbox.worker)?;
                 let mut report = BarrierReport::default();
                 self.flow.take_barrier_report(&mut report);
                 if let Some(epochs) = &self.epochs {

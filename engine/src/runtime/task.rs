@@ -191,6 +191,12 @@ where
                 self.sink
                     .on_barrier(epoch)
                     .map_err(|e| self.sink_error(e))?;
+                // Records the sink handed back, and every dead letter of the epoch, are
+                // durable in the dead-letter sink before the barrier is acknowledged.
+                for letter in self.sink.take_dead_letters() {
+                    self.failures.handle_undelivered(letter);
+                }
+                self.failures.on_barrier(epoch, self.worker)?;
                 let mut report = BarrierReport::default();
                 self.flow.take_barrier_report(&mut report);
                 if let Some(epochs) = &self.epochs {
