@@ -34,6 +34,19 @@ impl std::fmt::Debug for KafkaPlainWriter {
 }
 
 impl KafkaPlainWriter {
+    /// Waits until every record written so far is acknowledged, and surfaces any failed
+    /// delivery: what a barrier and the end of input both need.
+    fn wait_for_acknowledgements(&mut self) -> Result<(), BoxError> {
+        if flush_promptly(&self.producer, self.flush_timeout).is_err() {
+            self.check_deliveries()?;
+            return Err(KafkaConnectorError::FlushTimeout {
+                in_flight: self.producer.in_flight_count(),
+            }
+            .into());
+        }
+        self.check_deliveries()
+    }
+
     fn check_deliveries(&self) -> Result<(), BoxError> {
         match self.failure.locked().take() {
             Some(e) => Err(e.into()),
@@ -91,14 +104,7 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
     /// At-least-once with checkpoints: every record written before the barrier must be
     /// acknowledged before the checkpoint may say the input behind it is done.
     fn on_barrier(&mut self, _epoch: Epoch) -> Result<(), BoxError> {
-        if flush_promptly(&self.producer, self.flush_timeout).is_err() {
-            self.check_deliveries()?;
-            return Err(KafkaConnectorError::FlushTimeout {
-                in_flight: self.producer.in_flight_count(),
-            }
-            .into());
-        }
-        self.check_deliveries()
+        self.wait_for_acknowledgements()
     }
 
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
@@ -109,13 +115,6 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
-        if flush_promptly(&self.producer, self.flush_timeout).is_err() {
-            self.check_deliveries()?;
-            return Err(KafkaConnectorError::FlushTimeout {
-                in_flight: self.producer.in_flight_count(),
-            }
-            .into());
-        }
-        self.check_deliveries()
+        self.wait_for_acknowledgements()
     }
 }
