@@ -67,6 +67,19 @@ pub enum JobError {
     /// whose graph or state types differ.
     #[error("cannot restore from checkpoint: {0}")]
     Restore(String),
+    /// Another running job (another instance of this one, say mid-deploy) holds the
+    /// checkpoint location's lock. Two instances on one location would read the same input
+    /// and prune each other's checkpoints, so the second one stops before doing anything.
+    #[error(
+        "checkpoint location {location} is in use by another running job ({holder}); stop \
+         that instance first, or give this one its own checkpoint location"
+    )]
+    LocationInUse {
+        /// The checkpoint location.
+        location: std::path::PathBuf,
+        /// Who holds it: job name, process id, host and start time.
+        holder: String,
+    },
     /// A worker thread could not be started.
     #[error("could not start worker {worker}")]
     Spawn {

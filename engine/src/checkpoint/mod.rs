@@ -10,5 +10,6 @@ pub(crate) mod commit;
 pub(crate) mod config;
 pub(crate) mod coordinator;
 pub(crate) mod epoch;
+pub(crate) mod lock;
 pub(crate) mod recovery;
 pub(crate) mod store;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::checkpoint::config::CheckpointConfig;
+use crate::checkpoint::lock::LockError;
 use crate::checkpoint::store::CheckpointStore;
 use crate::dataflow::config::Config;
 use crate::dataflow::graph::Graph;
@@ -72,8 +73,10 @@ pub(crate) fn recover(
         .map(|(n, k)| (n.to_string(), format!("{k:?}")))
         .collect();
     let location = cc.location.display().to_string();
-    let store = CheckpointStore::open(&cc.location)
-        .map_err(|e| JobError::Restore(format!("{location}: {}", ErrorChain(&e))))?;
+    let store = CheckpointStore::open(&cc.location, job).map_err(|e| match e {
+        LockError::Held { location, holder } => JobError::LocationInUse { location, holder },
+        LockError::Io { .. } => JobError::Restore(ErrorChain(&e).to_string()),
+    })?;
     let committer = graph.committers.first().map(|(_, c)| c.clone());
     let mut warnings = Vec::new();
     let at_most = match &committer {

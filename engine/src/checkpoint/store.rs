@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::lock::{DirectoryLock, LockError};
 use crate::runtime::message::Epoch;
 use crate::state::{decode, encode, EncodedState, NodeRestore};
 
@@ -149,10 +150,11 @@ impl<W: Write> Write for ChecksumWriter<W> {
     }
 }
 
-/// A checkpoint directory.
+/// A checkpoint directory, locked for this job while the store (or a clone) lives.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointStore {
     root: PathBuf,
+    _lock: std::sync::Arc<DirectoryLock>,
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -231,13 +233,21 @@ fn create_dir_synced(parent: &Path, dir: &Path) -> io::Result<()> {
 }
 
 impl CheckpointStore {
-    pub(crate) fn open(root: &Path) -> io::Result<Self> {
-        fs::create_dir_all(root)?;
+    /// Opens (creating it if needed) the checkpoint directory `root` and locks it for
+    /// `job`: a second running instance on the same location is refused.
+    pub(crate) fn open(root: &Path, job: &str) -> Result<Self, LockError> {
+        let io_error = |source| LockError::Io {
+            location: root.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(root).map_err(io_error)?;
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+            sync_dir(parent).map_err(io_error)?;
         }
+        let lock = DirectoryLock::acquire(root, job)?;
         Ok(Self {
             root: root.to_path_buf(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -539,7 +549,7 @@ mod tests {
     #[test]
     fn newest_complete_checkpoint_wins_and_corruption_falls_back_with_a_warning() {
         let root = temp("fallback");
-        let store = CheckpointStore::open(&root).unwrap();
+        let store = CheckpointStore::open(&root, "test").unwrap();
         for e in 1..=3 {
             checkpoint(&store, e, e as u8);
         }
@@ -578,7 +588,7 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_complete_ones() {
         let root = temp("retention");
-        let store = CheckpointStore::open(&root).unwrap();
+        let store = CheckpointStore::open(&root, "test").unwrap();
         for e in 1..=5 {
             checkpoint(&store, e, 0);
         }
@@ -595,7 +605,7 @@ mod tests {
     #[test]
     fn a_checkpoint_of_another_format_is_refused_not_skipped() {
         let root = temp("format");
-        let store = CheckpointStore::open(&root).unwrap();
+        let store = CheckpointStore::open(&root, "test").unwrap();
         checkpoint(&store, 1, 1);
         // Checkpoint 2 as a build that routed keys by `std::hash::Hash` wrote it.
         let f = store.write_state(2, 0, 0, Vec::new()).unwrap();
@@ -617,7 +627,7 @@ mod tests {
     #[test]
     fn retention_counts_only_checkpoints_whose_manifest_validates() {
         let root = temp("retain-valid");
-        let store = CheckpointStore::open(&root).unwrap();
+        let store = CheckpointStore::open(&root, "test").unwrap();
         for e in 1..=4 {
             checkpoint(&store, e, e as u8);
         }
