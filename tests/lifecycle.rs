@@ -110,7 +110,7 @@ fn metrics_count_records_in_and_out_of_every_node() {
     let job = Job::new("metrics");
     let out = CollectSink::default();
     job.source(MemorySource::new((0..100u32).collect()))
-        .filter(|x: &u32| x % 4 == 0)
+        .filter(|x: &u32| x.is_multiple_of(4))
         .flat_map(|x: u32| [x, x])
         .key_by(|x: &u32| *x)
         .count()

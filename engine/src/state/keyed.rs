@@ -16,7 +16,7 @@ use super::snapshot::{
 const PER_CHUNK: usize = 128;
 const CHUNKS: usize = 128;
 const BUCKETS: usize = PER_CHUNK * CHUNKS;
-const _: () = assert!(BUCKETS % KEY_GROUPS as usize == 0);
+const _: () = assert!(BUCKETS.is_multiple_of(KEY_GROUPS as usize));
 
 type Bucket<K, V> = std::collections::HashMap<K, V, BuildKeyHasher>;
 type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
