@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rill::connectors::kafka::{KafkaRecord, KafkaSink, KafkaSource, SourceStats};
+use rill::connectors::kafka::{KafkaRecord, KafkaSink, KafkaSource, SourceStats, StartFrom};
 use rill::prelude::*;
 
 use common::broker::Broker;
@@ -95,4 +95,56 @@ fn a_member_joining_mid_stream_neither_loses_nor_repeats_records() {
     // re-forms: then a restart re-reads what was handed on since the last commit
     // (at-least-once); checkpointing jobs own their offsets instead.
     assert!(read_by(&m2) > 0, "the joining job took over partitions");
+}
+
+/// A bounded, checkpointed run over `aged` (one partition) that starts from `start`: the keys
+/// it read.
+fn checkpointed_run(brokers: &str, dir: &std::path::Path, start: StartFrom) -> Vec<Vec<u8>> {
+    let job = Job::new("aged");
+    let out = CollectSink::default();
+    job.source(
+        KafkaSource::new(brokers, "aged-reader")
+            .topics(["aged"])
+            .start_from(start)
+            .bounded(),
+    )
+    .map(|r: KafkaRecord| r.key.unwrap_or_default())
+    .sink(out.clone());
+    let config = Config::default()
+        .with_workers(1)
+        .with_checkpoints(CheckpointConfig::new(dir));
+    common::finish(job.run(config).expect("job starts")).expect("bounded run succeeds");
+    out.take()
+}
+
+#[test]
+fn a_restored_position_below_retention_resumes_at_the_earliest_retained_record() {
+    let broker = Broker::start();
+    broker.create_topic("aged", 1);
+    let brokers = broker.bootstrap.clone();
+    let dir = std::env::temp_dir().join(format!("rill-aged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let records = |range: std::ops::Range<u32>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        range
+            .map(|i| (format!("k{i}").into_bytes(), b"v".to_vec()))
+            .collect()
+    };
+    produce(&brokers, "aged", &records(0..10));
+    assert_eq!(
+        checkpointed_run(&brokers, &dir, StartFrom::Earliest).len(),
+        10
+    );
+
+    // While the job is down, 10 more arrive and retention deletes offsets below 15: the
+    // checkpoint's position (10) is out of range.
+    produce(&brokers, "aged", &records(10..20));
+    assert_eq!(common::kafka::delete_records(&brokers, "aged", 0, 15), 15);
+
+    // Restored with `Latest` (which applies only to partitions the job never read): the
+    // retained backlog after the lost range is read, not skipped to the end.
+    let mut got = checkpointed_run(&brokers, &dir, StartFrom::Latest);
+    got.sort();
+    let want: Vec<Vec<u8>> = (15..20).map(|i| format!("k{i}").into_bytes()).collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -168,3 +168,28 @@ pub(crate) fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
         })
         .sum()
 }
+
+/// Deletes the records of `topic`'s partition `partition` below `before` (what retention does
+/// to old segments), through the admin API; returns the partition's new low watermark.
+pub(crate) fn delete_records(brokers: &str, topic: &str, partition: i32, before: i64) -> i64 {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(before))
+        .expect("partition");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let result =
+        futures_executor::block_on(admin.delete_records(&tpl, &opts)).expect("DeleteRecords");
+    let entry = result
+        .find_partition(topic, partition)
+        .expect("the partition in DeleteRecords' answer");
+    entry.error().expect("records deleted");
+    match entry.offset() {
+        Offset::Offset(low) => low,
+        other => panic!("DeleteRecords answered {other:?}"),
+    }
+}

@@ -8,6 +8,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use rill_engine::state::RestoredState;
 use rill_engine::BoxError;
 
+use super::assignment::LOOKUP_TIMEOUT;
 use super::positions::{decode_positions, encode_positions, lock};
 use super::reader::KafkaReader;
 use crate::kafka::error::KafkaConnectorError;
@@ -23,6 +24,10 @@ impl KafkaReader {
 
     /// Seeks every owned partition to the checkpoint's position (from whichever old worker
     /// owned it), so a job restores at any number of workers.
+    ///
+    /// A position outside its partition's retained range restarts at the earliest retained
+    /// offset, whatever the source's `StartFrom` (whose `auto.offset.reset` would otherwise
+    /// skip a `Latest` source to the end, past the whole retained backlog), with a warning.
     pub(super) fn restore_positions(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
         let stored = decode_positions(state)?;
         let mut table = lock(&self.positions);
@@ -32,7 +37,26 @@ impl KafkaReader {
                 .iter()
                 .find(|(t, part, _)| *part == p.partition && **t == *p.topic)
             {
-                p.next_offset = *offset;
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&p.topic, p.partition, LOOKUP_TIMEOUT)
+                    .map_err(KafkaConnectorError::Client)?;
+                p.next_offset = if (low..=high).contains(offset) {
+                    *offset
+                } else {
+                    self.consumer
+                        .context()
+                        .stats
+                        .out_of_range
+                        .fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "rill: warning: the checkpoint's position {offset} of {}/{} is outside \
+                         the partition's retained offsets {low}..{high}: resuming at {low}; \
+                         records the job had not read are gone",
+                        p.topic, p.partition
+                    );
+                    low
+                };
             }
             assignment
                 .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))

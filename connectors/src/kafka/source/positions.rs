@@ -55,6 +55,7 @@ impl SourcePositions {
 pub struct SourceStats {
     pub(super) commits: AtomicU64,
     pub(super) failed_commits: AtomicU64,
+    pub(super) out_of_range: AtomicU64,
 }
 
 impl SourceStats {
@@ -67,6 +68,13 @@ impl SourceStats {
     /// the partition's next owner re-read records handed on since the last successful commit.
     pub fn failed_commits(&self) -> u64 {
         self.failed_commits.load(Ordering::Relaxed)
+    }
+
+    /// Restored positions that were no longer in their partition's range (retention deleted
+    /// the records, or the topic was recreated) and restarted at the earliest retained
+    /// offset. Each one means records the job never read are gone; a warning says which.
+    pub fn out_of_range_positions(&self) -> u64 {
+        self.out_of_range.load(Ordering::Relaxed)
     }
 }
 
