@@ -17,6 +17,12 @@ use super::transaction::{Transaction, TransactionalWriter};
 
 /// Writes records to Kafka, one producer per worker.
 ///
+/// The producer is idempotent (`enable.idempotence=true`, which implies `acks=all`): a
+/// broker restart or a lost acknowledgement makes librdkafka retry, and the broker discards
+/// what it already has, so retries neither duplicate nor reorder a partition's records.
+/// A restart of the *job* without checkpoints still re-sends what was not acknowledged
+/// (at least once); exactly-once output needs [`KafkaSink::exactly_once`].
+///
 /// Sends are asynchronous: `write` hands the record to librdkafka, which batches (for at most
 /// `linger.ms`, 0 by default here) and retries transient failures itself. A record that still
 /// fails (retries exhausted, message too large, unknown topic) fails the job with
@@ -136,7 +142,11 @@ impl<T> KafkaSink<T> {
         config
             .set("bootstrap.servers", &self.brokers)
             // librdkafka waits 5 ms by default to fill batches: pure latency on this path.
-            .set("linger.ms", "0");
+            .set("linger.ms", "0")
+            // Retries after a broker restart or a lost acknowledgement neither duplicate nor
+            // reorder records within a partition: the broker drops a retried batch it already
+            // has by its producer id and sequence number (implies acks=all).
+            .set("enable.idempotence", "true");
         for (k, v) in &self.overrides {
             config.set(k, v);
         }
@@ -249,5 +259,18 @@ impl<T: ToKafka> SinkWriter<T> for KafkaSinkWriter {
             KafkaSinkWriter::Plain(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
             KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_producer_is_idempotent_unless_the_user_says_otherwise() {
+        let sink = KafkaSink::<String>::new("127.0.0.1:9");
+        assert_eq!(sink.producer_config().get("enable.idempotence"), Some("true"));
+        let sink = sink.set("enable.idempotence", "false");
+        assert_eq!(sink.producer_config().get("enable.idempotence"), Some("false"));
     }
 }
