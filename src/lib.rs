@@ -12,8 +12,8 @@ pub use rill_engine as engine;
 pub use rill_operators as operators;
 
 pub use rill_engine::{
-    time, BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, IdleStrategy, Job,
-    JobError, JobHandle, JobMetrics, KeyedStream, Mode, Stream, Trigger,
+    time, BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, ErrorChain,
+    IdleStrategy, Job, JobError, JobHandle, JobMetrics, KeyedStream, Mode, Stream, Trigger,
 };
 
 /// Everything a job definition needs: `use rill::prelude::*;`.

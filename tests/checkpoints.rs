@@ -252,6 +252,10 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning() {
     let mut epochs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
+        })
         .collect();
     epochs.sort();
     assert_eq!(epochs.len(), 3, "three checkpoints retained: {epochs:?}");
@@ -375,6 +379,66 @@ fn a_committed_checkpoint_that_cannot_be_loaded_is_refused_not_skipped() {
         1_000,
         "nothing published twice"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sink_that_lost_its_commit_record_is_refused_until_an_operator_names_the_epoch() {
+    let dir = temp_dir("lost-marker");
+    let out = Published::default();
+    let run = |n: u64, config: Config| {
+        let job = Job::new("transactional");
+        job.source(MemorySource::new((0..n).collect()))
+            .sink(out.clone());
+        job.run(config)
+    };
+    // Two runs: the second one's checkpoints record the first one's commits.
+    finish(run(1_000, config(2, &dir, 5)).expect("starts")).expect("first run");
+    finish(run(1_000, config(2, &dir, 5)).expect("restarts")).expect("second run");
+    let committed = out.0.lock().unwrap().committed.expect("committed");
+    // The sink's record vanishes (Kafka: its marker group expired or was deleted).
+    out.0.lock().unwrap().committed = None;
+    let err = run(1_000, config(2, &dir, 5)).expect_err("refused at start");
+    let msg = err.to_string();
+    assert!(matches!(err, JobError::Restore(_)), "{err:?}");
+    assert!(msg.contains("record of its commits is gone"), "{msg}");
+    assert!(msg.contains("kept by sink `published`"), "{msg}");
+    assert!(msg.contains(&format!("and {committed})")), "{msg}");
+    let kept = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            e.file_name().to_string_lossy().starts_with("chk-")
+        })
+        .count();
+    assert!(kept > 0, "the checkpoints are kept");
+    // An assumption outside what the checkpoints allow is refused too.
+    let err = run(
+        1_000,
+        config(2, &dir, 5).with_checkpoints(
+            CheckpointConfig::new(&dir)
+                .with_interval(Duration::from_millis(5))
+                .assume_committed(committed + 1),
+        ),
+    )
+    .expect_err("out of range");
+    assert!(
+        err.to_string().contains("outside the possible range"),
+        "{err}"
+    );
+    // The operator says what was committed: the job resumes there, publishing nothing twice.
+    let handle = run(
+        1_000,
+        config(2, &dir, 5).with_checkpoints(
+            CheckpointConfig::new(&dir)
+                .with_interval(Duration::from_millis(5))
+                .assume_committed(committed),
+        ),
+    )
+    .expect("starts with the assumption");
+    assert_eq!(handle.checkpoints().unwrap().restored_from, Some(committed));
+    finish(handle).expect("resumed run");
+    assert_eq!(out.0.lock().unwrap().published.len(), 1_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -12,6 +12,7 @@ use common::broker::Broker;
 use common::{example_binary, finish};
 use rill::connectors::kafka::{KafkaRecord, KafkaSink, KafkaSource};
 use rill::prelude::*;
+use rill::ErrorChain;
 
 /// Line `i` of the input: a few words from a small vocabulary, so counts grow large.
 fn line(i: u64) -> String {
@@ -170,6 +171,18 @@ fn exactly_once_output_continues_across_a_restart_in_process() {
     handle.stop();
     finish(handle).expect("second run");
     check_output(&brokers, "eo1-out", &expected);
+
+    // A changed transactional id finds no commit marker: the job refuses to guess, names
+    // the marker's group, and keeps the checkpoints.
+    let err = job(&brokers, "eo1-in", "eo1-out", "eo1-renamed")
+        .run(config())
+        .expect_err("no marker: refused");
+    let msg = ErrorChain(&err).to_string();
+    assert!(
+        msg.contains("consumer group `eo1-renamed.rill-commits`"),
+        "{msg}"
+    );
+    assert!(msg.contains("assume_committed"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -269,8 +269,14 @@ mod tests {
     #[test]
     fn the_plain_producer_is_idempotent_unless_the_user_says_otherwise() {
         let sink = KafkaSink::<String>::new("127.0.0.1:9");
-        assert_eq!(sink.producer_config().get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            sink.producer_config().get("enable.idempotence"),
+            Some("true")
+        );
         let sink = sink.set("enable.idempotence", "false");
-        assert_eq!(sink.producer_config().get("enable.idempotence"), Some("false"));
+        assert_eq!(
+            sink.producer_config().get("enable.idempotence"),
+            Some("false")
+        );
     }
 }

@@ -192,6 +192,16 @@ impl Committer for Transaction {
         Ok(epoch)
     }
 
+    fn commit_record(&self) -> String {
+        format!(
+            "its commit marker, the offset of partition 0 of topic `{}` committed in consumer \
+             group `{}` on {}",
+            self.marker_topic,
+            self.marker_group(),
+            self.brokers
+        )
+    }
+
     fn begin(&self, _after: Epoch) -> Result<(), BoxError> {
         self.producer()?.begin_transaction().map_err(client)?;
         Ok(())

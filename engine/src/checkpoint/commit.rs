@@ -111,6 +111,13 @@ pub trait Committer: Send + Sync + 'static {
     /// `None` if nothing was ever committed.
     fn recover(&self) -> Result<Option<Epoch>, BoxError>;
 
+    /// Where this committer records the newest committed epoch, in words, for the error that
+    /// stops a job whose record went missing (for a Kafka sink: the consumer group of its
+    /// commit marker). The default names the sink.
+    fn commit_record(&self) -> String {
+        format!("kept by sink `{}`", self.name())
+    }
+
     /// Opens the transaction for the records that follow barrier `after`.
     fn begin(&self, after: Epoch) -> Result<(), BoxError>;
 

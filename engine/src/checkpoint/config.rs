@@ -22,6 +22,10 @@ pub struct CheckpointConfig {
     pub retain: usize,
     /// A checkpoint not complete after this long fails the job. Default 60 s.
     pub timeout: Duration,
+    /// An operator's statement that the output of this epoch (and every one before it) is
+    /// committed, for the one restart after a transactional sink lost its own record of what
+    /// it committed; see [`assume_committed`](Self::assume_committed). Default `None`.
+    pub assumed_committed: Option<u64>,
 }
 
 impl CheckpointConfig {
@@ -32,6 +36,7 @@ impl CheckpointConfig {
             interval: Duration::from_secs(1),
             retain: 3,
             timeout: Duration::from_secs(60),
+            assumed_committed: None,
         }
     }
     /// Sets the interval between checkpoints.
@@ -47,6 +52,20 @@ impl CheckpointConfig {
     /// Sets the time after which an incomplete checkpoint fails the job.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+    /// Restores as if a transactional sink had committed the output of `epoch` and of every
+    /// epoch before it, when the sink's own record of its commits is missing or older than
+    /// what the checkpoints prove (a Kafka sink's commit marker is a consumer-group offset,
+    /// which the broker deletes after `offsets.retention.minutes` without commits, or which a
+    /// changed transactional id no longer finds).
+    ///
+    /// Without it such a job refuses to start and keeps its checkpoints: guessing would
+    /// either repeat committed output or skip uncommitted output. The refusal names the range
+    /// `epoch` must lie in. It has no effect when the sink's record is consistent with the
+    /// checkpoints; a checkpoint of `epoch` must exist.
+    pub fn assume_committed(mut self, epoch: u64) -> Self {
+        self.assumed_committed = Some(epoch);
         self
     }
 }

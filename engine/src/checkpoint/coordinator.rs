@@ -66,6 +66,9 @@ pub(crate) struct CoordinatorSetup {
     pub(crate) tasks: usize,
     pub(crate) source_instances: usize,
     pub(crate) restored: Epoch,
+    /// The newest epoch the transactional sink has committed (`None` without one), recorded
+    /// in every manifest.
+    pub(crate) committed: std::cell::Cell<Option<Epoch>>,
     /// Micro-batch mode: when batches start.
     pub(crate) trigger: Option<Trigger>,
     pub(crate) log: Arc<Mutex<CheckpointLog>>,
@@ -277,6 +280,7 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
+        committed: s.committed.get(),
     };
     if let Some(store) = &s.store {
         store.commit_manifest(&manifest).map_err(|e| {
@@ -291,6 +295,7 @@ fn complete(s: &CoordinatorSetup, mut f: InFlight) -> Result<(), JobError> {
                 format!("committing sink `{}`: {}", c.name(), ErrorChain(&*e)),
             )
         })?;
+        s.committed.set(Some(f.epoch));
         if !f.last {
             c.begin(f.epoch).map_err(|e| {
                 checkpoint_error(

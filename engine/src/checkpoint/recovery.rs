@@ -18,6 +18,8 @@ pub(crate) struct Recovery {
     pub(crate) store: Option<CheckpointStore>,
     pub(crate) committer: Option<Arc<dyn crate::checkpoint::commit::Committer>>,
     pub(crate) epoch: crate::runtime::message::Epoch,
+    /// The newest epoch the transactional sink committed (0 if none); `None` without one.
+    pub(crate) committed: Option<crate::runtime::message::Epoch>,
     pub(crate) nodes: Option<Arc<Vec<crate::state::NodeRestore>>>,
     /// Micro-batch mode: the logged plan of the batch after `epoch`, which never completed;
     /// the restarted job replays it with exactly these ends.
@@ -59,6 +61,7 @@ pub(crate) fn recover(
                 store: None,
                 committer: None,
                 epoch: 0,
+                committed: None,
                 nodes: None,
                 replay: None,
                 node_list: Vec::new(),
@@ -95,7 +98,13 @@ pub(crate) fn recover(
                     ErrorChain(&*e)
                 ))
             })?;
-            Some(committed.unwrap_or(0))
+            Some(checked_commit(
+                &store,
+                &cc,
+                c.as_ref(),
+                committed.unwrap_or(0),
+                &mut warnings,
+            )?)
         }
         None => None,
     };
@@ -173,9 +182,75 @@ pub(crate) fn recover(
         store: Some(store),
         committer,
         epoch,
+        committed: at_most,
         nodes,
         replay,
         node_list,
         warnings,
     }))
+}
+
+/// The epoch up to which output is committed: the sink's own record (`recorded`), checked
+/// against what the checkpoints prove. A sink whose record is behind that proof has lost it
+/// (a Kafka marker group deleted by offset retention, a changed transactional id): the job
+/// refuses to guess, keeps its checkpoints, and names the record and the range an operator's
+/// [`CheckpointConfig::assume_committed`] must lie in.
+fn checked_commit(
+    store: &CheckpointStore,
+    cc: &CheckpointConfig,
+    committer: &dyn crate::checkpoint::commit::Committer,
+    recorded: crate::runtime::message::Epoch,
+    warnings: &mut Vec<String>,
+) -> Result<crate::runtime::message::Epoch, JobError> {
+    let location = cc.location.display();
+    let io = |e: std::io::Error| JobError::Restore(format!("{location}: {}", ErrorChain(&e)));
+    let Some((proof_checkpoint, proven)) = store.commit_evidence().map_err(io)? else {
+        return Ok(recorded);
+    };
+    if recorded >= proven {
+        if cc.assumed_committed.is_some() {
+            warnings.push(format!(
+                "assume_committed is ignored: sink `{}` records epoch {recorded} as committed, \
+                 consistent with the checkpoints",
+                committer.name()
+            ));
+        }
+        return Ok(recorded);
+    }
+    let newest = store.newest_complete().map_err(io)?.unwrap_or(proven);
+    match cc.assumed_committed {
+        Some(assumed) if (proven..=newest).contains(&assumed) => {
+            warnings.push(format!(
+                "sink `{}` records {} committed, behind checkpoint {proof_checkpoint}'s proof \
+                 of epoch {proven}; restoring as the operator asserted (assume_committed {assumed})",
+                committer.name(),
+                if recorded == 0 {
+                    "no epoch".to_string()
+                } else {
+                    format!("epoch {recorded}")
+                },
+            ));
+            Ok(assumed)
+        }
+        Some(assumed) => Err(JobError::Restore(format!(
+            "{location}: assume_committed({assumed}) is outside the possible range: the \
+             checkpoints prove epoch {proven} committed and the newest one is {newest}"
+        ))),
+        None => Err(JobError::Restore(format!(
+            "{location}: sink `{}` has {} ({}), but checkpoint {proof_checkpoint} proves the \
+             output of epoch {proven} was committed: the sink's record of its commits is gone \
+             (offset retention after a long outage, a deleted consumer group, or a changed \
+             transactional id). Restoring without it would write committed output again or \
+             skip output that was never committed, so the job does not start and the \
+             checkpoints are kept. If you know the newest committed epoch (between {proven} \
+             and {newest}), start once with CheckpointConfig::assume_committed(EPOCH).",
+            committer.name(),
+            if recorded == 0 {
+                "no record of a commit".to_string()
+            } else {
+                format!("a record of epoch {recorded} only")
+            },
+            committer.commit_record(),
+        ))),
+    }
 }

@@ -37,9 +37,10 @@ const MAGIC: &[u8; 8] = b"RILLCKP1";
 const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
 /// The manifest's format. 2: keys are routed to key groups by their [`EncodeKey`] encoding
 /// (format 1 hashed what `std::hash::Hash` fed the hasher, so its key groups differ).
+/// 3: the manifest records the newest committed epoch.
 ///
 /// [`EncodeKey`]: crate::state::EncodeKey
-pub(crate) const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 3;
 const BATCHES: &str = "batches";
 
 /// One node's state in a state file.
@@ -75,6 +76,10 @@ pub(crate) struct Manifest {
     pub(crate) nodes: Vec<(String, String)>,
     pub(crate) files: Vec<FileEntry>,
     pub(crate) created_unix_ms: u64,
+    /// The newest epoch whose output the job's transactional sink had committed when this
+    /// manifest was written (0 if none; `None` without a transactional sink): the store's own
+    /// evidence of commits, checked against the sink's record at restore.
+    pub(crate) committed: Option<Epoch>,
 }
 
 /// One source instance's planned end: `(node, worker, encoded end)`.
@@ -382,14 +387,19 @@ impl CheckpointStore {
     fn read_manifest(&self, epoch: Epoch) -> Result<Manifest, Invalid> {
         let bytes = fs::read(self.epoch_dir(epoch).join(MANIFEST))?;
         let body = unframe(MAGIC, &bytes, "manifest")?;
-        let manifest: Manifest =
-            decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
-        if manifest.format != FORMAT {
+        // The format comes first in every format's manifest: read it alone, so that a
+        // manifest of another format is refused as such, not reported as corrupt.
+        let (format, _) =
+            bincode::serde::decode_from_slice::<u32, _>(body, bincode::config::standard())
+                .map_err(|e| Invalid::Corrupt(e.to_string()))?;
+        if format != FORMAT {
             return Err(Invalid::Format {
                 epoch,
-                found: manifest.format,
+                found: format,
             });
         }
+        let manifest: Manifest =
+            decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
         if manifest.epoch != epoch {
             return Err(Invalid::Corrupt(format!(
                 "manifest says format {} epoch {}",
@@ -470,6 +480,31 @@ impl CheckpointStore {
         Ok((None, warnings))
     }
 
+    /// What the complete checkpoints prove was committed: the highest `committed` epoch any
+    /// valid manifest records, with the epoch of that checkpoint; `None` if none records one.
+    pub(crate) fn commit_evidence(&self) -> io::Result<Option<(Epoch, Epoch)>> {
+        let mut best: Option<(Epoch, Epoch)> = None;
+        for epoch in self.epochs()? {
+            if let Ok(Manifest {
+                committed: Some(c), ..
+            }) = self.read_manifest(epoch)
+            {
+                if best.is_none_or(|(_, b)| c > b) {
+                    best = Some((epoch, c));
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// The newest epoch with a valid manifest, if any.
+    pub(crate) fn newest_complete(&self) -> io::Result<Option<Epoch>> {
+        Ok(self
+            .epochs()?
+            .into_iter()
+            .find(|e| self.read_manifest(*e).is_ok()))
+    }
+
     /// Deletes every epoch directory above `epoch` (unfinished or uncommitted ones), and
     /// every batch plan but the one of the batch right after it (the one a restart replays).
     pub(crate) fn remove_after(&self, epoch: Epoch) -> io::Result<()> {
@@ -519,6 +554,7 @@ mod tests {
             ],
             files,
             created_unix_ms: 0,
+            committed: None,
         }
     }
 

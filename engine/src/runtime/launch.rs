@@ -138,6 +138,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
             tasks: task_count,
             source_instances: source_nodes * workers,
             restored: r.epoch,
+            committed: std::cell::Cell::new(r.committed),
             trigger: match config.mode {
                 Mode::MicroBatch(t) => Some(t),
                 Mode::Continuous => None,
