@@ -185,3 +185,57 @@ fn dropping_the_handle_of_an_unbounded_job_stops_it() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), after_drop);
 }
+
+#[test]
+fn a_panicking_record_becomes_a_dead_letter_and_the_job_goes_on() {
+    let job = Job::new("poison");
+    let letters = CollectSink::<DeadLetter>::default();
+    job.dead_letter(letters.clone());
+    let out = CollectSink::default();
+    job.source(MemorySource::new((0..1000u64).collect()))
+        .map(|n: u64| {
+            if n == 500 {
+                panic!("cannot handle {n}");
+            }
+            n
+        })
+        .key_by(|n: &u64| {
+            if *n == 777 {
+                panic!("no key for {n}");
+            }
+            n % 10
+        })
+        .count()
+        .map(|(k, c): (u64, u64)| {
+            if k == 3 && c == 50 {
+                panic!("after the exchange");
+            }
+            (k, c)
+        })
+        .sink(out.clone());
+    common::finish(job.run(Config::default().with_workers(2)).expect("starts"))
+        .expect("the job goes on past its poison records");
+    let mut letters = letters.take();
+    letters.sort_by(|a, b| a.error.cmp(&b.error));
+    let got: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|l| (&*l.stage, l.error.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("map#2", "panicked: after the exchange"),
+            ("map", "panicked: cannot handle 500"),
+            ("key_by", "panicked: no key for 777"),
+        ]
+    );
+    // Every other record was counted: 998 updates, of which one panicked after the count.
+    let updates = out.take();
+    assert_eq!(updates.len(), 997);
+    let last_of_3 = updates
+        .iter()
+        .filter(|(k, _)| *k == 3)
+        .map(|(_, c)| *c)
+        .max();
+    assert_eq!(last_of_3, Some(100));
+}

@@ -148,3 +148,64 @@ fn a_restored_position_below_retention_resumes_at_the_earliest_retained_record()
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_header_key_that_is_not_utf8_makes_a_dead_letter_and_its_offset_advances() {
+    use rill::connectors::kafka::dead_letter_headers as h;
+    let broker = Broker::start();
+    for topic in ["poison-in", "poison-out", "poison-dlq"] {
+        broker.create_topic(topic, 1);
+    }
+    let brokers = broker.bootstrap.clone();
+    let plain = |range: std::ops::Range<u32>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        range
+            .map(|i| (format!("k{i}").into_bytes(), format!("v{i}").into_bytes()))
+            .collect()
+    };
+    produce(&brokers, "poison-in", &plain(0..3));
+    common::kafka::produce_with_raw_header(
+        &brokers,
+        "poison-in",
+        0,
+        b"poisoned",
+        b"\xff\xfekey",
+        b"hv",
+    );
+    produce(&brokers, "poison-in", &plain(3..5));
+
+    let run = || {
+        let job = Job::new("poison");
+        job.dead_letter(KafkaSink::new(brokers.clone()).topic("poison-dlq"));
+        job.source(
+            KafkaSource::new(brokers.clone(), "poison")
+                .topics(["poison-in"])
+                .bounded(),
+        )
+        .map(|r: KafkaRecord| (r.key.unwrap_or_default(), r.value.unwrap_or_default()))
+        .sink(KafkaSink::new(brokers.clone()).topic("poison-out"));
+        common::finish(job.run(Config::default().with_workers(1)).expect("starts"))
+    };
+    run().expect("the record with the bad header does not fail the job");
+    let out = read_to_end(&brokers, "poison-out", Duration::from_secs(30));
+    let mut values: Vec<Vec<u8>> = out.into_iter().filter_map(|(_, v, _)| v).collect();
+    values.sort();
+    let want: Vec<Vec<u8>> = (0..5).map(|i| format!("v{i}").into_bytes()).collect();
+    assert_eq!(values, want);
+    let letters = read_to_end(&brokers, "poison-dlq", Duration::from_secs(30));
+    assert_eq!(letters.len(), 1, "one dead letter");
+    let (_, value, headers) = &letters[0];
+    assert_eq!(value.as_deref(), Some(&b"poisoned"[..]));
+    let error = String::from_utf8_lossy(&headers[h::ERROR]).to_string();
+    assert!(
+        error.contains("header 0 of the record has a key that is not UTF-8"),
+        "{error}"
+    );
+    assert_eq!(&headers[h::STAGE][..], b"kafka");
+    assert_eq!(&headers[h::OFFSET][..], b"3");
+    // Its offset was committed with the others: the next run does not read it again.
+    run().expect("second run");
+    assert_eq!(
+        read_to_end(&brokers, "poison-dlq", Duration::from_secs(30)).len(),
+        1
+    );
+}

@@ -147,3 +147,33 @@ mod tests {
         assert_eq!(letter.error.matches(&utf8.to_string()).count(), 1);
     }
 }
+
+/// A user function panicked on a record. With a dead-letter sink the record becomes a dead
+/// letter with this error (and the job goes on); without one the panic ends the job as
+/// [`JobError::Panicked`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("panicked: {message}")]
+pub struct PanickedOnRecord {
+    /// The panic's message, if its payload was a string.
+    pub message: String,
+}
+
+impl PanickedOnRecord {
+    /// The error for a caught panic's payload.
+    pub(crate) fn from_payload(payload: &(dyn std::any::Any + Send)) -> Self {
+        Self {
+            message: panic_message(payload),
+        }
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a string or a format), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

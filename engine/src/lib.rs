@@ -54,7 +54,7 @@ pub use dataflow::stream::{
     ExchangeInBuilder, KeyedStream, SourceBuilder, Stream, ThenBuilder, UnionBuilder,
 };
 pub use error::{BoxError, ErrorChain, JobError};
-pub use failure::{DeadLetter, Failure, Origin, RawRecord};
+pub use failure::{DeadLetter, Failure, Origin, PanickedOnRecord, RawRecord};
 pub use runtime::build::BuildCtx;
 pub use runtime::context::{AbortSignal, Waker, WorkerContext};
 pub use runtime::exchange::{ExchangeIn, KeyRouter, RoundRobin, Router};

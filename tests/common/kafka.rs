@@ -193,3 +193,123 @@ pub(crate) fn delete_records(brokers: &str, topic: &str, partition: i32, before:
         other => panic!("DeleteRecords answered {other:?}"),
     }
 }
+
+/// Produces one record whose header key is arbitrary bytes (`header_key` need not be UTF-8),
+/// which no librdkafka client can write: a hand-built Produce v3 request with a v2 record
+/// batch, sent to `brokers` (a single broker that leads `topic`'s partition `partition`).
+pub(crate) fn produce_with_raw_header(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    value: &[u8],
+    header_key: &[u8],
+    header_value: &[u8],
+) {
+    use std::io::{Read as _, Write as _};
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn crc32c(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0x82F6_3B78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut record = Vec::new();
+    record.push(0); // attributes
+    varint(&mut record, 0); // timestamp delta
+    varint(&mut record, 0); // offset delta
+    varint(&mut record, -1); // no key
+    varint(&mut record, value.len() as i64);
+    record.extend_from_slice(value);
+    varint(&mut record, 1); // one header
+    varint(&mut record, header_key.len() as i64);
+    record.extend_from_slice(header_key);
+    varint(&mut record, header_value.len() as i64);
+    record.extend_from_slice(header_value);
+    let mut records = Vec::new();
+    varint(&mut records, record.len() as i64);
+    records.extend_from_slice(&record);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // Everything the batch's CRC covers: from the attributes to the end.
+    let mut covered = Vec::new();
+    covered.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    covered.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    covered.extend_from_slice(&now.to_be_bytes()); // base timestamp
+    covered.extend_from_slice(&now.to_be_bytes()); // max timestamp
+    covered.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    covered.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    covered.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    covered.extend_from_slice(&1i32.to_be_bytes()); // record count
+    covered.extend_from_slice(&records);
+    let mut after_length = Vec::new();
+    after_length.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    after_length.push(2); // magic
+    after_length.extend_from_slice(&crc32c(&covered).to_be_bytes());
+    after_length.extend_from_slice(&covered);
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    batch.extend_from_slice(&(after_length.len() as i32).to_be_bytes());
+    batch.extend_from_slice(&after_length);
+
+    let mut request = Vec::new();
+    request.extend_from_slice(&0i16.to_be_bytes()); // Produce
+    request.extend_from_slice(&3i16.to_be_bytes()); // version 3
+    request.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    request.extend_from_slice(&4i16.to_be_bytes());
+    request.extend_from_slice(b"test");
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    request.extend_from_slice(&1i16.to_be_bytes()); // acks
+    request.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
+    request.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    request.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    request.extend_from_slice(topic.as_bytes());
+    request.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    request.extend_from_slice(&partition.to_be_bytes());
+    request.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    request.extend_from_slice(&batch);
+
+    let mut stream = std::net::TcpStream::connect(brokers).expect("broker connection");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(&(request.len() as i32).to_be_bytes())
+        .and_then(|()| stream.write_all(&request))
+        .expect("Produce request sent");
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("Produce response");
+    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream
+        .read_exact(&mut response)
+        .expect("Produce response body");
+    // correlation id, topics (1), name, partitions (1), partition, error code, ...
+    let name_end = 4 + 4 + 2 + topic.len();
+    let error_at = name_end + 4 + 4;
+    let error = i16::from_be_bytes([response[error_at], response[error_at + 1]]);
+    assert_eq!(
+        error, 0,
+        "the broker refused the hand-built record (error {error})"
+    );
+}

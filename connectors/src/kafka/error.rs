@@ -64,6 +64,14 @@ pub enum KafkaConnectorError {
         /// The record's topic.
         topic: String,
     },
+    /// A consumed record has a header whose key is not UTF-8 (another client wrote raw
+    /// bytes). The record goes to the dead-letter sink (or fails the job) with the headers
+    /// that could be read; the bad header's key and value cannot be read through librdkafka.
+    #[error("header {index} of the record has a key that is not UTF-8")]
+    HeaderKeyNotUtf8 {
+        /// The position of the first unreadable header among the record's headers.
+        index: usize,
+    },
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka failed")]
     Embedded(#[source] KafkaError),

@@ -331,7 +331,8 @@ where
             self.node,
             name,
             ctx.counters(self.node),
-        ))
+        )
+        .isolating_panics(ctx.dead_letters().is_some()))
     }
 }
 

@@ -20,7 +20,7 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 use crate::checkpoint::epoch::{BarrierReport, TaskEpochs};
 use crate::dataflow::operator::Emit;
 use crate::error::JobError;
-use crate::failure::Failure;
+use crate::failure::{Failure, PanickedOnRecord};
 use crate::runtime::build::BuildCtx;
 use crate::runtime::dead_letter::FailureHandler;
 use crate::runtime::flow::{Flow, Progress};
@@ -232,12 +232,32 @@ struct Routed<'a, R, M> {
     router: &'a mut R,
     outbox: &'a mut Outbox<M>,
     workers: usize,
+    /// The exchange's name, and whether a panic of the router's key function is this
+    /// record's failure (with a dead-letter sink) rather than the end of the job.
+    name: &'a Arc<str>,
+    isolate_panics: bool,
 }
 
 impl<T, R: Router<T>> Emit<T> for Routed<'_, R, R::Msg> {
     #[inline]
     fn emit(&mut self, item: T) {
-        let (dest, msg) = self.router.route(item, self.workers);
+        let (dest, msg) = if self.isolate_panics {
+            let (router, workers) = (&mut *self.router, self.workers);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                router.route(item, workers)
+            })) {
+                Ok(routed) => routed,
+                Err(payload) => {
+                    let mut failure =
+                        Failure::new(PanickedOnRecord::from_payload(payload.as_ref()));
+                    failure.tag(self.name);
+                    self.outbox.failures.handle(failure);
+                    return;
+                }
+            }
+        } else {
+            self.router.route(item, self.workers)
+        };
         self.outbox.sent += 1;
         self.outbox.send(dest, Message::Record(msg));
     }
@@ -253,6 +273,7 @@ impl<T, R: Router<T>> Emit<T> for Routed<'_, R, R::Msg> {
 /// A task that runs a flow and routes its output into an exchange.
 pub(crate) struct ExchangeTask<F, R: Router<T>, T> {
     name: Arc<str>,
+    isolate_panics: bool,
     flow: F,
     router: R,
     outbox: Outbox<R::Msg>,
@@ -275,6 +296,7 @@ impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
         let (counters, dead_letters) = (ctx.counters(node), ctx.dead_letters());
         let workers = producers.len();
         Self {
+            isolate_panics: dead_letters.is_some(),
             name,
             flow,
             router,
@@ -320,6 +342,8 @@ where
             router: &mut self.router,
             outbox: &mut self.outbox,
             workers,
+            name: &self.name,
+            isolate_panics: self.isolate_panics,
         };
         let progress = self.flow.poll(&mut routed, budget)?;
         self.outbox.failures.finish(self.outbox.worker)?;

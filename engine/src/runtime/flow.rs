@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::checkpoint::epoch::BarrierReport;
 use crate::dataflow::operator::{Emit, Operator};
 use crate::error::JobError;
-use crate::failure::Failure;
+use crate::failure::{Failure, PanickedOnRecord};
 use crate::runtime::message::Epoch;
 use crate::runtime::metrics::NodeCounters;
 use crate::state::StateSnapshot;
@@ -91,6 +91,7 @@ pub struct Then<F, O> {
     received: u64,
     emitted: u64,
     done: bool,
+    isolate_panics: bool,
 }
 
 impl<F: std::fmt::Debug, O: std::fmt::Debug> std::fmt::Debug for Then<F, O> {
@@ -115,7 +116,15 @@ impl<F, O> Then<F, O> {
             received: 0,
             emitted: 0,
             done: false,
+            isolate_panics: false,
         }
+    }
+
+    /// Makes a panic of the operator on a record that record's failure (a dead letter), not
+    /// the end of the job: for jobs with a dead-letter sink.
+    pub(crate) fn isolating_panics(mut self, isolate: bool) -> Self {
+        self.isolate_panics = isolate;
+        self
     }
 }
 
@@ -147,6 +156,9 @@ struct Chain<'a, O, D> {
     op: &'a mut O,
     down: &'a mut D,
     received: &'a mut u64,
+    /// Catch a panic of the operator (or of one downstream of it that did not catch it)
+    /// and report it as this record's failure: set when the job has a dead-letter sink.
+    isolate_panics: bool,
 }
 
 impl<'a, I, O, E> Emit<I> for Chain<'_, O, Downstream<'a, E>>
@@ -157,7 +169,20 @@ where
     #[inline]
     fn emit(&mut self, item: I) {
         *self.received += 1;
-        self.op.on_record(item, self.down);
+        if !self.isolate_panics {
+            self.op.on_record(item, self.down);
+            return;
+        }
+        let (op, down) = (&mut *self.op, &mut *self.down);
+        // The operator's state is whatever the panic left: like an error, the record is a
+        // dead letter and the job goes on (a poison record must not crash-loop the job).
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.on_record(item, down)));
+        if let Err(payload) = caught {
+            let mut failure = Failure::new(PanickedOnRecord::from_payload(payload.as_ref()));
+            failure.tag(self.down.name);
+            self.down.out.fail(failure);
+        }
     }
     fn fail(&mut self, failure: Failure) {
         // An upstream failure passes through untouched: it belongs to whoever tagged it.
@@ -191,6 +216,7 @@ where
                 op: &mut self.op,
                 down: &mut down,
                 received: &mut self.received,
+                isolate_panics: self.isolate_panics,
             };
             self.flow.poll(&mut chain, budget)
         };
@@ -324,9 +350,12 @@ where
 }
 
 /// Counts the records a source emits.
+/// A source's output side: counts records, and tags the failures the source reports (a
+/// record it cannot turn into its output type) with the source's name.
 pub(crate) struct Counted<'a, E> {
     pub(crate) out: &'a mut E,
     pub(crate) count: &'a mut u64,
+    pub(crate) name: &'a Arc<str>,
 }
 
 impl<T, E: Emit<T>> Emit<T> for Counted<'_, E> {
@@ -335,7 +364,8 @@ impl<T, E: Emit<T>> Emit<T> for Counted<'_, E> {
         *self.count += 1;
         self.out.emit(item);
     }
-    fn fail(&mut self, failure: Failure) {
+    fn fail(&mut self, mut failure: Failure) {
+        failure.tag(self.name);
         self.out.fail(failure);
     }
     #[inline]

@@ -91,6 +91,7 @@ impl<S: SourceReader> SourceFlow<S> {
         let mut counted = Counted {
             out,
             count: &mut self.emitted,
+            name: &self.name,
         };
         let progress = self
             .source

@@ -12,6 +12,7 @@ use crate::checkpoint::epoch::CoordinatorEvent;
 use crate::dataflow::config::Config;
 use crate::dataflow::graph::TaskFactory;
 use crate::error::JobError;
+use crate::failure::panic_message;
 use crate::runtime::build::BuildCtx;
 use crate::runtime::control::{Shared, WorkerEvent};
 use crate::runtime::dead_letter::{DeadLetterFactory, DeadLetters};
@@ -27,16 +28,6 @@ pub(crate) struct WorkerSetup {
     pub(crate) core: Option<core_affinity::CoreId>,
     pub(crate) events: Sender<WorkerEvent>,
     pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
 }
 
 pub(crate) fn run(setup: WorkerSetup) {

@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 use rill_engine::state::RestoredState;
-use rill_engine::{BoxError, Emit, Epoch, Progress, SourceReader};
+use rill_engine::{BoxError, Emit, Epoch, Failure, Progress, SourceReader};
 
 use super::positions::{decode_positions, lock, PartitionPosition, PositionTable, StoredPosition};
 use super::rebalance::{RebalanceContext, Unsubscribe, FINAL_COMMIT_REJOIN};
@@ -171,22 +171,26 @@ impl SourceReader for KafkaReader {
                         }
                     }
                     let topic = cached_topic(&mut self.last_topic, msg.topic());
-                    KafkaRecord {
+                    let (headers, unreadable) = msg.headers().map(read_headers).unwrap_or_default();
+                    let record = KafkaRecord {
                         topic,
                         partition: msg.partition(),
                         offset: msg.offset(),
                         timestamp: msg.timestamp().to_millis(),
                         key: msg.key().map(<[u8]>::to_vec),
                         value: msg.payload().map(<[u8]>::to_vec),
-                        headers: msg
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        headers,
+                    };
+                    if let Some(index) = unreadable {
+                        // Handed on as a dead letter: its position advances like any record's,
+                        // so a restart does not read it (and fail on it) again.
+                        self.advance(&record.topic, record.partition, record.offset);
+                        let error = KafkaConnectorError::HeaderKeyNotUtf8 { index };
+                        out.fail(Failure::new(error).with_record(&record));
+                        emitted += 1;
+                        continue;
                     }
+                    record
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
                 Some(Err(e))
@@ -292,4 +296,32 @@ impl Drop for KafkaReader {
             context.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// A record's headers, and the position of the first one whose key is not UTF-8.
+///
+/// rdkafka 0.39 unwraps a header key's UTF-8 inside `Headers::try_get`, so a key another
+/// client wrote as raw bytes panics there. Reading under `catch_unwind` keeps that panic from
+/// ending the worker: the readable headers are kept, one at a time, and the first unreadable
+/// one is reported (its key and value cannot be had without `unsafe`).
+fn read_headers<H: Headers>(headers: &H) -> (Vec<(String, Option<Vec<u8>>)>, Option<usize>) {
+    let read = |i: usize| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            headers
+                .try_get(i)
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+        }))
+    };
+    let mut out = Vec::with_capacity(headers.count());
+    let mut unreadable = None;
+    for i in 0..headers.count() {
+        match read(i) {
+            Ok(Some(header)) => out.push(header),
+            Ok(None) => {}
+            Err(_) => {
+                unreadable.get_or_insert(i);
+            }
+        }
+    }
+    (out, unreadable)
 }
