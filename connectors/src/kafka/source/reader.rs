@@ -298,13 +298,16 @@ impl Drop for KafkaReader {
     }
 }
 
+/// One header of a [`KafkaRecord`]: key and value.
+type RecordHeader = (String, Option<Vec<u8>>);
+
 /// A record's headers, and the position of the first one whose key is not UTF-8.
 ///
 /// rdkafka 0.39 unwraps a header key's UTF-8 inside `Headers::try_get`, so a key another
 /// client wrote as raw bytes panics there. Reading under `catch_unwind` keeps that panic from
 /// ending the worker: the readable headers are kept, one at a time, and the first unreadable
 /// one is reported (its key and value cannot be had without `unsafe`).
-fn read_headers<H: Headers>(headers: &H) -> (Vec<(String, Option<Vec<u8>>)>, Option<usize>) {
+fn read_headers<H: Headers>(headers: &H) -> (Vec<RecordHeader>, Option<usize>) {
     let read = |i: usize| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             headers
