@@ -77,6 +77,20 @@ fn wordcount_rejects_invalid_utf8_with_a_clear_error() {
 }
 
 #[test]
+fn wordcount_refuses_a_line_over_the_stdin_limit_with_a_clear_error() {
+    let mut input = b"fine line\n".to_vec();
+    input.extend(std::iter::repeat_n(b'w', 2 << 20));
+    input.push(b'\n');
+    let out = run_example("wordcount", &["--stdin", "--workers", "2"], &input);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2 is 2097152 bytes, longer than the limit of 1048576 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn wordcount_demo_counts_the_demo_text_on_an_embedded_kafka() {
     let out = run_example("wordcount", &["--workers", "2"], b"");
     assert!(

@@ -2,24 +2,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rill_engine::state::{decode, encode, RestoredState};
 use rill_engine::{
-    BoxError, Emit, Origin, Progress, RawRecord, Source, SourceReader, WorkerContext,
+    BoxError, Emit, Failure, Origin, Progress, RawRecord, Source, SourceReader, WorkerContext,
 };
 
-/// Removes a trailing `\n` or `\r\n` from a line read with `read_until(b'\n')`.
-pub(crate) fn strip_line_end(bytes: &mut Vec<u8>) {
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-}
+use crate::lines::{read_line, Line, LineTooLong, DEFAULT_MAX_LINE_BYTES};
 
 /// One line of a file: where it is, and its bytes (without the line terminator).
 ///
@@ -75,6 +67,7 @@ impl RawRecord for FileLine {
 #[derive(Debug, Clone)]
 pub struct FileLines {
     paths: Vec<PathBuf>,
+    max_line_bytes: usize,
 }
 
 impl FileLines {
@@ -86,7 +79,17 @@ impl FileLines {
     {
         Self {
             paths: paths.into_iter().map(Into::into).collect(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
+    }
+
+    /// The longest line handed on, in bytes (default [`DEFAULT_MAX_LINE_BYTES`], 1 MiB). A
+    /// longer line is not buffered whole: it is reported as a [`LineTooLong`] failure with
+    /// its path, line number and first bytes (a dead letter, or the end of the job without
+    /// a dead-letter sink), and reading goes on with the next line.
+    pub fn max_line_bytes(mut self, limit: usize) -> Self {
+        self.max_line_bytes = limit;
+        self
     }
 }
 
@@ -103,6 +106,7 @@ impl Source for FileLines {
             .rev()
             .collect();
         Ok(FileLinesReader {
+            max_line_bytes: self.max_line_bytes,
             pending: mine,
             current: None,
             finished: Vec::new(),
@@ -118,6 +122,7 @@ impl Source for FileLines {
 /// One worker's [`FileLines`].
 #[derive(Debug)]
 pub struct FileLinesReader {
+    max_line_bytes: usize,
     /// Files still to read, last first.
     pending: Vec<PathBuf>,
     /// The file being read: name, reader, lines read, bytes read.
@@ -160,23 +165,36 @@ impl SourceReader for FileLinesReader {
                 },
             };
             let mut bytes = Vec::new();
-            let n = reader
-                .read_until(b'\n', &mut bytes)
+            let read = read_line(reader, &mut bytes, self.max_line_bytes)
                 .map_err(|e| format!("reading {path}: {e}"))?;
-            if n == 0 {
-                let name = path.clone();
-                self.finished.push(name);
-                self.current = None;
-                continue;
-            }
-            strip_line_end(&mut bytes);
+            let (consumed, too_long) = match read {
+                Line::End => {
+                    let name = path.clone();
+                    self.finished.push(name);
+                    self.current = None;
+                    continue;
+                }
+                Line::Whole { consumed } => (consumed, None),
+                Line::TooLong { consumed, length } => (consumed, Some(length)),
+            };
             *line += 1;
-            *offset += n as u64;
-            out.emit(FileLine {
+            *offset += consumed;
+            let record = FileLine {
                 path: path.clone(),
                 line: *line,
                 bytes,
-            });
+            };
+            match too_long {
+                None => out.emit(record),
+                Some(length) => {
+                    let error = LineTooLong {
+                        line: *line,
+                        length,
+                        limit: self.max_line_bytes,
+                    };
+                    out.fail(Failure::new(error).with_record(&record));
+                }
+            }
             emitted += 1;
         }
         Ok(Progress::Busy)

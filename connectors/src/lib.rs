@@ -19,6 +19,7 @@ mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod latency;
+mod lines;
 mod memory;
 mod stdio;
 
@@ -27,5 +28,6 @@ pub use discard::{DiscardSink, DiscardWriter};
 pub use file::{FileLine, FileLines, FileLinesReader};
 pub use generator::{Generated, Generator, GeneratorReader, Pacing};
 pub use latency::{LatencySink, LatencyWriter};
+pub use lines::{LineTooLong, DEFAULT_MAX_LINE_BYTES};
 pub use memory::{FnPartition, MemoryReader, MemorySource, Partition, VecPartition};
 pub use stdio::{StdinLines, StdinReader, StdioError, StdoutLines, StdoutWriter};

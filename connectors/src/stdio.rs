@@ -1,13 +1,17 @@
 //! Lines from standard input, lines to standard output.
 
 use std::fmt::Display;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use rill_engine::{
-    BoxError, Emit, Progress, Sink, SinkWriter, Source, SourceReader, WorkerContext,
+    BoxError, Emit, Failure, Origin, Progress, RawRecord, Sink, SinkWriter, Source, SourceReader,
+    WorkerContext,
 };
+
+use crate::lines::{read_line, Line, LineTooLong, DEFAULT_MAX_LINE_BYTES};
 
 /// Errors of the stdio connectors.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +38,15 @@ pub enum StdioError {
 #[derive(Debug, Clone)]
 pub struct StdinLines {
     capacity: usize,
+    max_line_bytes: usize,
 }
 
 impl Default for StdinLines {
     fn default() -> Self {
-        Self { capacity: 4096 }
+        Self {
+            capacity: 4096,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
     }
 }
 
@@ -47,6 +55,46 @@ impl StdinLines {
     /// pipeline slows the reader instead of filling memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The longest line handed on, in bytes (default [`DEFAULT_MAX_LINE_BYTES`], 1 MiB). A
+    /// longer line is not buffered whole: it is reported as a [`LineTooLong`] failure with
+    /// its line number and first bytes (a dead letter, or the end of the job without a
+    /// dead-letter sink), and reading goes on with the next line.
+    pub fn max_line_bytes(mut self, limit: usize) -> Self {
+        self.max_line_bytes = limit;
+        self
+    }
+}
+
+/// What the stdin thread hands the worker.
+#[derive(Debug)]
+enum StdinItem {
+    Line(String),
+    TooLong(LongLine),
+    Failed(StdioError),
+}
+
+/// An over-long stdin line as a dead letter sees it: `stdin/0@<line>` and its first bytes.
+#[derive(Debug)]
+struct LongLine {
+    error: LineTooLong,
+    prefix: Vec<u8>,
+}
+
+impl RawRecord for LongLine {
+    fn origin(&self) -> Option<Origin> {
+        Some(Origin {
+            stream: Arc::from("stdin"),
+            partition: 0,
+            offset: self.error.line,
+        })
+    }
+    fn raw_key(&self) -> Option<&[u8]> {
+        None
+    }
+    fn raw_value(&self) -> Option<&[u8]> {
+        Some(&self.prefix)
     }
 }
 
@@ -59,6 +107,7 @@ impl Source for StdinLines {
         }
         let (tx, rx) = crossbeam_channel::bounded(self.capacity);
         let waker = ctx.waker();
+        let limit = self.max_line_bytes;
         std::thread::Builder::new()
             .name("rill-stdin".into())
             .spawn(move || {
@@ -67,19 +116,31 @@ impl Source for StdinLines {
                 let mut buf = Vec::new();
                 let mut line = 0u64;
                 loop {
-                    buf.clear();
-                    let item = match input.read_until(b'\n', &mut buf) {
-                        Ok(0) => break,
-                        Ok(_) => {
+                    let item = match read_line(&mut input, &mut buf, limit) {
+                        Ok(Line::End) => break,
+                        Ok(Line::Whole { .. }) => {
                             line += 1;
-                            crate::file::strip_line_end(&mut buf);
-                            String::from_utf8(std::mem::take(&mut buf))
-                                .map_err(|source| StdioError::InvalidUtf8 { line, source })
+                            match String::from_utf8(std::mem::take(&mut buf)) {
+                                Ok(text) => StdinItem::Line(text),
+                                Err(source) => {
+                                    StdinItem::Failed(StdioError::InvalidUtf8 { line, source })
+                                }
+                            }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => Err(StdioError::Read(e)),
+                        Ok(Line::TooLong { length, .. }) => {
+                            line += 1;
+                            StdinItem::TooLong(LongLine {
+                                error: LineTooLong {
+                                    line: line as i64,
+                                    length,
+                                    limit,
+                                },
+                                prefix: std::mem::take(&mut buf),
+                            })
+                        }
+                        Err(e) => StdinItem::Failed(StdioError::Read(e)),
                     };
-                    let failed = item.is_err();
+                    let failed = matches!(item, StdinItem::Failed(_));
                     // The job has gone (stopped or failed): stop reading.
                     if tx.send(item).is_err() || failed {
                         break;
@@ -100,7 +161,7 @@ impl Source for StdinLines {
 /// One worker's [`StdinLines`].
 #[derive(Debug)]
 pub struct StdinReader {
-    lines: Option<Receiver<Result<String, StdioError>>>,
+    lines: Option<Receiver<StdinItem>>,
 }
 
 impl SourceReader for StdinReader {
@@ -113,11 +174,15 @@ impl SourceReader for StdinReader {
         let mut emitted = 0;
         while emitted < budget && !out.should_yield() {
             match lines.try_recv() {
-                Ok(Ok(line)) => {
+                Ok(StdinItem::Line(line)) => {
                     out.emit(line);
                     emitted += 1;
                 }
-                Ok(Err(e)) => return Err(e.into()),
+                Ok(StdinItem::TooLong(long)) => {
+                    out.fail(Failure::new(long.error.clone()).with_record(&long));
+                    emitted += 1;
+                }
+                Ok(StdinItem::Failed(e)) => return Err(e.into()),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Ok(Progress::Done),
             }
