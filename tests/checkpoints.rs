@@ -550,3 +550,28 @@ fn file_lines_resume_mid_file_and_skip_finished_files_at_another_parallelism() {
     check_resumed(&out.take(), n + 50);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn end_of_input_output_goes_into_the_final_committed_epoch() {
+    let dir = temp_dir("final-output");
+    let out = Published::default();
+    let run = |n: u64| {
+        let job = Job::new("transactional-latest");
+        job.source(MemorySource::new((0..n).collect()))
+            .key_by(|n: &u64| n % 7)
+            .count()
+            .latest_per_key()
+            .map(|(k, c): (u64, u64)| k * 1_000_000 + c)
+            .sink(out.clone());
+        job.run(config(2, &dir, 5))
+    };
+    finish(run(700).expect("starts")).expect("the final output is committed");
+    let store = out.0.lock().unwrap();
+    assert!(store.staged.is_empty(), "nothing left uncommitted");
+    let mut published = store.published.clone();
+    published.sort();
+    let want: Vec<u64> = (0..7).map(|k| k * 1_000_000 + 100).collect();
+    assert_eq!(published, want, "each key's final count, once");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

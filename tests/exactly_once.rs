@@ -271,3 +271,61 @@ fn wordcount_killed_with_sigkill_at_least_five_times_outputs_every_count_exactly
     check_output(&brokers, "eo2-out", &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn end_of_input_output_of_a_bounded_exactly_once_run_is_committed() {
+    let broker = Broker::start();
+    let brokers = broker.bootstrap.clone();
+    broker.create_topic("eo3-in", 2);
+    broker.create_topic("eo3-out", 2);
+    let dir = std::env::temp_dir().join(format!("rill-eo3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::kafka::produce(&brokers, "eo3-in", &lines(0..200));
+    let job = Job::new("eo-final-counts");
+    job.source(
+        KafkaSource::new(&brokers, "eo3-group")
+            .topics(["eo3-in"])
+            .bounded(),
+    )
+    .try_map(|r: KafkaRecord| {
+        r.value_str()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    })
+    .flat_map(|ws: Vec<String>| ws)
+    .key_by(|w: &String| w.clone())
+    .count()
+    .latest_per_key()
+    .map(|(w, n): (String, u64)| (w, n.to_string()))
+    .sink(
+        KafkaSink::new(&brokers)
+            .topic("eo3-out")
+            .exactly_once("eo3-txn"),
+    );
+    let config = Config::default()
+        .with_workers(2)
+        .with_checkpoints(CheckpointConfig::new(&dir).with_interval(Duration::from_millis(100)));
+    finish(job.run(config).expect("starts")).expect("a bounded run ends cleanly");
+    let expected = truth(200);
+    // Every word's final count once, visible to read_committed readers.
+    poke(&brokers, "eo3-out");
+    let got = common::kafka::read(
+        &brokers,
+        "eo3-out",
+        expected.len() + 2,
+        Duration::from_secs(30),
+    );
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v, _) in got {
+        if k.as_deref() == Some(POKE) {
+            continue;
+        }
+        let word = String::from_utf8(k.expect("key")).expect("utf-8");
+        let n: u64 = String::from_utf8(v.expect("value"))
+            .expect("utf-8")
+            .parse()
+            .expect("count");
+        assert!(counts.insert(word.clone(), n).is_none(), "{word} twice");
+    }
+    assert_eq!(counts, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -130,9 +130,9 @@ enum Invalid {
     Io(#[from] io::Error),
     #[error("{0}")]
     Corrupt(String),
-    /// A valid manifest of another format: restoring it would put keys in the wrong key
+    /// A valid manifest of another format: restoring it could put keys in the wrong key
     /// groups, and falling back to an older checkpoint would lose state, so it is refused.
-    #[error("checkpoint {epoch} was written in checkpoint format {found}; this build reads format {FORMAT} (keys are routed to key groups differently): restore it with the build that wrote it, or start from a new checkpoint location")]
+    #[error("checkpoint {epoch} was written in checkpoint format {found}; this build reads format {FORMAT} (format 1 routed keys to other key groups; format 2 lacks the committed epoch): restore it with the build that wrote it, or start from a new checkpoint location")]
     Format { epoch: Epoch, found: u32 },
 }
 
@@ -656,7 +656,7 @@ mod tests {
             msg.contains("checkpoint 2 was written in checkpoint format 1"),
             "{msg}"
         );
-        assert!(msg.contains("this build reads format 2"), "{msg}");
+        assert!(msg.contains(&format!("this build reads format {FORMAT}")), "{msg}");
         fs::remove_dir_all(&root).unwrap();
     }
 

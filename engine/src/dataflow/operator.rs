@@ -66,6 +66,11 @@ pub trait Operator<I> {
 
     /// Called once when every input of the chain has ended, before the end is passed on:
     /// the place to emit what was held back (final values, open windows).
+    ///
+    /// In a job with checkpoints (or in micro-batch mode) the input ends with a final
+    /// barrier, and `on_end` runs at that barrier, right after [`snapshot`](Self::snapshot):
+    /// its output belongs to the final epoch, so a transactional sink commits it with the
+    /// final checkpoint, and the checkpoint holds the state from before `on_end`.
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         let _ = out;
     }

@@ -332,7 +332,8 @@ where
             name,
             ctx.counters(self.node),
         )
-        .isolating_panics(ctx.dead_letters().is_some()))
+        .isolating_panics(ctx.dead_letters().is_some())
+        .with_epochs(ctx.epochs.clone()))
     }
 }
 

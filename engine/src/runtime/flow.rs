@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checkpoint::epoch::BarrierReport;
+use crate::checkpoint::epoch::{BarrierReport, EpochControl};
 use crate::dataflow::operator::{Emit, Operator};
 use crate::error::JobError;
 use crate::failure::{Failure, PanickedOnRecord};
@@ -92,6 +92,10 @@ pub struct Then<F, O> {
     emitted: u64,
     done: bool,
     isolate_panics: bool,
+    /// The job's epochs (with checkpoints or in micro-batch mode): tells the final barrier.
+    epochs: Option<Arc<EpochControl>>,
+    /// `on_end` has run (at the final barrier).
+    ended: bool,
 }
 
 impl<F: std::fmt::Debug, O: std::fmt::Debug> std::fmt::Debug for Then<F, O> {
@@ -117,7 +121,16 @@ impl<F, O> Then<F, O> {
             emitted: 0,
             done: false,
             isolate_panics: false,
+            epochs: None,
+            ended: false,
         }
+    }
+
+    /// Lets the operator end at the job's final barrier rather than after it; see
+    /// [`Operator::on_end`].
+    pub(crate) fn with_epochs(mut self, epochs: Option<Arc<EpochControl>>) -> Self {
+        self.epochs = epochs;
+        self
     }
 
     /// Makes a panic of the operator on a record that record's failure (a dead letter), not
@@ -222,12 +235,23 @@ where
         };
         match progress {
             Ok(Progress::Done) => {
-                self.op.on_end(&mut down);
+                if !self.ended {
+                    self.op.on_end(&mut down);
+                }
                 self.done = true;
             }
             Ok(Progress::Barrier(epoch)) => {
                 self.op.on_barrier(epoch, &mut down);
                 self.captured = self.op.snapshot();
+                if !self.ended && self.epochs.as_ref().is_some_and(|e| e.ends_after(epoch)) {
+                    // The final barrier: no record follows it, so end-of-input output (say
+                    // `latest_per_key`'s) goes out now, ahead of the barrier, into the epoch
+                    // whose checkpoint commits it; after the barrier a transactional sink
+                    // would have no transaction left to put it in. The snapshot comes first:
+                    // it is the state a later run resumes from.
+                    self.op.on_end(&mut down);
+                    self.ended = true;
+                }
             }
             _ => {}
         }
