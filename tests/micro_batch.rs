@@ -445,3 +445,141 @@ fn an_interrupted_kafka_batch_is_replayed_to_its_logged_offsets_at_another_paral
         .all(|r| !interrupted.contains(r)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A large backlog in capped batches: `AvailableNow` reads what is there at its first batch
+/// in batches of at most `max_records_per_batch`, each record once, then ends by itself.
+#[test]
+fn a_backlog_is_read_in_capped_batches_and_available_now_ends_after_it() {
+    use rill::connectors::kafka::{EmbeddedKafka, KafkaRecord, KafkaSource, StartFrom};
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    kafka.create_topic("mb-capped", 4).expect("topic");
+    let brokers = kafka.bootstrap_servers();
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..2_000u32)
+        .map(|i| (format!("k{i}").into_bytes(), format!("{i:06}").into_bytes()))
+        .collect();
+    common::kafka::produce(&brokers, "mb-capped", &records);
+    let job = Job::new("mb-capped");
+    let recorder = BatchRecorder::new(None, 2);
+    job.source(
+        KafkaSource::new(&brokers, "mb-capped")
+            .topics(["mb-capped"])
+            .start_from(StartFrom::Earliest)
+            .max_records_per_batch(100),
+    )
+    .map(|r: KafkaRecord| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned())
+    .sink(recorder.clone());
+    let config = Config::default()
+        .with_workers(2)
+        .with_mode(Mode::MicroBatch(Trigger::AvailableNow));
+    let handle = job.run(config).expect("starts");
+    // Written after the first batch: not part of an AvailableNow run.
+    let deadline = std::time::Instant::now() + common::HANG;
+    while handle.checkpoints().is_none_or(|l| l.completed.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "a first batch");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    common::kafka::produce(
+        &brokers,
+        "mb-capped",
+        &[(b"late".to_vec(), b"late".to_vec())],
+    );
+    finish(handle).expect("ends by itself");
+    let mut all = Vec::new();
+    let mut batches = 0;
+    for epoch in 1..1_000 {
+        let batch = recorder.batch(epoch);
+        assert!(
+            batch.len() <= 100,
+            "batch {epoch} has {} records",
+            batch.len()
+        );
+        batches += usize::from(!batch.is_empty());
+        all.extend(batch);
+    }
+    all.sort();
+    let want: Vec<String> = (0..2_000).map(|i| format!("{i:06}")).collect();
+    assert!(
+        all == want,
+        "every record once, and nothing written after the start: {} records in {batches} \
+         batches, {} distinct, {} late",
+        all.len(),
+        all.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        all.iter().filter(|r| *r == "late").count()
+    );
+    assert!(batches >= 20, "{batches} batches");
+}
+
+/// Counts writes and flushes; `on_barrier` can be made slow.
+#[derive(Clone, Default)]
+struct FlushCounter {
+    writes: Arc<std::sync::atomic::AtomicU64>,
+    flushes_with_writes: Arc<std::sync::atomic::AtomicU64>,
+    barrier_delay: Duration,
+}
+
+struct FlushCounterWriter(FlushCounter, u64);
+
+impl Sink<u64> for FlushCounter {
+    type Writer = FlushCounterWriter;
+    fn create(&self, _: &WorkerContext) -> Result<Self::Writer, rill::BoxError> {
+        Ok(FlushCounterWriter(self.clone(), 0))
+    }
+    fn name(&self) -> &str {
+        "flush-counter"
+    }
+}
+
+impl SinkWriter<u64> for FlushCounterWriter {
+    fn write(&mut self, _: u64) -> Result<(), rill::BoxError> {
+        self.1 += 1;
+        self.0.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), rill::BoxError> {
+        if std::mem::take(&mut self.1) > 0 {
+            self.0.flushes_with_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+    fn on_barrier(&mut self, _: u64) -> Result<(), rill::BoxError> {
+        std::thread::sleep(self.0.barrier_delay);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_holds_at_most_its_output_limit_and_its_timeout_is_configurable() {
+    let run = |sink: FlushCounter, config: Config| {
+        let job = Job::new("mb-limits");
+        job.source(MemorySource::new((0..10_000u64).collect()))
+            .sink(sink);
+        finish(job.run(config.with_workers(1)).expect("starts"))
+    };
+    let config = || Config::default().with_mode(Mode::MicroBatch(Trigger::AvailableNow));
+    // Unlimited (the default is far above 10,000): the batch's output is written once, at
+    // its end.
+    let held = FlushCounter::default();
+    run(held.clone(), config()).expect("runs");
+    assert_eq!(held.writes.load(Ordering::Relaxed), 10_000);
+    assert_eq!(held.flushes_with_writes.load(Ordering::Relaxed), 1);
+    // At most 100 held: the output goes out while the batch runs.
+    let bounded = FlushCounter::default();
+    run(bounded.clone(), config().with_batch_output_limit(100)).expect("runs");
+    assert_eq!(bounded.writes.load(Ordering::Relaxed), 10_000);
+    assert!(bounded.flushes_with_writes.load(Ordering::Relaxed) > 1);
+    // A batch slower than the timeout fails the job, naming the timeout.
+    let slow = FlushCounter {
+        barrier_delay: Duration::from_millis(400),
+        ..FlushCounter::default()
+    };
+    let err = run(
+        slow,
+        config().with_batch_timeout(Duration::from_millis(100)),
+    )
+    .expect_err("too slow");
+    assert!(err.to_string().contains("checkpoint 1 failed"), "{err}");
+    assert!(
+        rill::ErrorChain(&err).to_string().contains("100ms"),
+        "{err:?}"
+    );
+}

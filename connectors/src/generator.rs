@@ -175,6 +175,7 @@ where
             },
             batch_end: u64::MAX,
             replay_end: None,
+            available_now: ctx.trigger() == Some(rill_engine::Trigger::AvailableNow),
         })
     }
 
@@ -199,6 +200,8 @@ pub struct GeneratorReader<F> {
     /// Micro-batch mode: this worker's sequence numbers below this belong to the current
     /// batch (`u64::MAX`: no batch planned, continuous mode).
     batch_end: u64,
+    /// Micro-batch mode with `Trigger::AvailableNow`, until the first plan bounds the run.
+    available_now: bool,
     /// After a restart: the end of the interrupted batch, which the next plan replays.
     replay_end: Option<u64>,
 }
@@ -382,6 +385,11 @@ where
             }
         };
         self.batch_end = end;
+        if self.available_now {
+            // Everything due at the first batch, and then the end.
+            self.end = self.end.min(end);
+            self.available_now = false;
+        }
         Ok(Some(encode(&end)?))
     }
 

@@ -109,7 +109,8 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
         .collect();
     let mut next_epoch = s.restored + 1;
     // Continuous: the first checkpoint one interval after start. Micro-batch: the first
-    // batch at once; AvailableNow: that batch is the only one.
+    // batch at once. AvailableNow: batches until every source has ended (sources bound
+    // themselves to what is there at their first batch), then a final one.
     let mut next_trigger = match s.trigger {
         None => Instant::now() + s.config.interval,
         Some(_) => Instant::now(),
@@ -119,7 +120,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
     let mut plans: std::collections::BTreeMap<Epoch, Vec<PlannedEnd>> =
         std::collections::BTreeMap::new();
     let mut exhausted = 0;
-    let mut want_last = s.trigger == Some(Trigger::AvailableNow);
+    let mut want_last = false;
     let mut last_started = false;
     loop {
         let deadline = match &in_flight {
@@ -173,7 +174,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
                 next_trigger = match s.trigger {
                     None => Instant::now() + s.config.interval,
                     Some(Trigger::ProcessingTime(d)) => started + d,
-                    Some(_) => Instant::now(),
+                    Some(Trigger::AsFastAsPossible | Trigger::AvailableNow) => Instant::now(),
                 };
             } else if f.started.elapsed() >= s.config.timeout {
                 return Err(checkpoint_error(

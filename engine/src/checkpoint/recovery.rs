@@ -57,7 +57,8 @@ pub(crate) fn recover(
         if let Mode::MicroBatch(_) = config.mode {
             // Batches are epochs even when nothing is stored.
             return Ok(Some(Recovery {
-                config: CheckpointConfig::new(std::env::temp_dir()),
+                config: CheckpointConfig::new(std::env::temp_dir())
+                    .with_timeout(config.batch_timeout),
                 store: None,
                 committer: None,
                 epoch: 0,

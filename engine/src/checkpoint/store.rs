@@ -656,7 +656,10 @@ mod tests {
             msg.contains("checkpoint 2 was written in checkpoint format 1"),
             "{msg}"
         );
-        assert!(msg.contains(&format!("this build reads format {FORMAT}")), "{msg}");
+        assert!(
+            msg.contains(&format!("this build reads format {FORMAT}")),
+            "{msg}"
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -30,6 +30,14 @@ pub struct Config {
     pub checkpoint: Option<CheckpointConfig>,
     /// Continuous (default) or micro-batch scheduling.
     pub mode: Mode,
+    /// Micro-batch mode without a checkpoint location: a batch not complete after this long
+    /// fails the job (with a location, [`CheckpointConfig::timeout`] applies). Default 60 s.
+    pub batch_timeout: std::time::Duration,
+    /// Micro-batch mode: the most output records a sink task holds back until its batch
+    /// ends; beyond it they are written at once (a transactional sink still commits them at
+    /// the batch's end), so a large batch's output does not have to fit in memory.
+    /// Default 65,536.
+    pub batch_output_limit: usize,
 }
 
 impl Default for Config {
@@ -44,6 +52,8 @@ impl Default for Config {
             poll_budget: 256,
             checkpoint: None,
             mode: Mode::Continuous,
+            batch_timeout: std::time::Duration::from_secs(60),
+            batch_output_limit: 65_536,
         }
     }
 }
@@ -72,6 +82,16 @@ impl Config {
     /// Sets the per-poll record budget.
     pub fn with_poll_budget(mut self, poll_budget: usize) -> Self {
         self.poll_budget = poll_budget;
+        self
+    }
+    /// Micro-batch mode without a checkpoint location: how long a batch may take.
+    pub fn with_batch_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.batch_timeout = timeout;
+        self
+    }
+    /// Micro-batch mode: how many output records a sink task holds until the batch ends.
+    pub fn with_batch_output_limit(mut self, records: usize) -> Self {
+        self.batch_output_limit = records.max(1);
         self
     }
     /// Sets the execution mode (continuous or micro-batch).

@@ -23,6 +23,9 @@ pub enum Trigger {
     ProcessingTime(Duration),
     /// The next batch as soon as the previous one is complete.
     AsFastAsPossible,
-    /// One batch of everything available at start, then the job ends.
+    /// Everything available at start, then the job ends (Spark's `Trigger.AvailableNow`):
+    /// one batch, or several where a source caps its batches (a Kafka source's
+    /// `max_records_per_batch`). Bounded sources end the job when they end; a planning
+    /// source (Kafka, the generator) fixes what "available" means at its first batch.
     AvailableNow,
 }

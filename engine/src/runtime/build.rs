@@ -25,6 +25,8 @@ pub struct BuildCtx {
     pub(crate) epochs: Option<Arc<EpochControl>>,
     /// Micro-batch mode: sources read only inside a batch, sinks write at its end.
     pub(crate) micro_batch: bool,
+    /// Micro-batch mode: the most output records a sink task holds until its batch ends.
+    pub(crate) batch_output_limit: usize,
     /// The index of the task being built (set by the worker before each factory call).
     pub(crate) task: std::cell::Cell<usize>,
     /// Per node: what the checkpoint being restored holds.

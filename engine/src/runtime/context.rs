@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::dataflow::mode::Trigger;
 use crate::runtime::signal::WorkerSignal;
 
 /// What a source or sink learns about the worker it runs on when it is created.
@@ -15,6 +16,7 @@ pub struct WorkerContext {
     pub(crate) started: Instant,
     pub(crate) checkpointing: bool,
     pub(crate) abort: AbortSignal,
+    pub(crate) trigger: Option<Trigger>,
 }
 
 impl WorkerContext {
@@ -39,6 +41,13 @@ impl WorkerContext {
     /// consistent: group rebalances would move partitions between barriers.
     pub fn checkpointing(&self) -> bool {
         self.checkpointing
+    }
+
+    /// The job's micro-batch trigger; `None` in continuous mode. A source that plans batches
+    /// reads what is there when an [`Trigger::AvailableNow`] job starts, and then ends (in as
+    /// many batches as its per-batch limit needs).
+    pub fn trigger(&self) -> Option<Trigger> {
+        self.trigger
     }
 
     /// Tells whether the job is being aborted (a failure elsewhere, or its handle dropped). A

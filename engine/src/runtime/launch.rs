@@ -84,6 +84,10 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
                     started,
                     checkpointing: control.is_some(),
                     abort: AbortSignal(shared.abort.clone()),
+                    trigger: match config.mode {
+                        Mode::MicroBatch(t) => Some(t),
+                        Mode::Continuous => None,
+                    },
                 },
                 signals: signals.clone(),
                 stop: shared.stop.clone(),
@@ -91,6 +95,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
                 dead_letters: std::sync::OnceLock::new(),
                 epochs: control.clone(),
                 micro_batch: matches!(config.mode, Mode::MicroBatch(_)),
+                batch_output_limit: config.batch_output_limit,
                 task: std::cell::Cell::new(0),
                 restored: restored.clone(),
                 replay: replay.clone(),

@@ -37,8 +37,10 @@ pub(crate) trait Task {
 /// The [`Emit`] that writes into a sink.
 struct SinkOut<'a, S, T> {
     sink: &'a mut S,
-    /// Micro-batch mode: the batch's output, written when the batch ends.
+    /// Micro-batch mode: the batch's output, written when the batch ends, and how much of it
+    /// may be held.
     batch: Option<&'a mut Vec<T>>,
+    batch_limit: usize,
     written: u64,
     failures: &'a mut FailureHandler,
     error: Option<BoxError>,
@@ -51,8 +53,21 @@ impl<T, S: SinkWriter<T>> Emit<T> for SinkOut<'_, S, T> {
             return;
         }
         if let Some(batch) = self.batch.as_mut() {
-            batch.push(item);
-            return;
+            if batch.len() < self.batch_limit {
+                batch.push(item);
+                return;
+            }
+            // Held output is bounded: past the limit, records go to the sink now, behind
+            // the held ones (a transactional sink still commits them with the batch).
+            for held in batch.drain(..) {
+                match self.sink.write(held) {
+                    Ok(()) => self.written += 1,
+                    Err(e) => {
+                        self.error = Some(e);
+                        return;
+                    }
+                }
+            }
         }
         match self.sink.write(item) {
             Ok(()) => self.written += 1,
@@ -79,8 +94,9 @@ pub(crate) struct SinkTask<F, S, T> {
     failures: FailureHandler,
     epochs: Option<TaskEpochs>,
     completed: Epoch,
-    /// Micro-batch mode: output held until the end of the batch.
+    /// Micro-batch mode: output held until the end of the batch, at most `batch_limit`.
     batch: Option<Vec<T>>,
+    batch_limit: usize,
 }
 
 impl<F, S, T> SinkTask<F, S, T> {
@@ -100,6 +116,7 @@ impl<F, S, T> SinkTask<F, S, T> {
             epochs,
             completed,
             batch: micro_batch.then(Vec::new),
+            batch_limit: ctx.batch_output_limit,
         }
     }
 
@@ -163,6 +180,7 @@ where
         let mut out = SinkOut {
             sink: &mut self.sink,
             batch: self.batch.as_mut(),
+            batch_limit: self.batch_limit,
             written: 0,
             failures: &mut self.failures,
             error: None,

@@ -44,7 +44,10 @@ impl KafkaReader {
                         .consumer
                         .fetch_watermarks(&p.topic, p.partition, LOOKUP_TIMEOUT)
                         .map_err(KafkaConnectorError::Client)?;
-                    high.max(p.next_offset)
+                    let high = high.max(p.next_offset);
+                    // AvailableNow: never past what was there at the first batch.
+                    self.end_of(&p.topic, p.partition)
+                        .map_or(high, |e| high.min(e))
                 }
             };
             ends.push(PartitionPosition {
@@ -52,6 +55,14 @@ impl KafkaReader {
                 partition: p.partition,
                 next_offset: end,
             });
+        }
+        if replay.is_none() {
+            if self.available_now && self.ends.is_none() {
+                self.ends = Some(ends.clone());
+            }
+            if let Some(share) = self.batch_share {
+                cap_ends(&table, &mut ends, share);
+            }
         }
         let encoded = encode_positions(&ends)?;
         self.batch_ends = Some(ends);
@@ -76,5 +87,57 @@ impl KafkaReader {
         }
         self.held.push_back(record);
         Ok(())
+    }
+}
+
+/// Caps a batch at `share` records over the partitions of `from`: each partition's end moves
+/// back towards its position in proportion to its backlog (Spark's `maxOffsetsPerTrigger`),
+/// and every partition with a backlog gets at least one record, so none starves.
+fn cap_ends(from: &[PartitionPosition], ends: &mut [PartitionPosition], share: u64) {
+    let backlog = |p: &PartitionPosition, e: &PartitionPosition| {
+        (e.next_offset - p.next_offset).max(0) as u64
+    };
+    let total: u64 = from
+        .iter()
+        .zip(ends.iter())
+        .map(|(p, e)| backlog(p, e))
+        .sum();
+    if total <= share {
+        return;
+    }
+    for (p, e) in from.iter().zip(ends.iter_mut()) {
+        let behind = backlog(p, e);
+        if behind == 0 {
+            continue;
+        }
+        let part = ((u128::from(behind) * u128::from(share)) / u128::from(total)) as u64;
+        e.next_offset = p.next_offset + part.clamp(1, behind) as i64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn at(partition: i32, offset: i64) -> PartitionPosition {
+        PartitionPosition {
+            topic: Arc::from("t"),
+            partition,
+            next_offset: offset,
+        }
+    }
+
+    #[test]
+    fn a_capped_batch_splits_its_share_by_backlog_and_starves_no_partition() {
+        let from = [at(0, 100), at(1, 0), at(2, 50), at(3, 7)];
+        let mut ends = [at(0, 1_100), at(1, 3_000), at(2, 51), at(3, 7)];
+        cap_ends(&from, &mut ends, 400);
+        let planned: Vec<i64> = ends.iter().map(|e| e.next_offset).collect();
+        // Backlogs 1000, 3000, 1, 0 of 4001: 99, 299, at least 1, none.
+        assert_eq!(planned, vec![199, 299, 51, 7]);
+        let mut small = [at(0, 1_100)];
+        cap_ends(&from[..1], &mut small, 5_000);
+        assert_eq!(small[0].next_offset, 1_100, "under the cap: unchanged");
     }
 }

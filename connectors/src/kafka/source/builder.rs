@@ -57,6 +57,7 @@ pub struct KafkaSource {
     pub(super) ownership: Arc<Ownership>,
     pub(super) bounded: bool,
     pub(super) static_assignment: bool,
+    pub(super) max_records_per_batch: Option<u64>,
 }
 
 impl KafkaSource {
@@ -74,7 +75,21 @@ impl KafkaSource {
             ownership: Arc::default(),
             bounded: false,
             static_assignment: false,
+            max_records_per_batch: None,
         }
+    }
+
+    /// Micro-batch mode: at most `n` records per batch from this source, over all workers
+    /// and partitions (Spark's `maxOffsetsPerTrigger`). A batch then never has to read a
+    /// whole backlog, so it finishes within the checkpoint timeout and a restart that
+    /// replays it does not fail the same way. Each worker plans `n / workers` (at least 1),
+    /// split over its partitions in proportion to their backlog. With
+    /// [`Trigger::AvailableNow`](rill_engine::Trigger::AvailableNow) the job runs as many
+    /// batches as it takes to read what was there at its first batch. Offsets, not bytes: a
+    /// batch of large records is large.
+    pub fn max_records_per_batch(mut self, n: u64) -> Self {
+        self.max_records_per_batch = Some(n.max(1));
+        self
     }
 
     /// Reads only what the topics hold when the job starts, then ends (Spark's batch read,
@@ -212,6 +227,10 @@ impl Source for KafkaSource {
             held: VecDeque::new(),
             paused: Vec::new(),
             replay_ends: None,
+            batch_share: self
+                .max_records_per_batch
+                .map(|n| n.div_ceil(ctx.workers() as u64).max(1)),
+            available_now: ctx.trigger() == Some(rill_engine::Trigger::AvailableNow),
         })
     }
 

@@ -47,6 +47,11 @@ pub struct KafkaReader {
     pub(super) paused: Vec<(Arc<str>, i32)>,
     /// After a restart: the ends of the interrupted batch, which the next plan replays.
     pub(super) replay_ends: Option<Vec<StoredPosition>>,
+    /// Micro-batch mode: the most records this worker plans into one batch.
+    pub(super) batch_share: Option<u64>,
+    /// Micro-batch mode with `Trigger::AvailableNow`: the first plan fixes `ends`, and the
+    /// source ends once it has read up to them.
+    pub(super) available_now: bool,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -81,9 +86,10 @@ impl KafkaReader {
         })
     }
 
-    /// Bounded mode: whether every owned partition has been read up to its end.
+    /// Bounded mode: whether every owned partition has been read up to its end, and no
+    /// record fetched for a later micro-batch is still held.
     pub(super) fn reached_ends(&self) -> bool {
-        self.ends.as_ref().is_some_and(|ends| self.read_up_to(ends))
+        self.held.is_empty() && self.ends.as_ref().is_some_and(|ends| self.read_up_to(ends))
     }
 
     /// Whether every partition in `ends` has been read up to its end. Uses the consumer's
