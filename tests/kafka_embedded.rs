@@ -582,3 +582,46 @@ fn a_checkpoint_waits_until_its_dead_letters_are_delivered() {
     // failure would surface (if ever) at close, after the record's offset was checkpointed.
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A job reading `topic` from `brokers` in a consumer group, giving up after 2 s of errors.
+fn short_fused(brokers: &str, topic: &str) -> (Job, std::sync::Arc<SourceStats>) {
+    let source = KafkaSource::new(brokers, "short-fused")
+        .topics([topic])
+        .unavailable_timeout(Duration::from_secs(2));
+    let stats = source.stats();
+    let job = Job::new("short-fused");
+    job.source(source)
+        .map(|r: KafkaRecord| r.offset)
+        .sink(CollectSink::default());
+    (job, stats)
+}
+
+#[test]
+fn a_broker_down_at_start_or_a_missing_topic_fails_the_job_after_its_bound() {
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let started = std::time::Instant::now();
+    let (job, stats) = short_fused(&closed, "anything");
+    let err = common::finish(job.run(Config::default().with_workers(1)).expect("starts"))
+        .expect_err("no broker: the job fails");
+    let msg = rill::ErrorChain(&err).to_string();
+    assert!(msg.contains("Kafka unavailable for"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(stats.consumer_errors() > 0);
+
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    let (job, stats) = short_fused(&kafka.bootstrap_servers(), "never-created");
+    let err = common::finish(job.run(Config::default().with_workers(1)).expect("starts"))
+        .expect_err("no topic: the job fails");
+    let msg = rill::ErrorChain(&err).to_string();
+    assert!(msg.contains("Kafka unavailable for"), "{msg}");
+    assert!(msg.contains("never-created"), "{msg}");
+    assert!(stats.consumer_errors() > 0);
+}

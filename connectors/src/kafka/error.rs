@@ -72,6 +72,19 @@ pub enum KafkaConnectorError {
         /// The position of the first unreadable header among the record's headers.
         index: usize,
     },
+    /// The consumer has reported errors, and the cluster or a topic stayed unreadable, for
+    /// longer than the source's `unavailable_timeout`.
+    #[error(
+        "Kafka unavailable for {lasted:?} (the source gives up after {bound:?}): {last_error}"
+    )]
+    Unavailable {
+        /// How long the outage lasted.
+        lasted: std::time::Duration,
+        /// The source's bound.
+        bound: std::time::Duration,
+        /// The last error the consumer or a probe reported.
+        last_error: String,
+    },
     /// The mock cluster could not be started or configured.
     #[error("embedded Kafka failed")]
     Embedded(#[source] KafkaError),

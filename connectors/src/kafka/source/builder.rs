@@ -2,12 +2,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rill_engine::{BoxError, Source, WorkerContext};
 
 use super::assignment::assign_share;
+use super::health::ConsumerHealth;
 use super::positions::{PositionTable, SourcePositions, SourceStats};
 use super::reader::KafkaReader;
 use super::rebalance::{Ownership, RebalanceContext};
@@ -58,6 +60,7 @@ pub struct KafkaSource {
     pub(super) bounded: bool,
     pub(super) static_assignment: bool,
     pub(super) max_records_per_batch: Option<u64>,
+    pub(super) unavailable_timeout: Duration,
 }
 
 impl KafkaSource {
@@ -76,7 +79,19 @@ impl KafkaSource {
             bounded: false,
             static_assignment: false,
             max_records_per_batch: None,
+            unavailable_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// How long the consumer may keep reporting errors, with the cluster or a topic still
+    /// unreadable, before the job fails with [`KafkaConnectorError::Unavailable`] (default
+    /// 60 s). Until then librdkafka retries and the source probes the topics' metadata with
+    /// backoff; the errors are counted in [`SourceStats::consumer_errors`]. A broker that is
+    /// down at start, or a topic deleted or not authorized, ends the job (and a bounded run)
+    /// instead of leaving it idle forever.
+    pub fn unavailable_timeout(mut self, timeout: Duration) -> Self {
+        self.unavailable_timeout = timeout;
+        self
     }
 
     /// Micro-batch mode: at most `n` records per batch from this source, over all workers
@@ -195,6 +210,7 @@ impl Source for KafkaSource {
             ownership: self.ownership.clone(),
             stats: self.stats.clone(),
             error: Mutex::default(),
+            client_errors: Mutex::default(),
         };
         let mut consumer: BaseConsumer<RebalanceContext> = self
             .client_config()
@@ -231,6 +247,7 @@ impl Source for KafkaSource {
                 .max_records_per_batch
                 .map(|n| n.div_ceil(ctx.workers() as u64).max(1)),
             available_now: ctx.trigger() == Some(rill_engine::Trigger::AvailableNow),
+            health: ConsumerHealth::new(self.topics.clone(), self.unavailable_timeout),
         })
     }
 

@@ -8,6 +8,7 @@
 //! - [`positions`]: the per-partition positions of what was handed on, and commit counters.
 //! - [`reader`]: [`KafkaReader`], one worker's consumer, polled without blocking.
 //! - [`checkpoint`]: the reader's positions in checkpoints, restored at any worker count.
+//! - [`health`]: consumer errors counted, probed with backoff, and fatal after a bound.
 //! - [`batch`]: micro-batch planning: end offsets per batch, records held past them.
 //!
 //! The engine's source flow injects checkpoint barriers between two polls, right after taking
@@ -17,6 +18,7 @@ mod assignment;
 mod batch;
 mod builder;
 mod checkpoint;
+mod health;
 mod positions;
 mod reader;
 mod rebalance;

@@ -56,6 +56,7 @@ pub struct SourceStats {
     pub(super) commits: AtomicU64,
     pub(super) failed_commits: AtomicU64,
     pub(super) out_of_range: AtomicU64,
+    pub(super) consumer_errors: AtomicU64,
 }
 
 impl SourceStats {
@@ -68,6 +69,13 @@ impl SourceStats {
     /// the partition's next owner re-read records handed on since the last successful commit.
     pub fn failed_commits(&self) -> u64 {
         self.failed_commits.load(Ordering::Relaxed)
+    }
+
+    /// Errors the consumers reported (a broker unreachable, a topic deleted or not
+    /// authorized): each is retried; an outage longer than the source's
+    /// `unavailable_timeout` fails the job.
+    pub fn consumer_errors(&self) -> u64 {
+        self.consumer_errors.load(Ordering::Relaxed)
     }
 
     /// Restored positions that were no longer in their partition's range (retention deleted

@@ -15,6 +15,7 @@ use rdkafka::Offset;
 use rill_engine::state::RestoredState;
 use rill_engine::{BoxError, Emit, Epoch, Failure, Progress, SourceReader};
 
+use super::health::ConsumerHealth;
 use super::positions::{decode_positions, lock, PartitionPosition, PositionTable, StoredPosition};
 use super::rebalance::{RebalanceContext, Unsubscribe, FINAL_COMMIT_REJOIN};
 use crate::kafka::error::KafkaConnectorError;
@@ -52,6 +53,8 @@ pub struct KafkaReader {
     /// Micro-batch mode with `Trigger::AvailableNow`: the first plan fixes `ends`, and the
     /// source ends once it has read up to them.
     pub(super) available_now: bool,
+    /// Consumer errors: counted, probed with backoff, fatal after the source's bound.
+    pub(super) health: ConsumerHealth,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -208,9 +211,13 @@ impl SourceReader for KafkaReader {
                 {
                     return Err(KafkaConnectorError::FatalConsumer(e).into());
                 }
-                // Transient (broker down, transport failure): librdkafka reconnects and
-                // retries by itself; no record is lost, only delayed.
-                Some(Err(_)) => continue,
+                // Broker down, transport failure, topic gone: librdkafka retries by itself;
+                // the outage is counted and probed, and fails the job past its bound.
+                Some(Err(e)) => {
+                    let stats = self.consumer.context().stats.clone();
+                    self.health.error(&stats, e.to_string());
+                    continue;
+                }
             };
             if self
                 .batch_end_of(&record.topic, record.partition)
@@ -228,6 +235,17 @@ impl SourceReader for KafkaReader {
         if let Some(e) = failure {
             return Err(KafkaConnectorError::Client(e).into());
         }
+        let reported = std::mem::take(&mut *self.consumer.context().client_errors.locked());
+        if !reported.is_empty() {
+            let stats = self.consumer.context().stats.clone();
+            for e in reported {
+                self.health.error(&stats, e);
+            }
+        }
+        if emitted > 0 {
+            self.health.record();
+        }
+        self.health.check(&self.consumer)?;
         if self.ends.is_some() && emitted < budget && self.reached_ends() {
             return Ok(Progress::Done);
         }

@@ -39,6 +39,9 @@ pub(super) struct RebalanceContext {
     pub(super) ownership: Arc<Ownership>,
     pub(super) stats: Arc<SourceStats>,
     pub(super) error: Mutex<Option<KafkaError>>,
+    /// Errors librdkafka reported through the client's error callback (brokers down,
+    /// transport failures), for the reader to count and act on.
+    pub(super) client_errors: Mutex<Vec<String>>,
 }
 
 impl RebalanceContext {
@@ -137,7 +140,15 @@ impl RebalanceContext {
     }
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut errors = self.client_errors.locked();
+        // Bounded: the reader drains them at every poll.
+        if errors.len() < 64 {
+            errors.push(format!("{error}: {reason}"));
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn rebalance(
@@ -219,6 +230,7 @@ mod tests {
             ownership: Arc::default(),
             stats: Arc::default(),
             error: Mutex::default(),
+            client_errors: Mutex::default(),
         }
     }
 
