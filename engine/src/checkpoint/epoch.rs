@@ -68,6 +68,9 @@ pub(crate) struct EpochControl {
     /// Micro-batch mode with a checkpoint store: batch plans are logged before the batch
     /// reads input, and `planned` is the newest batch whose plan is durable.
     logs_plans: bool,
+    /// False when epochs only acknowledge input (a job without checkpoints): operators
+    /// then take no snapshots.
+    keeps_state: bool,
     planned: AtomicU64,
     events: Sender<CoordinatorEvent>,
     signals: Arc<[Arc<WorkerSignal>]>,
@@ -85,6 +88,7 @@ impl EpochControl {
             completed: AtomicU64::new(restored),
             final_epoch: AtomicU64::new(0),
             logs_plans: false,
+            keeps_state: true,
             planned: AtomicU64::new(restored),
             events,
             signals,
@@ -96,6 +100,18 @@ impl EpochControl {
     pub(crate) fn logging_plans(mut self) -> Self {
         self.logs_plans = true;
         self
+    }
+
+    /// Epochs that only tell sources what the sinks acknowledged: no operator state.
+    pub(crate) fn without_state(mut self) -> Self {
+        self.keeps_state = false;
+        self
+    }
+
+    /// Whether operators snapshot their state at barriers.
+    #[inline]
+    pub(crate) fn keeps_state(&self) -> bool {
+        self.keeps_state
     }
 
     /// Whether batch plans are logged (sources then report them to the coordinator).

@@ -26,6 +26,8 @@ pub(crate) struct Recovery {
     pub(crate) replay: Option<Arc<Vec<crate::state::NodeRestore>>>,
     pub(crate) node_list: Vec<(String, String)>,
     pub(crate) warnings: Vec<String>,
+    /// No checkpoints: epochs only tell sources what the sinks acknowledged.
+    pub(crate) acknowledgements_only: bool,
 }
 
 /// Opens the checkpoint directory, fences transactional sinks and loads the newest complete
@@ -54,22 +56,30 @@ pub(crate) fn recover(
                      so the job needs Config::with_checkpoints"
             )));
         }
-        if let Mode::MicroBatch(_) = config.mode {
+        let stateless = |config: CheckpointConfig, acknowledgements_only| Recovery {
+            config,
+            store: None,
+            committer: None,
+            epoch: 0,
+            committed: None,
+            nodes: None,
+            replay: None,
+            node_list: Vec::new(),
+            warnings: Vec::new(),
+            acknowledgements_only,
+        };
+        return Ok(match (config.mode, graph.acknowledgement_interval) {
             // Batches are epochs even when nothing is stored.
-            return Ok(Some(Recovery {
-                config: CheckpointConfig::new(std::env::temp_dir())
-                    .with_timeout(config.batch_timeout),
-                store: None,
-                committer: None,
-                epoch: 0,
-                committed: None,
-                nodes: None,
-                replay: None,
-                node_list: Vec::new(),
-                warnings: Vec::new(),
-            }));
-        }
-        return Ok(None);
+            (Mode::MicroBatch(_), _) => Some(stateless(
+                CheckpointConfig::new(std::env::temp_dir()).with_timeout(config.batch_timeout),
+                false,
+            )),
+            (Mode::Continuous, Some(interval)) => Some(stateless(
+                CheckpointConfig::new(std::env::temp_dir()).with_interval(interval),
+                true,
+            )),
+            (Mode::Continuous, None) => None,
+        });
     };
     let node_list: Vec<(String, String)> = graph
         .nodes
@@ -188,6 +198,7 @@ pub(crate) fn recover(
         replay,
         node_list,
         warnings,
+        acknowledgements_only: false,
     }))
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct Graph {
     pub(crate) dead_letter: Option<(Arc<dyn DeadLetterFactory>, usize)>,
     /// Committers of transactional sinks, driven by the checkpoint coordinator.
     pub(crate) committers: Vec<(Arc<str>, Arc<dyn Committer>)>,
+    /// The shortest [`Source::acknowledgement_interval`](crate::Source::acknowledgement_interval)
+    /// of the job's sources.
+    pub(crate) acknowledgement_interval: Option<std::time::Duration>,
 }
 
 impl Graph {

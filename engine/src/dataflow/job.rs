@@ -62,10 +62,14 @@ impl Job {
 
     /// Adds a source; every worker creates its own instance and reads its share.
     pub fn source<S: Source>(&self, factory: S) -> Stream<SourceBuilder<S>> {
-        let node = self
-            .graph
-            .borrow_mut()
-            .add_node(factory.name(), NodeKind::Source);
+        let node = {
+            let mut graph = self.graph.borrow_mut();
+            if let Some(wanted) = factory.acknowledgement_interval() {
+                let interval = graph.acknowledgement_interval.get_or_insert(wanted);
+                *interval = (*interval).min(wanted);
+            }
+            graph.add_node(factory.name(), NodeKind::Source)
+        };
         Stream::from_parts(self.graph.clone(), SourceBuilder { factory, node }, node)
     }
 

@@ -130,4 +130,16 @@ pub trait Source: Send + Sync + 'static {
 
     /// A short name for metrics and errors.
     fn name(&self) -> &str;
+
+    /// For a source that acknowledges input upstream (commits Kafka offsets to its consumer
+    /// group): how often, in a job *without* checkpoints, the job should find out what every
+    /// sink has acknowledged. The job then runs stateless epochs this often (a barrier
+    /// through the pipeline, each sink flushing at it, nothing stored), and the source's
+    /// [`checkpoint_complete`](SourceReader::checkpoint_complete) acknowledges the position
+    /// it had at the barrier. A failed job thus never acknowledges records its sinks had not
+    /// written, and a killed one re-reads at most one interval. `None` (the default): no such
+    /// epochs.
+    fn acknowledgement_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

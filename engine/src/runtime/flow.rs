@@ -242,7 +242,9 @@ where
             }
             Ok(Progress::Barrier(epoch)) => {
                 self.op.on_barrier(epoch, &mut down);
-                self.captured = self.op.snapshot();
+                if self.epochs.as_ref().is_none_or(|e| e.keeps_state()) {
+                    self.captured = self.op.snapshot();
+                }
                 if !self.ended && self.epochs.as_ref().is_some_and(|e| e.ends_after(epoch)) {
                     // The final barrier: no record follows it, so end-of-input output (say
                     // `latest_per_key`'s) goes out now, ahead of the barrier, into the epoch

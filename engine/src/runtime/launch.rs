@@ -48,6 +48,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
         let control = EpochControl::new(r.epoch, coordinator_tx.clone(), signals.clone());
         Arc::new(match config.mode {
             Mode::MicroBatch(_) if r.store.is_some() => control.logging_plans(),
+            _ if r.acknowledgements_only => control.without_state(),
             _ => control,
         })
     });
@@ -58,6 +59,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
         coordinator: recovery.as_ref().map(|_| coordinator_tx.clone()),
     });
     let restored = recovery.as_ref().and_then(|r| r.nodes.clone());
+    let acknowledgements_only = recovery.as_ref().is_some_and(|r| r.acknowledgements_only);
     let replay = recovery.as_ref().and_then(|r| r.replay.clone());
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().filter(|c| !c.is_empty())
@@ -82,7 +84,7 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
                     workers,
                     signal: signals[w].clone(),
                     started,
-                    checkpointing: control.is_some(),
+                    checkpointing: control.is_some() && !acknowledgements_only,
                     abort: AbortSignal(shared.abort.clone()),
                     trigger: match config.mode {
                         Mode::MicroBatch(t) => Some(t),
@@ -129,7 +131,9 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
             warnings: r.warnings,
             completed: Vec::new(),
         }));
-        checkpoint_log = Some(log.clone());
+        if !r.acknowledgements_only {
+            checkpoint_log = Some(log.clone());
+        }
         let abort_shared = shared.clone();
         let setup = CoordinatorSetup {
             job: name.clone(),

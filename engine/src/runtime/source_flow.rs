@@ -103,6 +103,19 @@ impl<S: SourceReader> SourceFlow<S> {
 
     /// The input has ended: tell the coordinator, which starts the final epoch once every
     /// source instance has.
+    /// After the final barrier: the source ends once the final epoch is complete (and it has
+    /// been told so, in `poll`), so that it acknowledges upstream what the final epoch's sinks
+    /// acknowledged (a Kafka source commits its offsets) while it still can. Completion
+    /// wakes the worker.
+    fn end_once_complete(&mut self) -> Progress {
+        if self.completed >= self.epoch {
+            self.done = true;
+            Progress::Done
+        } else {
+            Progress::IDLE
+        }
+    }
+
     fn mark_exhausted(&mut self) {
         self.exhausted = true;
         if let Some(epochs) = &self.epochs {
@@ -164,8 +177,7 @@ impl<S: SourceReader> SourceFlow<S> {
             .as_ref()
             .is_some_and(|e| e.ends_after(self.epoch))
         {
-            self.done = true;
-            return Ok(Progress::Done);
+            return Ok(self.end_once_complete());
         }
         // Until the next trigger, which wakes the worker.
         Ok(Progress::IDLE)
@@ -202,8 +214,7 @@ impl<S: SourceReader> Flow for SourceFlow<S> {
             // With checkpoints, a stop (or the end of a bounded input) is a final epoch: the
             // source ends right after its barrier, so the final checkpoint holds everything.
             if epochs.ends_after(self.epoch) {
-                self.done = true;
-                return Ok(Progress::Done);
+                return Ok(self.end_once_complete());
             }
             if self.exhausted {
                 return Ok(Progress::IDLE);

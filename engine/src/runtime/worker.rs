@@ -74,7 +74,14 @@ fn build_and_run(setup: &WorkerSetup) -> Result<(), JobError> {
         })??;
         tasks.push((index, task));
     }
-    run_loop(setup, tasks)
+    let result = run_loop(setup, &mut tasks);
+    if result.is_err() {
+        // Before the tasks are dropped: a source's drop then knows the job failed and does
+        // not acknowledge input (commit offsets) its sinks may never have written.
+        setup.shared.request_abort();
+    }
+    drop(tasks);
+    result
 }
 
 /// Closes this worker's dead-letter sink once all its tasks are done.
@@ -90,7 +97,7 @@ fn close_dead_letters(setup: &WorkerSetup) -> Result<(), JobError> {
     Ok(())
 }
 
-fn run_loop(setup: &WorkerSetup, mut tasks: Vec<(usize, Box<dyn Task>)>) -> Result<(), JobError> {
+fn run_loop(setup: &WorkerSetup, tasks: &mut Vec<(usize, Box<dyn Task>)>) -> Result<(), JobError> {
     let worker = setup.ctx.worker.worker;
     let signal = &setup.ctx.worker.signal;
     let budget = setup.config.poll_budget.max(1);

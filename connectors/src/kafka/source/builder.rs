@@ -61,6 +61,7 @@ pub struct KafkaSource {
     pub(super) static_assignment: bool,
     pub(super) max_records_per_batch: Option<u64>,
     pub(super) unavailable_timeout: Duration,
+    pub(super) commit_interval: Duration,
 }
 
 impl KafkaSource {
@@ -80,7 +81,18 @@ impl KafkaSource {
             static_assignment: false,
             max_records_per_batch: None,
             unavailable_timeout: Duration::from_secs(60),
+            commit_interval: Duration::from_secs(5),
         }
+    }
+
+    /// Without checkpoints: how often the job commits to the consumer group the offsets of
+    /// what every sink has acknowledged (default 5 s, Kafka's `auto.commit.interval.ms`). A
+    /// job that fails commits nothing more, and one that is killed re-reads at most about
+    /// this much: at least once, never lost. With checkpoints, offsets are committed when a
+    /// checkpoint completes instead.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
     }
 
     /// How long the consumer may keep reporting errors, with the cluster or a topic still
@@ -211,6 +223,7 @@ impl Source for KafkaSource {
             stats: self.stats.clone(),
             error: Mutex::default(),
             client_errors: Mutex::default(),
+            abandoned: Default::default(),
         };
         let mut consumer: BaseConsumer<RebalanceContext> = self
             .client_config()
@@ -248,10 +261,15 @@ impl Source for KafkaSource {
                 .map(|n| n.div_ceil(ctx.workers() as u64).max(1)),
             available_now: ctx.trigger() == Some(rill_engine::Trigger::AvailableNow),
             health: ConsumerHealth::new(self.topics.clone(), self.unavailable_timeout),
+            abort: ctx.abort_signal(),
         })
     }
 
     fn name(&self) -> &str {
         "kafka"
+    }
+
+    fn acknowledgement_interval(&self) -> Option<Duration> {
+        Some(self.commit_interval)
     }
 }

@@ -68,15 +68,27 @@ impl KafkaReader {
         Ok(())
     }
 
-    /// Commits the positions of a completed checkpoint to the group, for lag monitoring (the
-    /// checkpoint, not the group, is where a restart resumes).
+    /// Commits the positions taken at a completed epoch's barrier to the group: with
+    /// checkpoints for lag monitoring (the checkpoint, not the group, is where a restart
+    /// resumes); without, as the group's record of what every sink acknowledged.
     pub(super) fn commit_captured(&mut self) {
         let Some(positions) = self.captured.take() else {
             return;
         };
+        // In a consumer group, a partition revoked since the barrier has a new owner, which
+        // commits it from now on: only partitions still owned are committed.
+        let owned = (!self.statically).then(|| lock(&self.positions).clone());
         let mut tpl = TopicPartitionList::new();
         for p in &positions {
-            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
+            let still_owned = owned.as_ref().is_none_or(|table| {
+                table
+                    .iter()
+                    .any(|o| o.partition == p.partition && o.topic == p.topic)
+            });
+            if still_owned {
+                let _ =
+                    tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
+            }
         }
         if tpl.count() > 0 {
             let stats = &self.consumer.context().stats;

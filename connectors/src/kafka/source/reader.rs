@@ -55,6 +55,8 @@ pub struct KafkaReader {
     pub(super) available_now: bool,
     /// Consumer errors: counted, probed with backoff, fatal after the source's bound.
     pub(super) health: ConsumerHealth,
+    /// Set when the job fails: the reader then commits nothing on its way out.
+    pub(super) abort: rill_engine::AbortSignal,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -296,6 +298,13 @@ impl Drop for KafkaReader {
         // The source has ended (stop, end of a bounded run, or failure): commit what was
         // handed on so a restart of the group continues after it.
         let context = self.consumer.context();
+        if self.abort.is_aborted() {
+            // The job failed: records handed on may still be in rings or unacknowledged in a
+            // producer. Only what a completed epoch acknowledged stays committed.
+            context.abandoned.store(true, Ordering::Release);
+            let _ = self.consumer.unassign();
+            return;
+        }
         if self.checkpointing {
             // Checkpoints commit offsets when they complete; what was handed on after the
             // last one is not acknowledged.

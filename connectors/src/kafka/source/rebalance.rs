@@ -42,6 +42,9 @@ pub(super) struct RebalanceContext {
     /// Errors librdkafka reported through the client's error callback (brokers down,
     /// transport failures), for the reader to count and act on.
     pub(super) client_errors: Mutex<Vec<String>>,
+    /// The job failed: nothing more is committed (what was handed on may not have been
+    /// written by the sinks); a restart re-reads from the last acknowledged commit.
+    pub(super) abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl RebalanceContext {
@@ -86,7 +89,7 @@ impl RebalanceContext {
         partitions: Option<&TopicPartitionList>,
     ) {
         let (commit, taken) = self.take_positions(partitions);
-        if commit.count() == 0 {
+        if commit.count() == 0 || self.abandoned.load(Ordering::Acquire) {
             return;
         }
         match consumer.commit(&commit, CommitMode::Sync) {
@@ -231,6 +234,7 @@ mod tests {
             stats: Arc::default(),
             error: Mutex::default(),
             client_errors: Mutex::default(),
+            abandoned: Default::default(),
         }
     }
 
