@@ -74,6 +74,9 @@ struct Args {
     /// after the sink's commit marker was lost (the job refuses to start and says so).
     #[arg(long, value_name = "EPOCH", requires = "exactly_once")]
     assume_committed: Option<u64>,
+    /// Kafka mode: fail once the broker or the input topic has been unreadable this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    unavailable_timeout: std::time::Duration,
 }
 
 /// Parses a duration in humantime's notation (`250ms`, `2s`, `1m`); a bare number is
@@ -143,7 +146,9 @@ fn kafka_job(brokers: &str, args: &Args, source: KafkaSource, linger_ms: &str) -
 
 /// Kafka -> Kafka until SIGTERM or Ctrl-C, then a clean stop (everything flushed).
 fn count_kafka(brokers: &str, args: &Args, config: Config) -> anyhow::Result<()> {
-    let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
+    let source = KafkaSource::new(brokers, args.group.clone())
+        .topics([args.input.clone()])
+        .unavailable_timeout(args.unavailable_timeout);
     let mut config = config;
     if let Some(dir) = &args.checkpoint_dir {
         let mut checkpoints = CheckpointConfig::new(dir).with_interval(args.checkpoint_interval);

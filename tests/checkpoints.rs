@@ -575,3 +575,68 @@ fn end_of_input_output_goes_into_the_final_committed_epoch() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the gated job until checkpoint `n` completes, then makes the next checkpoint's
+/// directory fail as `plant` arranges; returns the job's error.
+fn fail_next_checkpoint(dir: &PathBuf, plant: impl Fn(&std::path::Path)) -> JobError {
+    let limit = Arc::new(AtomicU64::new(500));
+    let (job, _) = gated_job(&limit, 5_000);
+    // A long interval: the next checkpoint's directory is planted well before it starts.
+    let handle = job.run(config(1, dir, 1_500)).expect("starts");
+    wait_until("a checkpoint", || {
+        !handle.checkpoints().unwrap().completed.is_empty()
+    });
+    let newest = handle
+        .checkpoints()
+        .unwrap()
+        .completed
+        .last()
+        .unwrap()
+        .epoch;
+    plant(&dir.join(format!("chk-{:020}", newest + 1)));
+    limit.store(1_000, Ordering::Release);
+    finish(handle).expect_err("the failing checkpoint fails the job")
+}
+
+#[test]
+fn a_full_or_unwritable_checkpoint_directory_fails_the_job_and_a_restart_recovers() {
+    let dir = temp_dir("full");
+    // Full: every state file of the next checkpoint is /dev/full.
+    let err = fail_next_checkpoint(&dir, |next| {
+        std::fs::create_dir_all(next).unwrap();
+        for task in 0..4 {
+            std::os::unix::fs::symlink("/dev/full", next.join(format!("t{task}-w0.state")))
+                .unwrap();
+        }
+    });
+    let msg = rill::ErrorChain(&err).to_string();
+    assert!(matches!(err, JobError::Checkpoint { .. }), "{err:?}");
+    assert!(msg.contains("No space left on device"), "{msg}");
+    // Unwritable: the next checkpoint's directory is a file.
+    let err = fail_next_checkpoint(&dir, |next| {
+        let _ = std::fs::remove_dir_all(next);
+        std::fs::write(next, b"not a directory").unwrap();
+    });
+    let msg = rill::ErrorChain(&err).to_string();
+    assert!(matches!(err, JobError::Checkpoint { .. }), "{err:?}");
+    assert!(msg.contains("Not a directory"), "{msg}");
+    // Once the operator frees the directory, a restart resumes from the last complete
+    // checkpoint and the output continues exactly from there.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file()
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
+        {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let limit = Arc::new(AtomicU64::new(u64::MAX));
+    let (job, out) = gated_job(&limit, 2_000);
+    let handle = job.run(config(1, &dir, 10)).expect("restarts");
+    assert!(handle.checkpoints().unwrap().restored_from.is_some());
+    finish(handle).expect("recovered run succeeds");
+    check_resumed(&out.take(), 2_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -121,4 +122,254 @@ fn a_second_instance_on_one_checkpoint_directory_exits_at_once_naming_the_first(
     );
     common::stop_with_sigterm(third);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Input line `i`: a few words from a small vocabulary, so every word is counted many times.
+fn line(i: u64) -> String {
+    const WORDS: [&str; 7] = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu"];
+    (0..3)
+        .map(|j| WORDS[((i * 3 + j) * 5 % 7) as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn lines(range: std::ops::Range<u64>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    range
+        .map(|i| (format!("l{i}").into_bytes(), line(i).into_bytes()))
+        .collect()
+}
+
+/// How often each word occurs in the first `n` lines.
+fn truth(n: u64) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for i in 0..n {
+        for w in line(i).split_whitespace() {
+            *counts.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// How often each word occurs in the lines `topic` holds: the input as the broker kept it
+/// (noida-db may lose records it acknowledged just before a SIGKILL; that is the broker's
+/// durability, not the job's), with how many lines that is.
+fn truth_of_topic(brokers: &str, topic: &str) -> (BTreeMap<String, u64>, usize) {
+    let input = common::kafka::read_to_end(brokers, topic, Duration::from_secs(60));
+    let mut counts = BTreeMap::new();
+    for (_, v, _) in &input {
+        let text = String::from_utf8(v.clone().unwrap_or_default()).expect("utf-8");
+        for w in text.split_whitespace() {
+            *counts.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    (counts, input.len())
+}
+
+/// Every count update (word, n) in `topic`, as a `read_committed` reader sees them.
+fn updates(brokers: &str, topic: &str) -> Vec<(String, u64)> {
+    common::kafka::read_to_end(brokers, topic, Duration::from_secs(60))
+        .into_iter()
+        .filter_map(|(k, v, _)| {
+            let word = String::from_utf8(k?).ok()?;
+            let n = String::from_utf8(v?).ok()?.parse().ok()?;
+            Some((word, n))
+        })
+        .collect()
+}
+
+/// Feeds `total` lines in chunks over a few seconds, riding out a broker outage: the test
+/// producer retries until the broker is back.
+fn feed(brokers: String, topic: String, total: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for chunk in (0..total).step_by(50) {
+            common::kafka::produce(&brokers, &topic, &lines(chunk..(chunk + 50).min(total)));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// Keeps one word count running until `done` says the output is complete, restarting it if
+/// it exits (a supervisor's job); returns how many times it had to be restarted.
+fn supervise(
+    mut start: impl FnMut() -> Child,
+    mut done: impl FnMut() -> bool,
+    what: &str,
+) -> (Child, usize) {
+    let mut child = start();
+    let mut restarts = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done() {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{what} exited ({status}): {}", stderr_of(&mut child));
+            restarts += 1;
+            child = start();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: output incomplete after 180 s; the running instance's stderr: {}",
+                stderr_of(&mut child)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (child, restarts)
+}
+
+#[test]
+fn a_broker_stopped_and_restarted_mid_run_loses_nothing_at_least_once() {
+    let mut broker = Broker::start();
+    broker.create_topic("bounce-in", 2);
+    broker.create_topic("bounce-out", 2);
+    let brokers = broker.bootstrap.clone();
+    const LINES: u64 = 1_500;
+    let feeder = feed(brokers.clone(), "bounce-in".into(), LINES);
+    let dir = temp_dir("bounce");
+    // Checkpointed state, plain (at-least-once) output.
+    let start = || wordcount(&brokers, "bounce", &dir, &["--unavailable-timeout", "60s"]);
+    let mut first = start();
+    wait_for_checkpoint(&mut first, &dir);
+    broker.stop_and_restart(Duration::from_secs(2));
+    feeder.join().expect("feeder");
+    let (expected, kept) = truth_of_topic(&brokers, "bounce-in");
+    eprintln!("the broker kept {kept} of {LINES} lines");
+    // At least once: every word reaches its final count. The idempotent producer may fail
+    // fatally when the broker comes back without its producer state (noida-db keeps none;
+    // Kafka does): the job then fails, and its restart resumes from the last checkpoint.
+    let complete = || {
+        let mut best: BTreeMap<String, u64> = BTreeMap::new();
+        for (w, n) in updates(&brokers, "bounce-out") {
+            let b = best.entry(w).or_insert(0);
+            *b = (*b).max(n);
+        }
+        best == expected
+    };
+    let mut slot = Some(first);
+    let (child, restarts) = supervise(
+        || slot.take().unwrap_or_else(start),
+        complete,
+        "at-least-once wordcount",
+    );
+    eprintln!("restarted {restarts} time(s)");
+    let mut seen: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for (w, n) in updates(&brokers, "bounce-out") {
+        seen.entry(w).or_default().insert(n);
+    }
+    for (word, n) in &expected {
+        let counts = &seen[word];
+        assert!(
+            (1..=*n).all(|c| counts.contains(&c)),
+            "{word}: a count is missing"
+        );
+    }
+    common::stop_with_sigterm(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broker_stopped_and_restarted_mid_run_keeps_exactly_once_output_exact() {
+    let mut broker = Broker::start();
+    broker.create_topic("eob-in", 2);
+    broker.create_topic("eob-out", 2);
+    let brokers = broker.bootstrap.clone();
+    const LINES: u64 = 1_500;
+    let feeder = feed(brokers.clone(), "eob-in".into(), LINES);
+    let dir = temp_dir("eob");
+    let start = || {
+        wordcount(
+            &brokers,
+            "eob",
+            &dir,
+            &["--exactly-once", "--unavailable-timeout", "60s"],
+        )
+    };
+    let mut first = start();
+    wait_for_checkpoint(&mut first, &dir);
+    broker.stop_and_restart(Duration::from_secs(2));
+    feeder.join().expect("feeder");
+    let (expected, kept) = truth_of_topic(&brokers, "eob-in");
+    eprintln!("the broker kept {kept} of {LINES} lines");
+    let total: u64 = expected.values().sum();
+    // A transactional producer may give up on its transaction while the broker is gone: the
+    // job then fails and restarts from its last checkpoint, as a supervisor would run it.
+    let mut slot = Some(first);
+    let (child, restarts) = supervise(
+        || slot.take().unwrap_or_else(start),
+        || updates(&brokers, "eob-out").len() as u64 >= total,
+        "exactly-once wordcount",
+    );
+    eprintln!("restarted {restarts} time(s)");
+    common::stop_with_sigterm(child);
+    // Exactly once: each word's counts 1..n, each once.
+    let mut per_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (w, n) in updates(&brokers, "eob-out") {
+        per_word.entry(w).or_default().push(n);
+    }
+    for (word, n) in &expected {
+        let mut counts = per_word.remove(word).unwrap_or_default();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=*n).collect::<Vec<_>>(), "{word}");
+    }
+    assert!(per_word.is_empty(), "unexpected words: {per_word:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broker_down_at_start_is_waited_for_and_one_that_never_comes_is_a_clear_error() {
+    // Never comes: the job gives up after its bound, naming the problem.
+    let port = Broker::reserve_port();
+    let started = Instant::now();
+    let out = Command::new(example_binary("wordcount"))
+        .args(["--brokers", &format!("127.0.0.1:{port}"), "--workers", "1"])
+        .args(["--unavailable-timeout", "3s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("wordcount runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Kafka unavailable for"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Comes late: the job waits for it and then counts everything.
+    let port = Broker::reserve_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let mut child = Command::new(example_binary("wordcount"))
+        .args(["--brokers", &brokers, "--workers", "2"])
+        .args([
+            "--input", "late-in", "--output", "late-out", "--group", "late",
+        ])
+        .args(["--unavailable-timeout", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wordcount starts");
+    std::thread::sleep(Duration::from_secs(3));
+    let broker = Broker::start_on(port);
+    broker.create_topic("late-in", 2);
+    broker.create_topic("late-out", 2);
+    common::kafka::produce(&brokers, "late-in", &lines(0..200));
+    let expected = truth(200);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut best: BTreeMap<String, u64> = BTreeMap::new();
+        for (w, n) in updates(&brokers, "late-out") {
+            let b = best.entry(w).or_insert(0);
+            *b = (*b).max(n);
+        }
+        if best == expected {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("wordcount exited ({status}): {}", stderr_of(&mut child));
+        }
+        assert!(Instant::now() < deadline, "no complete output: {best:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    common::stop_with_sigterm(child);
 }

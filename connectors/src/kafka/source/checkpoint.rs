@@ -25,9 +25,13 @@ impl KafkaReader {
     /// Seeks every owned partition to the checkpoint's position (from whichever old worker
     /// owned it), so a job restores at any number of workers.
     ///
-    /// A position outside its partition's retained range restarts at the earliest retained
-    /// offset, whatever the source's `StartFrom` (whose `auto.offset.reset` would otherwise
-    /// skip a `Latest` source to the end, past the whole retained backlog), with a warning.
+    /// A position outside its partition's range is moved into it, with a warning and a count
+    /// ([`SourceStats::out_of_range_positions`](super::SourceStats::out_of_range_positions)):
+    /// below the earliest retained offset (retention deleted records the job had not read)
+    /// to that offset, whatever the source's `StartFrom` (whose `auto.offset.reset` would
+    /// skip a `Latest` source past the whole retained backlog); above the partition's end
+    /// (a broker lost records it had acknowledged, or the topic was recreated) to its end,
+    /// rather than to its start, which would read the whole partition a second time.
     pub(super) fn restore_positions(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
         let stored = decode_positions(state)?;
         let mut table = lock(&self.positions);
@@ -43,6 +47,19 @@ impl KafkaReader {
                     .map_err(KafkaConnectorError::Client)?;
                 p.next_offset = if (low..=high).contains(offset) {
                     *offset
+                } else if *offset > high {
+                    self.consumer
+                        .context()
+                        .stats
+                        .out_of_range
+                        .fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "rill: warning: the checkpoint's position {offset} of {}/{} is past the \
+                         partition's end {high} (the broker lost records it had acknowledged, \
+                         or the topic was recreated): resuming at {high}",
+                        p.topic, p.partition
+                    );
+                    high
                 } else {
                     self.consumer
                         .context()
