@@ -710,3 +710,39 @@ fn a_group_job_commits_acknowledged_offsets_while_it_runs() {
     handle.stop();
     common::finish(handle).expect("runs");
 }
+
+#[test]
+fn an_oversized_record_routed_to_a_kafka_dead_letter_topic_arrives_cut_with_its_length() {
+    use rill::connectors::kafka::dead_letter_headers as h;
+    let kafka = EmbeddedKafka::start().expect("mock cluster");
+    kafka.create_topic("big-out", 1).expect("topic");
+    kafka.create_topic("big-dlq", 1).expect("topic");
+    let brokers = kafka.bootstrap_servers();
+    // Larger than `message.max.bytes` (1 MB): refused by the output topic's producer, and as
+    // a dead letter by the dead-letter topic's producer too.
+    let huge = vec![b'x'; 2_000_000];
+    let mut records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("k{i}"), b"small".to_vec()))
+        .collect();
+    records.push(("huge".to_string(), huge));
+    let job = Job::new("big");
+    job.dead_letter(KafkaSink::new(&brokers).topic("big-dlq"));
+    job.source(MemorySource::new(records)).sink(
+        KafkaSink::new(&brokers)
+            .topic("big-out")
+            .dead_letter_failed_deliveries(),
+    );
+    common::finish(job.run(Config::default().with_workers(2)).expect("starts"))
+        .expect("the oversized letter does not fail the job");
+    assert_eq!(
+        read(&brokers, "big-out", 11, Duration::from_secs(5)).len(),
+        10
+    );
+    let letters = read_to_end(&brokers, "big-dlq", Duration::from_secs(30));
+    assert_eq!(letters.len(), 1);
+    let (key, value, headers) = &letters[0];
+    assert_eq!(key.as_deref(), Some(&b"huge"[..]));
+    assert_eq!(value.as_ref().map(Vec::len), Some(64 * 1024));
+    assert_eq!(&headers[h::TRUNCATED][..], b"2000000");
+    assert!(String::from_utf8_lossy(&headers[h::ERROR]).contains("big-out"));
+}

@@ -35,6 +35,9 @@ pub mod dead_letter_headers {
     pub const PARTITION: &str = "rill.dlq.origin.partition";
     /// Its offset, decimal.
     pub const OFFSET: &str = "rill.dlq.origin.offset";
+    /// Present when the dead-letter topic refused the letter as too large and its value
+    /// was cut to 64 KiB: the original value's length in bytes, decimal.
+    pub const TRUNCATED: &str = "rill.dlq.value.truncated";
 }
 
 /// A dead letter goes to Kafka as the original record (same key and value bytes), with its

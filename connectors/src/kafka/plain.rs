@@ -11,7 +11,9 @@ use rill_engine::{AbortSignal, BoxError, DeadLetter, Epoch, SinkWriter};
 
 use super::error::KafkaConnectorError;
 use super::output::ToKafka;
-use super::producer::{flush_promptly, record_of, undelivered_letter, DeliveryContext};
+use super::producer::{
+    flush_promptly, record_of, too_large, truncated, undelivered_letter, DeliveryContext, Resend,
+};
 
 /// One worker's [`KafkaSink`](crate::kafka::KafkaSink).
 pub struct KafkaPlainWriter {
@@ -22,6 +24,9 @@ pub struct KafkaPlainWriter {
     pub(super) flush_timeout: Duration,
     /// The job's abort: a full queue is waited on only while the job runs.
     pub(super) abort: AbortSignal,
+    /// A dead-letter sink: the value length letters are cut to when their topic refuses
+    /// them as too large, and the ones the broker refused, to send again.
+    pub(super) oversized: Option<(usize, Arc<Mutex<Vec<Resend>>>)>,
 }
 
 impl std::fmt::Debug for KafkaPlainWriter {
@@ -35,16 +40,21 @@ impl std::fmt::Debug for KafkaPlainWriter {
 
 impl KafkaPlainWriter {
     /// Waits until every record written so far is acknowledged, and surfaces any failed
-    /// delivery: what a barrier and the end of input both need.
+    /// delivery: what a barrier and the end of input both need. Dead letters the broker
+    /// rejected as too large are sent again, cut, and waited for too.
     fn wait_for_acknowledgements(&mut self) -> Result<(), BoxError> {
-        if flush_promptly(&self.producer, self.flush_timeout).is_err() {
-            self.check_deliveries()?;
-            return Err(KafkaConnectorError::FlushTimeout {
-                in_flight: self.producer.in_flight_count(),
+        loop {
+            if flush_promptly(&self.producer, self.flush_timeout).is_err() {
+                self.check_deliveries()?;
+                return Err(KafkaConnectorError::FlushTimeout {
+                    in_flight: self.producer.in_flight_count(),
+                }
+                .into());
             }
-            .into());
+            if !self.resend_truncated()? {
+                return self.check_deliveries();
+            }
         }
-        self.check_deliveries()
     }
 
     fn check_deliveries(&self) -> Result<(), BoxError> {
@@ -53,19 +63,35 @@ impl KafkaPlainWriter {
             None => Ok(()),
         }
     }
-}
 
-impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
-    fn write(&mut self, item: T) -> Result<(), BoxError> {
-        let topic = item
-            .topic()
-            .or(self.default_topic.as_deref())
-            .ok_or(KafkaConnectorError::NoTopic)?;
-        let item_headers = item.headers();
-        let mut record = record_of(topic, item.key(), item.value(), &item_headers);
+    /// Sends again, cut, the dead letters the broker rejected as too large; whether any.
+    fn resend_truncated(&self) -> Result<bool, BoxError> {
+        let pending = match &self.oversized {
+            Some((_, resend)) => std::mem::take(&mut *resend.locked()),
+            None => return Ok(false),
+        };
+        let any = !pending.is_empty();
+        for (topic, key, value, headers) in pending {
+            if let Some(e) = self.send(&topic, key.as_deref(), value.as_deref(), &headers)? {
+                return Err(KafkaConnectorError::Delivery { topic, source: e }.into());
+            }
+        }
+        Ok(any)
+    }
+
+    /// Hands one record to the producer, waiting (while the job runs) for room in a full
+    /// queue. `Ok(Some(e))`: librdkafka refused the record itself.
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<Option<KafkaError>, BoxError> {
+        let mut record = record_of(topic, key, value, headers);
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(None),
                 // librdkafka's queue is full: back-pressure from the broker. Serve delivery
                 // reports (which frees room) and try again.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
@@ -79,25 +105,52 @@ impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
                         .into());
                     }
                 }
-                Err((e, _)) => {
-                    if let Some(undelivered) = &self.undelivered {
-                        let letter = undelivered_letter(topic, item.key(), item.value(), &e);
-                        undelivered.locked().push(letter);
-                        return Ok(());
-                    }
-                    return Err(KafkaConnectorError::Delivery {
-                        topic: topic.to_string(),
-                        source: e,
-                    }
-                    .into());
-                }
+                Err((e, _)) => return Ok(Some(e)),
             }
         }
+    }
+}
+
+impl<T: ToKafka> SinkWriter<T> for KafkaPlainWriter {
+    fn write(&mut self, item: T) -> Result<(), BoxError> {
+        let topic = item
+            .topic()
+            .or(self.default_topic.as_deref())
+            .ok_or(KafkaConnectorError::NoTopic)?;
+        let item_headers = item.headers();
+        let Some(mut e) = self.send(topic, item.key(), item.value(), &item_headers)? else {
+            return Ok(());
+        };
+        if let Some(limit) = self
+            .oversized
+            .as_ref()
+            .map(|(l, _)| *l)
+            .filter(|_| too_large(&e))
+        {
+            // A dead letter larger than its topic takes: its value cut, with the original
+            // length in a header, rather than a job that fails on the letter of a failure.
+            let (value, headers) = truncated(item.value(), &item_headers, limit);
+            match self.send(topic, item.key(), value.as_deref(), &headers)? {
+                None => return Ok(()),
+                Some(again) => e = again,
+            }
+        }
+        if let Some(undelivered) = &self.undelivered {
+            let letter = undelivered_letter(topic, item.key(), item.value(), &e);
+            undelivered.locked().push(letter);
+            return Ok(());
+        }
+        Err(KafkaConnectorError::Delivery {
+            topic: topic.to_string(),
+            source: e,
+        }
+        .into())
     }
 
     fn flush(&mut self) -> Result<(), BoxError> {
         // Non-blocking: serve delivery reports, surface failures.
         self.producer.poll(Duration::ZERO);
+        self.resend_truncated()?;
         self.check_deliveries()
     }
 

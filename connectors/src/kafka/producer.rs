@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use rill_engine::DeadLetter;
@@ -20,6 +20,44 @@ use super::error::KafkaConnectorError;
 pub(crate) struct DeliveryContext {
     pub(crate) failure: Arc<Mutex<Option<KafkaConnectorError>>>,
     pub(crate) undelivered: Option<Arc<Mutex<Vec<DeadLetter>>>>,
+    /// A dead-letter sink: records the broker rejects as too large, to send again with
+    /// their value cut to this many bytes.
+    pub(crate) oversized: Option<(usize, Arc<Mutex<Vec<Resend>>>)>,
+}
+
+/// A record to send again: topic, key, value, headers.
+pub(crate) type Resend = (
+    String,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Vec<u8>)>,
+);
+
+use super::output::dead_letter_headers::TRUNCATED as TRUNCATED_HEADER;
+
+/// Whether `e` says the record is larger than the client or the broker accepts.
+pub(crate) fn too_large(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
+    matches!(e, KafkaError::MessageProduction(MessageSizeTooLarge))
+}
+
+/// `value` cut to `limit` bytes, and `headers` with [`TRUNCATED_HEADER`] added (once).
+pub(crate) fn truncated(
+    value: Option<&[u8]>,
+    headers: &[(String, Vec<u8>)],
+    limit: usize,
+) -> (Option<Vec<u8>>, Vec<(String, Vec<u8>)>) {
+    let original = value.map_or(0, <[u8]>::len);
+    let mut headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(k, _)| k != TRUNCATED_HEADER)
+        .cloned()
+        .collect();
+    headers.push((
+        TRUNCATED_HEADER.to_string(),
+        original.to_string().into_bytes(),
+    ));
+    (value.map(|v| v[..v.len().min(limit)].to_vec()), headers)
 }
 
 /// A librdkafka record from its parts.
@@ -71,6 +109,29 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, msg)) = result {
+            if let Some((limit, resend)) = self.oversized.as_ref().filter(|_| too_large(e)) {
+                let already = msg
+                    .headers()
+                    .is_some_and(|hs| hs.iter().any(|h| h.key == TRUNCATED_HEADER));
+                if !already {
+                    let headers: Vec<(String, Vec<u8>)> = msg
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let (value, headers) = truncated(msg.payload(), &headers, *limit);
+                    resend.locked().push((
+                        msg.topic().to_string(),
+                        msg.key().map(<[u8]>::to_vec),
+                        value,
+                        headers,
+                    ));
+                    return;
+                }
+            }
             if let Some(undelivered) = &self.undelivered {
                 let letter = undelivered_letter(msg.topic(), msg.key(), msg.payload(), e);
                 undelivered.locked().push(letter);

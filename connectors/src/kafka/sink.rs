@@ -15,6 +15,11 @@ use super::plain::KafkaPlainWriter;
 use super::producer::DeliveryContext;
 use super::transaction::{Transaction, TransactionalWriter};
 
+/// The value length a dead letter is cut to when its topic refuses it as too large (the
+/// header [`TRUNCATED`](crate::kafka::dead_letter_headers::TRUNCATED) then holds the original
+/// length).
+const LETTER_VALUE_LIMIT: usize = 64 * 1024;
+
 /// Writes records to Kafka, one producer per worker.
 ///
 /// The producer is idempotent (`enable.idempotence=true`, which implies `acks=all`): a
@@ -191,10 +196,14 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
         let undelivered = self
             .dead_letter_failed
             .then(|| Arc::new(Mutex::new(Vec::new())));
+        // A dead-letter topic: a letter too large for it is cut, not a second failure.
+        let oversized = (std::any::TypeId::of::<T>() == std::any::TypeId::of::<DeadLetter>())
+            .then(|| (LETTER_VALUE_LIMIT, Arc::new(Mutex::new(Vec::new()))));
         let producer: BaseProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext {
                 failure: failure.clone(),
                 undelivered: undelivered.clone(),
+                oversized: oversized.clone(),
             })
             .map_err(KafkaConnectorError::Config)?;
         Ok(KafkaSinkWriter::Plain(KafkaPlainWriter {
@@ -204,6 +213,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
             undelivered,
             flush_timeout: self.flush_timeout,
             abort: ctx.abort_signal(),
+            oversized,
         }))
     }
 

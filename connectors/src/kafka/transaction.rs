@@ -162,6 +162,7 @@ impl Committer for Transaction {
             .create_with_context(DeliveryContext {
                 failure: self.failure.clone(),
                 undelivered: None,
+                oversized: None,
             })
             .map_err(KafkaConnectorError::Config)?;
         // Fences every earlier producer with this transactional id and aborts the transaction
