@@ -46,7 +46,7 @@ pub(crate) fn truncated(
     value: Option<&[u8]>,
     headers: &[(String, Vec<u8>)],
     limit: usize,
-) -> (Option<Vec<u8>>, Vec<(String, Vec<u8>)>) {
+) -> (Option<Vec<u8>>, RecordHeaders) {
     let original = value.map_or(0, <[u8]>::len);
     let mut headers: Vec<(String, Vec<u8>)> = headers
         .iter()
