@@ -25,13 +25,11 @@ pub(crate) struct DeliveryContext {
     pub(crate) oversized: Option<(usize, Arc<Mutex<Vec<Resend>>>)>,
 }
 
+/// A record's headers as rill writes them.
+pub(crate) type RecordHeaders = Vec<(String, Vec<u8>)>;
+
 /// A record to send again: topic, key, value, headers.
-pub(crate) type Resend = (
-    String,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Vec<(String, Vec<u8>)>,
-);
+pub(crate) type Resend = (String, Option<Vec<u8>>, Option<Vec<u8>>, RecordHeaders);
 
 use super::output::dead_letter_headers::TRUNCATED as TRUNCATED_HEADER;
 
