@@ -227,6 +227,21 @@ fn sync_dir(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Fsyncs `paths` concurrently, one thread each (an fsync from any descriptor of a file
+/// makes all of its written data durable); the first error, if any.
+fn sync_files(paths: &[PathBuf]) -> io::Result<()> {
+    std::thread::scope(|scope| {
+        let syncs: Vec<_> = paths
+            .iter()
+            .map(|p| scope.spawn(move || File::open(p)?.sync_all()))
+            .collect();
+        syncs.into_iter().try_for_each(|s| {
+            s.join()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync thread panicked")))
+        })
+    })
+}
+
 /// Creates `dir` (whose parent exists) if it is missing, and makes its entry in the parent
 /// durable.
 fn create_dir_synced(parent: &Path, dir: &Path) -> io::Result<()> {
@@ -305,8 +320,8 @@ impl CheckpointStore {
             bincode::config::standard(),
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let ChecksumWriter { inner, crc, len } = out.into_inner().map_err(|e| e.into_error())?;
-        inner.sync_all()?;
+        // Not fsynced here: `commit_manifest` syncs every file of the checkpoint at once.
+        let ChecksumWriter { crc, len, .. } = out.into_inner().map_err(|e| e.into_error())?;
         Ok(FileEntry {
             name,
             len,
@@ -314,15 +329,29 @@ impl CheckpointStore {
         })
     }
 
-    /// Makes `manifest.epoch` a complete checkpoint: temp file, fsync, rename, directory fsync.
+    /// Makes `manifest.epoch` a complete checkpoint: the manifest is written to a temp file,
+    /// then every state file and the temp file are fsynced *together* (one thread each),
+    /// then the temp file is renamed into place and the directory fsynced.
+    ///
+    /// Fsyncing all files at once rather than one after another matters: on a busy machine
+    /// each fsync waits for a journal commit by a kernel thread that competes with spinning
+    /// workers for the CPU, and eight such waits in a row made checkpoints of seconds
+    /// (measured on ext4 with two spinning workers on two cores: state-file writes of 3.7
+    /// and 5.3 s; on tmpfs the same checkpoints took 2 ms).
     pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         let body = encode(manifest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        replace_synced(
-            &self.root,
-            &self.epoch_dir(manifest.epoch),
-            MANIFEST,
-            &frame(MAGIC, &body),
-        )
+        let dir = self.epoch_dir(manifest.epoch);
+        create_dir_synced(&self.root, &dir)?;
+        let tmp = dir.join(format!("{MANIFEST}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&frame(MAGIC, &body))?;
+        }
+        let mut paths: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.name)).collect();
+        paths.push(tmp.clone());
+        sync_files(&paths)?;
+        fs::rename(&tmp, dir.join(MANIFEST))?;
+        sync_dir(&dir)
     }
 
     fn plan_name(epoch: Epoch) -> String {
