@@ -640,3 +640,79 @@ fn a_full_or_unwritable_checkpoint_directory_fails_the_job_and_a_restart_recover
     check_resumed(&out.take(), 2_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Holds records after each barrier until the checkpoint completes (as an exactly-once
+/// writer does), reporting itself full at `limit` held records; remembers the most it held.
+#[derive(Clone)]
+struct Holding {
+    limit: usize,
+    most: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
+}
+
+struct HoldingWriter(Holding, Vec<u64>, bool);
+
+impl Sink<u64> for Holding {
+    type Writer = HoldingWriter;
+    fn create(&self, _: &WorkerContext) -> Result<HoldingWriter, BoxError> {
+        Ok(HoldingWriter(self.clone(), Vec::new(), false))
+    }
+    fn name(&self) -> &str {
+        "holding"
+    }
+}
+
+impl SinkWriter<u64> for HoldingWriter {
+    fn write(&mut self, item: u64) -> Result<(), BoxError> {
+        if self.2 {
+            self.1.push(item);
+            self.0
+                .most
+                .fetch_max(self.1.len() as u64, Ordering::Relaxed);
+        } else {
+            self.0.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+    fn on_barrier(&mut self, _: Epoch) -> Result<(), BoxError> {
+        self.2 = true;
+        Ok(())
+    }
+    fn checkpoint_complete(&mut self, _: Epoch) -> Result<(), BoxError> {
+        self.2 = false;
+        let n = std::mem::take(&mut self.1).len() as u64;
+        self.0.delivered.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        let n = std::mem::take(&mut self.1).len() as u64;
+        self.0.delivered.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+    fn is_full(&self) -> bool {
+        self.1.len() >= self.0.limit
+    }
+}
+
+#[test]
+fn a_full_sink_pauses_the_input_until_its_checkpoint_completes() {
+    let dir = temp_dir("holding");
+    let sink = Holding {
+        limit: 100,
+        most: Arc::default(),
+        delivered: Arc::default(),
+    };
+    let job = Job::new("holding");
+    job.source(MemorySource::new((0..200_000u64).collect()))
+        .rebalance()
+        .sink(sink.clone());
+    finish(job.run(config(2, &dir, 5)).expect("starts")).expect("runs");
+    assert_eq!(sink.delivered.load(Ordering::Relaxed), 200_000);
+    let most = sink.most.load(Ordering::Relaxed);
+    assert!(most > 0, "records were held after barriers");
+    assert!(
+        most <= 100,
+        "held {most} records, more than the sink's limit of 100"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

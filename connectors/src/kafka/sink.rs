@@ -47,6 +47,7 @@ pub struct KafkaSink<T> {
     flush_timeout: Duration,
     dead_letter_failed: bool,
     transactional_id: Option<String>,
+    max_held_bytes: usize,
     /// The job-wide transaction, created when the sink joins a job.
     transaction: Arc<OnceLock<Arc<Transaction>>>,
     _records: PhantomData<fn(T)>,
@@ -61,6 +62,7 @@ impl<T> Clone for KafkaSink<T> {
             flush_timeout: self.flush_timeout,
             dead_letter_failed: self.dead_letter_failed,
             transactional_id: self.transactional_id.clone(),
+            max_held_bytes: self.max_held_bytes,
             transaction: self.transaction.clone(),
             _records: PhantomData,
         }
@@ -86,6 +88,7 @@ impl<T> KafkaSink<T> {
             flush_timeout: Duration::from_secs(60),
             dead_letter_failed: false,
             transactional_id: None,
+            max_held_bytes: 64 << 20,
             transaction: Arc::default(),
             _records: PhantomData,
         }
@@ -110,6 +113,14 @@ impl<T> KafkaSink<T> {
     /// ```
     pub fn exactly_once(mut self, transactional_id: impl Into<String>) -> Self {
         self.transactional_id = Some(transactional_id.into());
+        self
+    }
+
+    /// Exactly-once: the most bytes (keys, values, headers) a worker holds between a barrier
+    /// and its checkpoint's commit (default 64 MiB). Past it the job pauses its input until
+    /// the commit, instead of growing.
+    pub fn max_held_bytes(mut self, bytes: usize) -> Self {
+        self.max_held_bytes = bytes.max(1);
         self
     }
 
@@ -189,6 +200,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
                 txn.clone(),
                 self.topic.clone(),
                 ctx.abort_signal(),
+                self.max_held_bytes,
             )));
         }
         let config = self.producer_config();
@@ -268,6 +280,12 @@ impl<T: ToKafka> SinkWriter<T> for KafkaSinkWriter {
         match self {
             KafkaSinkWriter::Plain(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
             KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::checkpoint_complete(s, epoch),
+        }
+    }
+    fn is_full(&self) -> bool {
+        match self {
+            KafkaSinkWriter::Plain(s) => SinkWriter::<T>::is_full(s),
+            KafkaSinkWriter::Transactional(s) => SinkWriter::<T>::is_full(s),
         }
     }
 }

@@ -243,6 +243,9 @@ pub struct TransactionalWriter {
     default_topic: Option<String>,
     held: Option<Epoch>,
     buffer: Vec<KafkaOutput>,
+    /// Bytes (keys, values, headers) in `buffer`, and the most it may hold.
+    buffered_bytes: usize,
+    max_held_bytes: usize,
     /// The job's abort: a full queue is waited on only while the job runs.
     abort: AbortSignal,
 }
@@ -262,6 +265,7 @@ impl TransactionalWriter {
         txn: Arc<Transaction>,
         default_topic: Option<String>,
         abort: AbortSignal,
+        max_held_bytes: usize,
     ) -> Self {
         Self {
             txn,
@@ -269,6 +273,8 @@ impl TransactionalWriter {
             abort,
             held: None,
             buffer: Vec::new(),
+            buffered_bytes: 0,
+            max_held_bytes,
         }
     }
 
@@ -317,12 +323,20 @@ impl TransactionalWriter {
 impl<T: ToKafka> SinkWriter<T> for TransactionalWriter {
     fn write(&mut self, item: T) -> Result<(), BoxError> {
         if self.held.is_some() {
-            self.buffer.push(KafkaOutput {
+            let out = KafkaOutput {
                 topic: item.topic().map(str::to_string),
                 key: item.key().map(<[u8]>::to_vec),
                 value: item.value().map(<[u8]>::to_vec),
                 headers: item.headers().into_owned(),
-            });
+            };
+            self.buffered_bytes += out.key.as_ref().map_or(0, Vec::len)
+                + out.value.as_ref().map_or(0, Vec::len)
+                + out
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            self.buffer.push(out);
             return Ok(());
         }
         self.send(&item)
@@ -330,6 +344,12 @@ impl<T: ToKafka> SinkWriter<T> for TransactionalWriter {
 
     fn flush(&mut self) -> Result<(), BoxError> {
         self.check()
+    }
+
+    /// Records held for the next transaction are bounded in bytes: past the bound, the
+    /// job pauses its input until the checkpoint commits.
+    fn is_full(&self) -> bool {
+        self.buffered_bytes >= self.max_held_bytes
     }
 
     /// Pre-commit: what was written is in the open transaction, which the coordinator commits
@@ -343,6 +363,7 @@ impl<T: ToKafka> SinkWriter<T> for TransactionalWriter {
     fn checkpoint_complete(&mut self, epoch: Epoch) -> Result<(), BoxError> {
         if self.held.is_some_and(|h| h <= epoch) {
             self.held = None;
+            self.buffered_bytes = 0;
             for out in std::mem::take(&mut self.buffer) {
                 self.send(&out)?;
             }

@@ -48,6 +48,14 @@ pub trait SinkWriter<T> {
         let _ = epoch;
         Ok(())
     }
+
+    /// True while the writer holds as much as it may (an exactly-once writer's records held
+    /// after a barrier until the checkpoint commits): the task then stops feeding it, and
+    /// the back-pressure reaches the sources through the rings, instead of memory growing.
+    /// Checked between records; `checkpoint_complete` or a flush is what empties it.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 /// A sink as the user configures it: creates one [`SinkWriter`] per worker (Flink's split

@@ -79,7 +79,7 @@ impl<T, S: SinkWriter<T>> Emit<T> for SinkOut<'_, S, T> {
     }
     #[inline]
     fn should_yield(&self) -> bool {
-        self.failures.stops() || self.error.is_some()
+        self.failures.stops() || self.error.is_some() || self.sink.is_full()
     }
 }
 
