@@ -177,6 +177,16 @@ fn updates(brokers: &str, topic: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The highest count of each word in `topic`: where the output has got to.
+fn final_counts(brokers: &str, topic: &str) -> BTreeMap<String, u64> {
+    let mut best: BTreeMap<String, u64> = BTreeMap::new();
+    for (w, n) in updates(brokers, topic) {
+        let b = best.entry(w).or_insert(0);
+        *b = (*b).max(n);
+    }
+    best
+}
+
 /// Feeds `total` lines in chunks over a few seconds, riding out a broker outage: the test
 /// producer retries until the broker is back.
 fn feed(brokers: String, topic: String, total: u64) -> std::thread::JoinHandle<()> {
@@ -237,14 +247,7 @@ fn a_broker_stopped_and_restarted_mid_run_loses_nothing_at_least_once() {
     // At least once: every word reaches its final count. The idempotent producer may fail
     // fatally when the broker comes back without its producer state (noida-db keeps none;
     // Kafka does): the job then fails, and its restart resumes from the last checkpoint.
-    let complete = || {
-        let mut best: BTreeMap<String, u64> = BTreeMap::new();
-        for (w, n) in updates(&brokers, "bounce-out") {
-            let b = best.entry(w).or_insert(0);
-            *b = (*b).max(n);
-        }
-        best == expected
-    };
+    let complete = || final_counts(&brokers, "bounce-out") == expected;
     let mut slot = Some(first);
     let (child, restarts) = supervise(
         || slot.take().unwrap_or_else(start),
@@ -357,11 +360,7 @@ fn a_broker_down_at_start_is_waited_for_and_one_that_never_comes_is_a_clear_erro
     let expected = truth(200);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let mut best: BTreeMap<String, u64> = BTreeMap::new();
-        for (w, n) in updates(&brokers, "late-out") {
-            let b = best.entry(w).or_insert(0);
-            *b = (*b).max(n);
-        }
+        let best = final_counts(&brokers, "late-out");
         if best == expected {
             break;
         }

@@ -45,35 +45,19 @@ impl KafkaReader {
                     .consumer
                     .fetch_watermarks(&p.topic, p.partition, LOOKUP_TIMEOUT)
                     .map_err(KafkaConnectorError::Client)?;
-                p.next_offset = if (low..=high).contains(offset) {
-                    *offset
-                } else if *offset > high {
+                let (resume, warning) = resume_position(*offset, low, high);
+                if let Some(warning) = warning {
                     self.consumer
                         .context()
                         .stats
                         .out_of_range
                         .fetch_add(1, Ordering::Relaxed);
                     eprintln!(
-                        "rill: warning: the checkpoint's position {offset} of {}/{} is past the \
-                         partition's end {high} (the broker lost records it had acknowledged, \
-                         or the topic was recreated): resuming at {high}",
+                        "rill: warning: the checkpoint's position {offset} of {}/{} {warning}",
                         p.topic, p.partition
                     );
-                    high
-                } else {
-                    self.consumer
-                        .context()
-                        .stats
-                        .out_of_range
-                        .fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "rill: warning: the checkpoint's position {offset} of {}/{} is outside \
-                         the partition's retained offsets {low}..{high}: resuming at {low}; \
-                         records the job had not read are gone",
-                        p.topic, p.partition
-                    );
-                    low
-                };
+                }
+                p.next_offset = resume;
             }
             assignment
                 .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
@@ -114,5 +98,25 @@ impl KafkaReader {
                 Err(_) => stats.failed_commits.fetch_add(1, Ordering::Relaxed),
             };
         }
+    }
+}
+
+/// Where a restored position `offset` resumes in a partition holding `low..high`, and why
+/// it moved, if it did.
+fn resume_position(offset: i64, low: i64, high: i64) -> (i64, Option<String>) {
+    if offset > high {
+        let why = format!(
+            "is past the partition's end {high} (the broker lost records it had acknowledged, \
+             or the topic was recreated): resuming at {high}"
+        );
+        (high, Some(why))
+    } else if offset < low {
+        let why = format!(
+            "is below the partition's earliest retained offset {low}: resuming at {low}; \
+             records the job had not read are gone"
+        );
+        (low, Some(why))
+    } else {
+        (offset, None)
     }
 }
