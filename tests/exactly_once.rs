@@ -41,36 +41,7 @@ fn truth(n: u64) -> BTreeMap<String, u64> {
     m
 }
 
-/// Key of the plain records [`poke`] writes; not an update.
-const POKE: &[u8] = b"~poke";
-
-/// Writes one plain (non-transactional) record to every partition of `topic`.
-///
-/// noida-db 0.2.3 does not hand a partition's newest committed transaction to
-/// `read_committed` fetchers until something else is written to that partition (seen here:
-/// the last 100 committed updates became visible to a fresh reader right after a plain write,
-/// with the broker reporting the same last stable offset for both isolation levels). Real
-/// Kafka does; the test pokes the output partitions instead of waiting forever.
-fn poke(brokers: &str, topic: &str) {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("poke producer");
-    for partition in 0..2 {
-        producer
-            .send(
-                BaseRecord::to(topic)
-                    .partition(partition)
-                    .key(POKE)
-                    .payload(""),
-            )
-            .expect("poke queued");
-    }
-    producer
-        .flush(Duration::from_secs(10))
-        .expect("poke written");
-}
+use common::kafka::{poke, POKE};
 
 /// The updates (records other than pokes) a `read_committed` reader sees in `topic`, waiting
 /// up to 90 s for at least `total` of them.
