@@ -223,6 +223,7 @@ impl Source for KafkaSource {
             stats: self.stats.clone(),
             error: Mutex::default(),
             client_errors: Mutex::default(),
+            has_client_errors: Default::default(),
             abandoned: Default::default(),
         };
         let mut consumer: BaseConsumer<RebalanceContext> = self

@@ -237,9 +237,10 @@ impl SourceReader for KafkaReader {
         if let Some(e) = failure {
             return Err(KafkaConnectorError::Client(e).into());
         }
-        let reported = std::mem::take(&mut *self.consumer.context().client_errors.locked());
-        if !reported.is_empty() {
-            let stats = self.consumer.context().stats.clone();
+        let context = self.consumer.context();
+        if context.has_client_errors.swap(false, Ordering::Acquire) {
+            let reported = std::mem::take(&mut *context.client_errors.locked());
+            let stats = context.stats.clone();
             for e in reported {
                 self.health.error(&stats, e);
             }

@@ -42,6 +42,9 @@ pub(super) struct RebalanceContext {
     /// Errors librdkafka reported through the client's error callback (brokers down,
     /// transport failures), for the reader to count and act on.
     pub(super) client_errors: Mutex<Vec<String>>,
+    /// Set when `client_errors` has entries: the reader's poll checks this flag, not the
+    /// lock, on every call.
+    pub(super) has_client_errors: std::sync::atomic::AtomicBool,
     /// The job failed: nothing more is committed (what was handed on may not have been
     /// written by the sinks); a restart re-reads from the last acknowledged commit.
     pub(super) abandoned: std::sync::atomic::AtomicBool,
@@ -150,6 +153,7 @@ impl ClientContext for RebalanceContext {
         if errors.len() < 64 {
             errors.push(format!("{error}: {reason}"));
         }
+        self.has_client_errors.store(true, Ordering::Release);
     }
 }
 
@@ -234,6 +238,7 @@ mod tests {
             stats: Arc::default(),
             error: Mutex::default(),
             client_errors: Mutex::default(),
+            has_client_errors: Default::default(),
             abandoned: Default::default(),
         }
     }
