@@ -13,6 +13,8 @@
 //! | [`count`](CountExt::count) | `KeyedStream<(K, V)>` | `(key, running count)` per record (update mode) |
 //! | [`reduce`](ReduceExt::reduce) | `KeyedStream<(K, V)>` | `(key, running reduction)` per record |
 //! | [`aggregate`](AggregateExt::aggregate) | `KeyedStream<(K, V)>` | `(key, running accumulator)` per record |
+//! | [`with_watermark`](WithWatermarkExt::with_watermark) | `Stream<T>` | every record; event time and watermarks from here on |
+//! | [`window`](WindowExt::window) | `KeyedStream<(K, V)>` | per key and event-time window: a count, reduction or accumulator; late records apart |
 //! | [`latest_per_key`](LatestPerKeyExt::latest_per_key) | `Stream<(K, V)>` | each key's last value, once, when the input ends |
 
 mod aggregate;
@@ -25,6 +27,8 @@ mod latest_per_key;
 mod map;
 mod reduce;
 mod try_map;
+mod watermark;
+mod window;
 
 pub use aggregate::{Aggregate, AggregateExt};
 pub use count::{Count, CountExt};
@@ -36,3 +40,8 @@ pub use latest_per_key::{LatestPerKey, LatestPerKeyExt};
 pub use map::{Map, MapExt};
 pub use reduce::{Reduce, ReduceExt};
 pub use try_map::{TryMap, TryMapExt};
+pub use watermark::{WatermarkStrategy, WithWatermark, WithWatermarkExt};
+pub use window::{
+    Aggregation, OutputMode, Window, WindowExt, WindowOperator, WindowOutput, WindowResult,
+    WindowStreams, WindowedStream, Windows,
+};

@@ -5,8 +5,10 @@
 //! downstream [`Emit`], so the compiler sees (and inlines) the whole chain; there is no boxing,
 //! no queue and no virtual call per record.
 
+use std::time::Instant;
+
 use crate::failure::Failure;
-use crate::runtime::message::Epoch;
+use crate::runtime::message::{Epoch, EventTime};
 use crate::state::{RestoredState, StateError, StateSnapshot};
 
 /// Where an operator sends its output: the next operator of the chain, a sink, or an exchange.
@@ -23,6 +25,19 @@ pub trait Emit<T> {
     /// back-pressured or a failure was reported. Sources and ring readers check it between
     /// records; an operator that emits many records for one input need not.
     fn should_yield(&self) -> bool;
+
+    /// Passes a watermark downstream: no record with an event time at or below `watermark`
+    /// follows from this input. Watermarks only rise; the engine drops one that does not.
+    /// Sinks and collectors ignore them (the default).
+    #[inline]
+    fn watermark(&mut self, watermark: EventTime) {
+        let _ = watermark;
+    }
+
+    /// Tells downstream that this input has had no data for a while, so that it stops holding
+    /// back the minimum watermark where inputs meet; the next record or watermark ends it.
+    #[inline]
+    fn idle(&mut self) {}
 }
 
 /// A step of a fused chain: consumes records of type `I`, emits `Self::Out` records.
@@ -61,6 +76,11 @@ pub trait Operator<I> {
     /// The type of the records this operator emits.
     type Out;
 
+    /// True for operators that act on the clock: the chain then calls
+    /// [`on_poll`](Self::on_poll) after each poll of its input. A constant, so the check
+    /// costs nothing in chains without such operators.
+    const USES_CLOCK: bool = false;
+
     /// Processes one record, emitting zero or more records.
     fn on_record<E: Emit<Self::Out>>(&mut self, item: I, out: &mut E);
 
@@ -73,6 +93,26 @@ pub trait Operator<I> {
     /// final checkpoint, and the checkpoint holds the state from before `on_end`.
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
         let _ = out;
+    }
+
+    /// Called when the watermark of the operator's input rises to `watermark` (the minimum
+    /// over every input that reaches it): the place to fire event-time timers and close
+    /// windows. Whatever it emits comes before the watermark, which it must pass on
+    /// (the default does only that) unless it holds the watermark back on purpose.
+    #[inline]
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        out.watermark(watermark);
+    }
+
+    /// Only for [`USES_CLOCK`](Self::USES_CLOCK) operators, in continuous mode: called after
+    /// each poll of the chain's input (once per batch of records, not per record), and when
+    /// the deadline it returned last has passed, even if no input arrived. The place to emit
+    /// watermarks on a cadence, notice idle inputs and fire processing-time timers. Returns
+    /// when it wants to be called next at the latest. In micro-batch mode time moves at batch
+    /// boundaries instead: see [`on_barrier`](Self::on_barrier).
+    fn on_poll<E: Emit<Self::Out>>(&mut self, now: Instant, out: &mut E) -> Option<Instant> {
+        let _ = (now, out);
+        None
     }
 
     /// Called when `Barrier(epoch)` passes, before [`snapshot`](Self::snapshot): the end of an

@@ -15,6 +15,7 @@ use crate::runtime::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundR
 use crate::runtime::flow::{Then, Union};
 use crate::runtime::metrics::NodeKind;
 use crate::runtime::source_flow::SourceFlow;
+use crate::runtime::split::{Branch, LocalRings, SplitTask};
 use crate::runtime::task::SinkTask;
 
 /// A typed stream of records being built into a job.
@@ -216,6 +217,102 @@ impl<B: FlowBuilder> Stream<B> {
         self.exchange("rebalance", RoundRobin::default())
     }
 
+    /// Splits the stream in two on each worker: `route` sends every record to the first
+    /// stream, the second, or both. The engine's one mechanism for side outputs (late
+    /// records, rejects) and for feeding two sinks from one stream: each branch goes on as a
+    /// stream of its own. Watermarks, barriers and the end reach both branches; a branch that
+    /// cannot keep up back-pressures the shared upstream. The branches' metrics nodes are
+    /// `{name}:first` and `{name}:second`.
+    ///
+    /// ```
+    /// use rill_engine::{Branch, Config, Job};
+    /// use rill_connectors::{MemorySource, CollectSink};
+    ///
+    /// let job = Job::new("split");
+    /// let (small, big) = (CollectSink::default(), CollectSink::default());
+    /// let (first, second) = job
+    ///     .source(MemorySource::new((0u32..10).collect()))
+    ///     .split("by-size", |x| if x < 7 { Branch::First(x) } else { Branch::Second(x) });
+    /// first.sink(small.clone());
+    /// second.sink(big.clone());
+    /// job.run(Config::default().with_workers(2))?.await_termination()?;
+    /// let (mut small, mut big) = (small.take(), big.take());
+    /// small.sort();
+    /// big.sort();
+    /// assert_eq!((small.len(), big), (7, vec![7, 8, 9]));
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn split<A, C, F>(
+        self,
+        name: &str,
+        route: F,
+    ) -> (Stream<BranchBuilder<A>>, Stream<BranchBuilder<C>>)
+    where
+        F: Fn(B::Out) -> Branch<A, C> + Clone + Send + Sync + 'static,
+        A: Send + 'static,
+        C: Send + 'static,
+        B::Out: 'static,
+    {
+        let (nodes, first, second) = {
+            let mut graph = self.graph.borrow_mut();
+            let nodes = [
+                graph.add_node(&format!("{name}:first"), NodeKind::Exchange),
+                graph.add_node(&format!("{name}:second"), NodeKind::Exchange),
+            ];
+            let first = Arc::new(LocalRings::new(graph.nodes[nodes[0]].0.clone()));
+            let second = Arc::new(LocalRings::new(graph.nodes[nodes[1]].0.clone()));
+            graph.edges.push(first.clone());
+            graph.edges.push(second.clone());
+            let upstream = self.builder;
+            let (to_first, to_second) = (first.clone(), second.clone());
+            graph.tasks.push(Box::new(move |ctx: &BuildCtx| {
+                let flow = upstream.build(ctx)?;
+                let worker = ctx.worker.worker;
+                let missing = || JobError::Invalid("split rings were not prepared".into());
+                let a = to_first.take_sender(worker).ok_or_else(missing)?;
+                let b = to_second.take_sender(worker).ok_or_else(missing)?;
+                Ok(Box::new(SplitTask::new(
+                    ctx,
+                    nodes,
+                    flow,
+                    route.clone(),
+                    a,
+                    b,
+                )))
+            }));
+            (nodes, first, second)
+        };
+        (
+            Stream {
+                graph: self.graph.clone(),
+                builder: BranchBuilder {
+                    rings: first,
+                    node: nodes[0],
+                },
+                node: nodes[0],
+            },
+            Stream {
+                graph: self.graph,
+                builder: BranchBuilder {
+                    rings: second,
+                    node: nodes[1],
+                },
+                node: nodes[1],
+            },
+        )
+    }
+
+    /// Feeds the same records to two streams (each gets a clone): for example one stream
+    /// into two sinks. A [`split`](Self::split) that sends every record both ways.
+    #[allow(clippy::type_complexity)]
+    pub fn fork(self, name: &str) -> (Stream<BranchBuilder<B::Out>>, Stream<BranchBuilder<B::Out>>)
+    where
+        B::Out: Clone + Send + 'static,
+    {
+        self.split(name, |x: B::Out| Branch::Both(x.clone(), x))
+    }
+
     /// Ends the stream in a sink. Every worker writes its records to its own sink instance.
     pub fn sink<S>(self, sink: S)
     where
@@ -333,7 +430,8 @@ where
             ctx.counters(self.node),
         )
         .isolating_panics(ctx.dead_letters().is_some())
-        .with_epochs(ctx.epochs.clone()))
+        .with_epochs(ctx.epochs.clone())
+        .in_micro_batch(ctx.micro_batch))
     }
 }
 
@@ -381,5 +479,41 @@ impl<M: Send + 'static> FlowBuilder for ExchangeInBuilder<M> {
             .take_receivers(ctx.worker.worker)
             .ok_or_else(|| JobError::Invalid("exchange rings were not prepared".into()))?;
         Ok(ExchangeIn::new(consumers, ctx.counters(self.node)))
+    }
+}
+
+/// Builds one branch of a [`split`](Stream::split): a flow that starts at the ring its
+/// worker's split task fills.
+pub struct BranchBuilder<M> {
+    rings: Arc<LocalRings<M>>,
+    node: usize,
+}
+
+impl<M> std::fmt::Debug for BranchBuilder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BranchBuilder")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl<M> Drop for BranchBuilder<M> {
+    fn drop(&mut self) {
+        // Built into a task, a branch lives as long as the job's graph; dropped before the job
+        // runs, it was left without a downstream.
+        self.rings.drop_branch();
+    }
+}
+
+impl<M: Send + 'static> FlowBuilder for BranchBuilder<M> {
+    type Out = M;
+    type Flow = ExchangeIn<M>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        let consumer = self
+            .rings
+            .take_receiver(ctx.worker.worker)
+            .ok_or_else(|| JobError::Invalid("split rings were not prepared".into()))?;
+        Ok(ExchangeIn::new(vec![consumer], ctx.counters(self.node)))
     }
 }

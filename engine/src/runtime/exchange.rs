@@ -24,10 +24,11 @@ use crate::failure::{Failure, PanickedOnRecord};
 use crate::runtime::build::BuildCtx;
 use crate::runtime::dead_letter::FailureHandler;
 use crate::runtime::flow::{Flow, Progress};
-use crate::runtime::message::{Epoch, Message};
+use crate::runtime::message::{Epoch, EventTime, Message};
 use crate::runtime::metrics::NodeCounters;
 use crate::runtime::signal::WorkerSignal;
 use crate::runtime::task::{Task, TaskPoll};
+use crate::runtime::watermark::InputWatermarks;
 use crate::state::{worker_for_key, EncodeKey};
 use crate::sync::Lock;
 
@@ -115,6 +116,12 @@ struct MeshParts<M> {
 /// Type-erased start-up hook of an edge: build its rings for this run.
 pub(crate) trait PrepareEdge: Send + Sync {
     fn prepare(&self, workers: usize, capacity: usize);
+
+    /// Why the edge cannot run, if its receiving side was dropped without going anywhere
+    /// (its records would pile up and stall the job).
+    fn dangling(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<M> Mesh<M> {
@@ -160,7 +167,7 @@ impl<M: Send> PrepareEdge for Mesh<M> {
 }
 
 /// The sending side's state: rings, overflow queues, and whom to wake.
-struct Outbox<M> {
+pub(crate) struct Outbox<M> {
     worker: usize,
     producers: Vec<Producer<Message<M>>>,
     overflow: Vec<VecDeque<Message<M>>>,
@@ -169,9 +176,74 @@ struct Outbox<M> {
     signals: Arc<[Arc<WorkerSignal>]>,
     sent: u64,
     failures: FailureHandler,
+    /// The last watermark sent to every ring, and whether idleness was sent since the last
+    /// record or watermark.
+    watermark: EventTime,
+    idle_sent: bool,
 }
 
 impl<M> Outbox<M> {
+    /// The sending side of one ring to a task of the same worker (a split's branch). The
+    /// sender notifies its own worker's `signal`: a no-op while it runs, but in the last
+    /// round before parking it keeps the worker from parking on a message it just sent.
+    pub(crate) fn local(producer: Producer<Message<M>>, signal: Arc<WorkerSignal>) -> Self {
+        Self {
+            worker: usize::MAX,
+            producers: vec![producer],
+            overflow: vec![VecDeque::new()],
+            backlog: 0,
+            touched: vec![false],
+            signals: Arc::from(vec![signal]),
+            sent: 0,
+            failures: FailureHandler::new(None),
+            watermark: EventTime::MIN,
+            idle_sent: false,
+        }
+    }
+
+    /// Messages waiting for room in a ring.
+    #[inline]
+    pub(crate) fn backlog(&self) -> usize {
+        self.backlog
+    }
+
+    /// Records sent so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Sends a record to `dest`.
+    #[inline]
+    pub(crate) fn send_record(&mut self, dest: usize, record: M) {
+        self.sent += 1;
+        self.idle_sent = false;
+        self.send(dest, Message::Record(record));
+    }
+
+    /// Sends `msg` to every receiver (watermarks, idleness, barriers, the end).
+    pub(crate) fn broadcast(&mut self, msg: impl Fn() -> Message<M>) {
+        for dest in 0..self.producers.len() {
+            self.send(dest, msg());
+        }
+    }
+
+    /// Sends `watermark` to every receiver if it is above the last one sent.
+    pub(crate) fn send_watermark(&mut self, watermark: EventTime) {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.idle_sent = false;
+            self.broadcast(|| Message::Watermark(watermark));
+        }
+    }
+
+    /// Sends idleness to every receiver unless it was sent and nothing followed.
+    pub(crate) fn send_idle(&mut self) {
+        if !self.idle_sent {
+            self.idle_sent = true;
+            self.broadcast(|| Message::Idle);
+        }
+    }
+
     #[inline]
     fn send(&mut self, dest: usize, msg: Message<M>) {
         let msg = if self.overflow[dest].is_empty() {
@@ -190,7 +262,7 @@ impl<M> Outbox<M> {
     }
 
     /// Moves overflowed messages into rings that have room; true if any moved.
-    fn drain(&mut self) -> bool {
+    pub(crate) fn drain(&mut self) -> bool {
         if self.backlog == 0 {
             return false;
         }
@@ -214,13 +286,15 @@ impl<M> Outbox<M> {
     }
 
     /// Wakes the receivers that got messages since the last call.
-    fn notify(&mut self) {
+    pub(crate) fn notify(&mut self) {
         for (dest, touched) in self.touched.iter_mut().enumerate() {
             if *touched {
                 *touched = false;
                 // A worker polling its own ring is running: no need to wake it.
                 if dest != self.worker {
-                    self.signals[dest].notify();
+                    if let Some(signal) = self.signals.get(dest) {
+                        signal.notify();
+                    }
                 }
             }
         }
@@ -258,8 +332,7 @@ impl<T, R: Router<T>> Emit<T> for Routed<'_, R, R::Msg> {
         } else {
             self.router.route(item, self.workers)
         };
-        self.outbox.sent += 1;
-        self.outbox.send(dest, Message::Record(msg));
+        self.outbox.send_record(dest, msg);
     }
     fn fail(&mut self, failure: Failure) {
         self.outbox.failures.handle(failure);
@@ -267,6 +340,12 @@ impl<T, R: Router<T>> Emit<T> for Routed<'_, R, R::Msg> {
     #[inline]
     fn should_yield(&self) -> bool {
         self.outbox.backlog > 0 || self.outbox.failures.stops()
+    }
+    fn watermark(&mut self, watermark: EventTime) {
+        self.outbox.send_watermark(watermark);
+    }
+    fn idle(&mut self) {
+        self.outbox.send_idle();
     }
 }
 
@@ -309,6 +388,8 @@ impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
                 signals,
                 sent: 0,
                 failures: FailureHandler::new(dead_letters),
+                watermark: EventTime::MIN,
+                idle_sent: false,
             },
             counters,
             flow_done: false,
@@ -349,16 +430,12 @@ where
         self.outbox.failures.finish(self.outbox.worker)?;
         match progress {
             Progress::Done => {
-                for dest in 0..workers {
-                    self.outbox.send(dest, Message::End);
-                }
+                self.outbox.broadcast(|| Message::End);
                 self.flow_done = true;
             }
             Progress::Barrier(epoch) => {
                 // Forwarded at once, behind the records of its epoch (overflow keeps order).
-                for dest in 0..workers {
-                    self.outbox.send(dest, Message::Barrier(epoch));
-                }
+                self.outbox.broadcast(|| Message::Barrier(epoch));
                 // The epoch's dead letters are durable before the barrier is acknowledged.
                 self.outbox.failures.on_barrier(epoch, self.outbox.worker)?;
                 let mut report = BarrierReport::default();
@@ -414,6 +491,7 @@ pub struct ExchangeIn<M, C = Consumer<Message<M>>> {
     next: usize,
     counters: NodeCounters,
     received: u64,
+    watermarks: InputWatermarks,
     _msg: PhantomData<fn() -> M>,
 }
 
@@ -442,6 +520,7 @@ impl<M, C: Inbound<M>> ExchangeIn<M, C> {
             next: 0,
             counters,
             received: 0,
+            watermarks: InputWatermarks::new(n),
             _msg: PhantomData,
         }
     }
@@ -461,6 +540,7 @@ impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
         }
         let n = self.consumers.len();
         let mut taken = 0;
+        let mut signals = 0;
         // Start at a different ring each poll so no sender is starved under a small budget.
         for i in 0..n {
             let idx = (self.next + i) % n;
@@ -472,11 +552,13 @@ impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
                 match consumer.pop() {
                     Some(Message::Record(msg)) => {
                         taken += 1;
+                        self.watermarks.on_record(idx);
                         out.emit(msg);
                     }
                     Some(Message::End) => {
                         self.ended[idx] = true;
                         self.open -= 1;
+                        self.watermarks.on_end(idx).pass_on(out);
                         break;
                     }
                     Some(Message::Barrier(epoch)) => {
@@ -488,9 +570,14 @@ impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
                         }
                         break;
                     }
-                    // Watermarks are not produced yet (event time comes later); skipping them
-                    // keeps records flowing if one appears.
-                    Some(Message::Watermark(_)) => {}
+                    Some(Message::Watermark(w)) => {
+                        signals += 1;
+                        self.watermarks.on_watermark(idx, w).pass_on(out);
+                    }
+                    Some(Message::Idle) => {
+                        signals += 1;
+                        self.watermarks.on_idle(idx).pass_on(out);
+                    }
                     None => break,
                 }
             }
@@ -512,7 +599,7 @@ impl<M, C: Inbound<M>> Flow for ExchangeIn<M, C> {
         }
         Ok(if self.open == 0 {
             Progress::Done
-        } else if taken > 0 {
+        } else if taken > 0 || signals > 0 {
             Progress::Busy
         } else {
             Progress::IDLE
@@ -541,6 +628,8 @@ mod tests {
             signals,
             sent: 0,
             failures: FailureHandler::new(None),
+            watermark: EventTime::MIN,
+            idle_sent: false,
         };
         (outbox, consumers)
     }

@@ -13,8 +13,9 @@ use crate::checkpoint::epoch::{BarrierReport, EpochControl};
 use crate::dataflow::operator::{Emit, Operator};
 use crate::error::JobError;
 use crate::failure::{Failure, PanickedOnRecord};
-use crate::runtime::message::Epoch;
+use crate::runtime::message::{Epoch, EventTime};
 use crate::runtime::metrics::NodeCounters;
+use crate::runtime::watermark::InputWatermarks;
 use crate::state::StateSnapshot;
 
 /// What one poll achieved.
@@ -96,6 +97,8 @@ pub struct Then<F, O> {
     epochs: Option<Arc<EpochControl>>,
     /// `on_end` has run (at the final barrier).
     ended: bool,
+    /// Micro-batch mode: time moves at batch boundaries, not on the clock.
+    micro_batch: bool,
 }
 
 impl<F: std::fmt::Debug, O: std::fmt::Debug> std::fmt::Debug for Then<F, O> {
@@ -123,7 +126,15 @@ impl<F, O> Then<F, O> {
             isolate_panics: false,
             epochs: None,
             ended: false,
+            micro_batch: false,
         }
+    }
+
+    /// Marks the chain as running in micro-batch mode, where operators see time move at
+    /// barriers only (see [`Operator::on_poll`]).
+    pub(crate) fn in_micro_batch(mut self, micro_batch: bool) -> Self {
+        self.micro_batch = micro_batch;
+        self
     }
 
     /// Lets the operator end at the job's final barrier rather than after it; see
@@ -146,6 +157,8 @@ struct Downstream<'a, E> {
     out: &'a mut E,
     name: &'a Arc<str>,
     emitted: &'a mut u64,
+    /// Watermarks and idleness passed on.
+    signals: &'a mut u64,
 }
 
 impl<T, E: Emit<T>> Emit<T> for Downstream<'_, E> {
@@ -161,6 +174,16 @@ impl<T, E: Emit<T>> Emit<T> for Downstream<'_, E> {
     #[inline]
     fn should_yield(&self) -> bool {
         self.out.should_yield()
+    }
+    #[inline]
+    fn watermark(&mut self, watermark: EventTime) {
+        *self.signals += 1;
+        self.out.watermark(watermark);
+    }
+    #[inline]
+    fn idle(&mut self) {
+        *self.signals += 1;
+        self.out.idle();
     }
 }
 
@@ -205,6 +228,13 @@ where
     fn should_yield(&self) -> bool {
         self.down.should_yield()
     }
+    fn watermark(&mut self, watermark: EventTime) {
+        self.op.on_watermark(watermark, self.down);
+    }
+    fn idle(&mut self) {
+        // Idleness says nothing about event time: it passes the operator by.
+        self.down.out.idle();
+    }
 }
 
 impl<F, O> Flow for Then<F, O>
@@ -219,10 +249,12 @@ where
         if self.done {
             return Ok(Progress::Done);
         }
+        let mut signals = 0;
         let mut down = Downstream {
             out,
             name: &self.name,
             emitted: &mut self.emitted,
+            signals: &mut signals,
         };
         let progress = {
             let mut chain = Chain {
@@ -232,6 +264,31 @@ where
                 isolate_panics: self.isolate_panics,
             };
             self.flow.poll(&mut chain, budget)
+        };
+        let progress = match progress {
+            Ok(Progress::Idle { deadline }) if O::USES_CLOCK && !self.micro_batch => {
+                let before = *down.emitted;
+                let next = self.op.on_poll(Instant::now(), &mut down);
+                if *down.emitted != before || *down.signals > 0 {
+                    // What it sent must be seen to before the worker may park.
+                    Ok(Progress::Busy)
+                } else {
+                    Ok(Progress::Idle {
+                        deadline: match (deadline, next) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        },
+                    })
+                }
+            }
+            Ok(p @ (Progress::Busy | Progress::Barrier(_)))
+                if O::USES_CLOCK && !self.micro_batch =>
+            {
+                // Busy: the chain is polled again soon, so the deadline can be dropped.
+                self.op.on_poll(Instant::now(), &mut down);
+                Ok(p)
+            }
+            p => p,
         };
         match progress {
             Ok(Progress::Done) => {
@@ -274,10 +331,14 @@ where
 /// Barriers are aligned: once one input has passed `Barrier(n)` it is not polled again until
 /// the other has passed it too (or has ended), so the union's output never mixes records of
 /// epoch n + 1 from one input with records of epoch n from the other.
+///
+/// The union's watermark is the minimum of its two inputs' (see the exchange's), so a side
+/// without watermarks holds the other's back until it ends or is marked idle.
 #[derive(Debug)]
 pub struct Union<A, B> {
     a: A,
     b: B,
+    watermarks: InputWatermarks,
     a_done: bool,
     b_done: bool,
     a_barrier: Option<Epoch>,
@@ -291,6 +352,7 @@ impl<A, B> Union<A, B> {
         Self {
             a,
             b,
+            watermarks: InputWatermarks::new(2),
             a_done: false,
             b_done: false,
             a_barrier: None,
@@ -301,11 +363,44 @@ impl<A, B> Union<A, B> {
     }
 }
 
+/// One side of a union as its flow sees the output: watermarks and idleness go through the
+/// union's combination, records straight on.
+struct Side<'a, E> {
+    out: &'a mut E,
+    side: usize,
+    watermarks: &'a mut InputWatermarks,
+}
+
+impl<T, E: Emit<T>> Emit<T> for Side<'_, E> {
+    #[inline]
+    fn emit(&mut self, item: T) {
+        self.watermarks.on_record(self.side);
+        self.out.emit(item);
+    }
+    fn fail(&mut self, failure: Failure) {
+        self.out.fail(failure);
+    }
+    #[inline]
+    fn should_yield(&self) -> bool {
+        self.out.should_yield()
+    }
+    fn watermark(&mut self, watermark: EventTime) {
+        self.watermarks
+            .on_watermark(self.side, watermark)
+            .pass_on(self.out);
+    }
+    fn idle(&mut self) {
+        self.watermarks.on_idle(self.side).pass_on(self.out);
+    }
+}
+
 /// Polls one side of a union unless it is done or held at a barrier.
 fn poll_side<F: Flow, E: Emit<F::Out>>(
     flow: &mut F,
+    side: usize,
     done: &mut bool,
     barrier: &mut Option<Epoch>,
+    watermarks: &mut InputWatermarks,
     out: &mut E,
     budget: usize,
 ) -> Result<Progress, JobError> {
@@ -315,9 +410,19 @@ fn poll_side<F: Flow, E: Emit<F::Out>>(
     if barrier.is_some() || out.should_yield() {
         return Ok(Progress::IDLE);
     }
-    let p = flow.poll(out, budget)?;
+    let p = flow.poll(
+        &mut Side {
+            out,
+            side,
+            watermarks,
+        },
+        budget,
+    )?;
     match p {
-        Progress::Done => *done = true,
+        Progress::Done => {
+            *done = true;
+            watermarks.on_end(side).pass_on(out);
+        }
         Progress::Barrier(e) => *barrier = Some(e),
         _ => {}
     }
@@ -335,15 +440,19 @@ where
     fn poll<E: Emit<A::Out>>(&mut self, out: &mut E, budget: usize) -> Result<Progress, JobError> {
         let pa = poll_side(
             &mut self.a,
+            0,
             &mut self.a_done,
             &mut self.a_barrier,
+            &mut self.watermarks,
             out,
             budget,
         )?;
         let pb = poll_side(
             &mut self.b,
+            1,
             &mut self.b_done,
             &mut self.b_barrier,
+            &mut self.watermarks,
             out,
             budget,
         )?;
@@ -375,7 +484,6 @@ where
     }
 }
 
-/// Counts the records a source emits.
 /// A source's output side: counts records, and tags the failures the source reports (a
 /// record it cannot turn into its output type) with the source's name.
 pub(crate) struct Counted<'a, E> {
@@ -397,6 +505,12 @@ impl<T, E: Emit<T>> Emit<T> for Counted<'_, E> {
     #[inline]
     fn should_yield(&self) -> bool {
         self.out.should_yield()
+    }
+    fn watermark(&mut self, watermark: EventTime) {
+        self.out.watermark(watermark);
+    }
+    fn idle(&mut self) {
+        self.out.idle();
     }
 }
 

@@ -34,6 +34,11 @@ pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHa
             name
         )));
     }
+    for edge in &graph.edges {
+        if let Some(problem) = edge.dangling() {
+            return Err(JobError::Invalid(problem));
+        }
+    }
     let workers = config.workers;
     let recovery = recover(&name, &graph, &config)?;
     let metrics = Arc::new(MetricsRegistry::new(graph.nodes.clone(), workers));

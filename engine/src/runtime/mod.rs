@@ -19,5 +19,7 @@ pub(crate) mod message;
 pub(crate) mod metrics;
 pub(crate) mod signal;
 pub(crate) mod source_flow;
+pub(crate) mod split;
 pub(crate) mod task;
+pub(crate) mod watermark;
 pub(crate) mod worker;

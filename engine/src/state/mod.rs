@@ -16,6 +16,7 @@
 //! - [`key_group`](mod@key_group): keys to key groups, key groups to workers.
 //! - [`snapshot`]: snapshots, their encoding, and restoring from a checkpoint.
 //! - [`keyed`]: [`KeyedState`], the copy-on-write per-key table.
+//! - [`timers`]: [`TimerQueue`], a keyed operator's event-time and processing-time timers.
 //!
 //! May use: the crate root only. Everything above it (operators, the runtime, checkpoints)
 //! uses it.
@@ -24,6 +25,7 @@ pub mod key;
 pub mod key_group;
 pub mod keyed;
 pub mod snapshot;
+pub mod timers;
 
 pub use key::{encoded_key, EncodeKey, KeyWriter, StateKey};
 pub use key_group::{
@@ -34,3 +36,4 @@ pub use snapshot::{
     decode, encode, EncodedState, NodeRestore, RestoredState, StateError, StateSnapshot,
     StateValue, WorkerBlob,
 };
+pub use timers::{TimeDomain, TimerQueue};

@@ -1,0 +1,560 @@
+//! `window`: per-key aggregates over tumbling, sliding and session windows of event time.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use rill_engine::state::{
+    decode, encode, EncodedState, KeyedSnapshot, KeyedState, RestoredState, StateError, StateKey,
+    StateSnapshot, StateValue, TimeDomain, TimerQueue,
+};
+use rill_engine::{
+    Branch, BranchBuilder, Emit, Epoch, EventTime, FlowBuilder, KeyedStream, Operator, Stream,
+};
+
+/// A window of event time: `[start, end)` in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Window {
+    /// First millisecond in the window.
+    pub start: EventTime,
+    /// First millisecond after it.
+    pub end: EventTime,
+}
+
+impl Window {
+    /// The last event time in the window.
+    pub fn max_time(&self) -> EventTime {
+        self.end - 1
+    }
+}
+
+/// Which windows a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    /// Fixed, non-overlapping windows of `size`, aligned to the Unix epoch.
+    Tumbling {
+        /// Window length in milliseconds.
+        size: i64,
+    },
+    /// Windows of `size` starting every `slide` (hopping windows): a record is in
+    /// `size / slide` of them.
+    Sliding {
+        /// Window length in milliseconds.
+        size: i64,
+        /// Distance between window starts in milliseconds.
+        slide: i64,
+    },
+    /// Per key, records closer than `gap` to each other form one session `[first, last +
+    /// gap)`; sessions merge when a record bridges them.
+    Session {
+        /// The idle gap that closes a session, in milliseconds.
+        gap: i64,
+    },
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+impl Windows {
+    /// Tumbling windows of `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        Windows::Tumbling { size: millis(size) }
+    }
+
+    /// Sliding windows of `size` every `slide`.
+    ///
+    /// # Panics
+    ///
+    /// If `slide` is longer than `size` (records between windows would belong to none).
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        assert!(
+            slide <= size,
+            "a slide longer than the window skips records"
+        );
+        Windows::Sliding {
+            size: millis(size),
+            slide: millis(slide),
+        }
+    }
+
+    /// Session windows closed by `gap` without records.
+    pub fn session(gap: Duration) -> Self {
+        Windows::Session { gap: millis(gap) }
+    }
+
+    /// Calls `f` for each window a record at `ts` belongs to, latest start first (for a
+    /// session: the record's own session before merging).
+    #[inline]
+    fn assign(&self, ts: EventTime, mut f: impl FnMut(Window)) {
+        match *self {
+            Windows::Tumbling { size } => {
+                let start = ts - ts.rem_euclid(size);
+                f(Window {
+                    start,
+                    end: start.saturating_add(size),
+                });
+            }
+            Windows::Sliding { size, slide } => {
+                let mut start = ts - ts.rem_euclid(slide);
+                while start > ts.saturating_sub(size) {
+                    f(Window {
+                        start,
+                        end: start.saturating_add(size),
+                    });
+                    start -= slide;
+                }
+            }
+            Windows::Session { gap } => f(Window {
+                start: ts,
+                end: ts.saturating_add(gap),
+            }),
+        }
+    }
+}
+
+/// When window results are emitted (Spark's output modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Each window's final result once, when the watermark passes its end plus the allowed
+    /// lateness; its state is freed then. The latency of a result is the window's end plus
+    /// the watermark delay, by design.
+    Append,
+    /// The window's updated result for every record that changes it, as soon as the record
+    /// arrives; the state is freed when the watermark passes the window's end plus the
+    /// allowed lateness.
+    Update,
+    /// Every window's current result at every checkpoint epoch (every batch in micro-batch
+    /// mode). Nothing is freed and nothing is late: only for aggregations that stay small.
+    Complete,
+}
+
+/// A window's result for one key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WindowResult<K, R> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+    /// The aggregate (a count, a reduction, an accumulator).
+    pub value: R,
+}
+
+/// What the window operator emits: results, and records that came too late for their
+/// windows. [`WindowedStream`]'s methods split them into two streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowOutput<K, R, V> {
+    /// A window's result.
+    Result(WindowResult<K, R>),
+    /// A record behind the watermark by more than the allowed lateness: its windows are gone.
+    Late(K, V),
+}
+
+/// How records fold into a window's accumulator, and how two accumulators merge (sessions).
+#[derive(Debug, Clone)]
+pub struct Aggregation<A, Fi, Fm> {
+    init: A,
+    fold: Fi,
+    merge: Fm,
+}
+
+/// One key's open windows with their accumulators (the state, per key).
+type KeyWindows<A> = Vec<(Window, A)>;
+
+/// The window operator (built by [`WindowedStream`]): per key, an accumulator per open window.
+///
+/// Windows are event-time: a record belongs to windows by the time `event_time` reads from it,
+/// and a window closes when the watermark (see `with_watermark`) passes its end plus the
+/// allowed lateness. A record whose event time is at or below the watermark minus the allowed
+/// lateness is late: it goes to the late output, never silently away. State (windows, and
+/// the watermark at the checkpoint) is checkpointed per key group; closed windows are freed.
+#[derive(Debug, Clone)]
+pub struct WindowOperator<K, A, T, Fi, Fm> {
+    windows: Windows,
+    mode: OutputMode,
+    lateness: i64,
+    event_time: T,
+    agg: Aggregation<A, Fi, Fm>,
+    state: KeyedState<K, KeyWindows<A>>,
+    timers: TimerQueue<K>,
+    watermark: EventTime,
+    /// After a restore: the watermark the checkpoint was taken at. Records at or below it
+    /// minus the lateness are late even before the live watermark has caught up, so that
+    /// a window already emitted and freed is never opened again.
+    floor: EventTime,
+}
+
+impl<K, A, T, Fi, Fm> WindowOperator<K, A, T, Fi, Fm> {
+    fn new(
+        windows: Windows,
+        mode: OutputMode,
+        lateness: i64,
+        event_time: T,
+        agg: Aggregation<A, Fi, Fm>,
+    ) -> Self {
+        Self {
+            windows,
+            mode,
+            lateness,
+            event_time,
+            agg,
+            state: KeyedState::default(),
+            timers: TimerQueue::default(),
+            watermark: EventTime::MIN,
+            floor: EventTime::MIN,
+        }
+    }
+}
+
+impl<K, A, T, Fi, Fm> WindowOperator<K, A, T, Fi, Fm>
+where
+    K: StateKey,
+    A: StateValue,
+    Fm: Fn(&mut A, A),
+{
+    /// When a window's state is freed (and, in append mode, its result emitted).
+    #[inline]
+    fn cleanup(&self, w: &Window) -> EventTime {
+        w.max_time().saturating_add(self.lateness)
+    }
+
+    /// Merges `into`'s session with every other session of `windows` it overlaps, moving
+    /// their timers; returns the merged window's index.
+    fn merge_sessions(&mut self, key: &K, windows: &mut KeyWindows<A>, mut at: usize) -> usize {
+        loop {
+            let w = windows[at].0;
+            let Some(other) = (0..windows.len())
+                .find(|&i| i != at && windows[i].0.start < w.end && w.start < windows[i].0.end)
+            else {
+                return at;
+            };
+            let (ow, oacc) = windows.remove(other);
+            if other < at {
+                at -= 1;
+            }
+            self.timers
+                .cancel(TimeDomain::EventTime, self.cleanup(&ow), key);
+            self.timers
+                .cancel(TimeDomain::EventTime, self.cleanup(&w), key);
+            let merged = Window {
+                start: w.start.min(ow.start),
+                end: w.end.max(ow.end),
+            };
+            (self.agg.merge)(&mut windows[at].1, oacc);
+            windows[at].0 = merged;
+            self.timers
+                .schedule(TimeDomain::EventTime, self.cleanup(&merged), key.clone());
+        }
+    }
+}
+
+impl<K, V, A, T, Fi, Fm> Operator<(K, V)> for WindowOperator<K, A, T, Fi, Fm>
+where
+    K: StateKey,
+    A: StateValue,
+    T: Fn(&V) -> EventTime,
+    Fi: Fn(&mut A, &V),
+    Fm: Fn(&mut A, A),
+{
+    type Out = WindowOutput<K, A, V>;
+
+    fn on_record<E: Emit<Self::Out>>(&mut self, (key, value): (K, V), out: &mut E) {
+        let ts = (self.event_time)(&value);
+        if self.mode != OutputMode::Complete
+            && ts <= self.watermark.max(self.floor).saturating_sub(self.lateness)
+        {
+            out.emit(WindowOutput::Late(key, value));
+            return;
+        }
+        let mut windows = self.state.remove(&key).unwrap_or_default();
+        let mut changed: Vec<usize> = Vec::new();
+        let (assigner, is_session) = (
+            self.windows,
+            matches!(self.windows, Windows::Session { .. }),
+        );
+        assigner.assign(ts, |w| {
+            let i = match windows.iter().position(|(x, _)| *x == w) {
+                Some(i) => i,
+                None => {
+                    windows.push((w, self.agg.init.clone()));
+                    if self.mode != OutputMode::Complete {
+                        self.timers
+                            .schedule(TimeDomain::EventTime, self.cleanup(&w), key.clone());
+                    }
+                    windows.len() - 1
+                }
+            };
+            (self.agg.fold)(&mut windows[i].1, &value);
+            changed.push(i);
+        });
+        if is_session {
+            let at = changed.pop().unwrap_or(0);
+            let at = self.merge_sessions(&key, &mut windows, at);
+            changed.push(at);
+        }
+        if self.mode == OutputMode::Update {
+            for &i in &changed {
+                let (window, acc) = &windows[i];
+                out.emit(WindowOutput::Result(WindowResult {
+                    key: key.clone(),
+                    window: *window,
+                    value: acc.clone(),
+                }));
+            }
+        }
+        self.state.insert(key, windows);
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        self.watermark = watermark;
+        while let Some((at, key)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            let Some(mut windows) = self.state.remove(&key) else {
+                continue;
+            };
+            let lateness = self.lateness;
+            let mut i = 0;
+            while i < windows.len() {
+                if windows[i].0.max_time().saturating_add(lateness) == at {
+                    let (window, value) = windows.remove(i);
+                    if self.mode == OutputMode::Append {
+                        out.emit(WindowOutput::Result(WindowResult {
+                            key: key.clone(),
+                            window,
+                            value,
+                        }));
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if !windows.is_empty() {
+                self.state.insert(key, windows);
+            }
+        }
+        out.watermark(watermark);
+    }
+
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, out: &mut E) {
+        if self.mode == OutputMode::Complete {
+            for (key, windows) in self.state.iter() {
+                for (window, value) in windows {
+                    out.emit(WindowOutput::Result(WindowResult {
+                        key: key.clone(),
+                        window: *window,
+                        value: value.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        // The input is over: no record can come for any open window, so every window is
+        // final (as if the watermark had reached the end of time).
+        match self.mode {
+            OutputMode::Append => self.on_watermark(EventTime::MAX, out),
+            OutputMode::Update => {}
+            OutputMode::Complete => self.on_barrier(0, out),
+        }
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        Some(Box::new(WindowSnapshot {
+            windows: self.state.snapshot(),
+            watermark: self.watermark.max(self.floor),
+        }))
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        state.expect_type(std::any::type_name::<WindowSnapshot<K, KeyWindows<A>>>())?;
+        for (_, bytes) in state.owned_groups() {
+            let (watermark, entries): (EventTime, Vec<u8>) = decode(bytes, state.node())?;
+            self.floor = self.floor.max(watermark);
+            let entries: Vec<(K, KeyWindows<A>)> = decode(&entries, state.node())?;
+            for (key, windows) in entries {
+                if self.mode != OutputMode::Complete {
+                    for (w, _) in &windows {
+                        let at = self.cleanup(w);
+                        self.timers.schedule(TimeDomain::EventTime, at, key.clone());
+                    }
+                }
+                self.state.insert(key, windows);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The window operator's checkpoint: its windows per key group, each group with the
+/// watermark the worker had (so a restore at any worker count knows what was already final).
+struct WindowSnapshot<K, V> {
+    windows: KeyedSnapshot<K, V>,
+    watermark: EventTime,
+}
+
+impl<K, V> StateSnapshot for WindowSnapshot<K, V>
+where
+    KeyedSnapshot<K, V>: StateSnapshot,
+    K: Send + 'static,
+    V: Send + 'static,
+{
+    fn encode(&self) -> Result<EncodedState, StateError> {
+        let EncodedState::Keyed(groups) = self.windows.encode()? else {
+            return Err(StateError::Encode("keyed state encoded per worker".into()));
+        };
+        let groups = groups
+            .into_iter()
+            .map(|(g, bytes)| Ok((g, encode(&(self.watermark, bytes))?)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(EncodedState::Keyed(groups))
+    }
+}
+
+/// A keyed stream with windows chosen, waiting for its aggregation: see
+/// [`WindowExt::window`].
+#[derive(Debug)]
+#[must_use = "a window does nothing until it is aggregated"]
+pub struct WindowedStream<B, T> {
+    stream: KeyedStream<B>,
+    windows: Windows,
+    event_time: T,
+    mode: OutputMode,
+    lateness: i64,
+}
+
+/// The two streams a windowed aggregation yields: its results, and the records that came too
+/// late for their windows, as `(key, value)`. Route the late stream to a sink (a Kafka topic,
+/// a dead-letter sink), or explicitly to a `DiscardSink`, which counts what it drops in the
+/// job's metrics: a job whose late stream goes nowhere refuses to start.
+pub type WindowStreams<K, R, V> = (
+    Stream<BranchBuilder<WindowResult<K, R>>>,
+    Stream<BranchBuilder<(K, V)>>,
+);
+
+impl<B, T> WindowedStream<B, T> {
+    /// How results are emitted; [`OutputMode::Append`] by default.
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How far behind the watermark a record may still update its windows; none by default.
+    /// Windows are kept (and, in append mode, emitted) until the watermark passes their end
+    /// plus this.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+}
+
+impl<K, V, B, T> WindowedStream<B, T>
+where
+    B: FlowBuilder<Out = (K, V)>,
+    K: StateKey,
+    V: Send + 'static,
+    T: Fn(&V) -> EventTime + Clone + Send + Sync + 'static,
+{
+    /// Folds each window's records into an accumulator: `fold` adds a record, `merge` joins
+    /// two accumulators (when session windows merge).
+    pub fn aggregate<A, Fi, Fm>(self, init: A, fold: Fi, merge: Fm) -> WindowStreams<K, A, V>
+    where
+        A: StateValue,
+        Fi: Fn(&mut A, &V) + Clone + Send + Sync + 'static,
+        Fm: Fn(&mut A, A) + Clone + Send + Sync + 'static,
+    {
+        let op = WindowOperator::new(
+            self.windows,
+            self.mode,
+            self.lateness,
+            self.event_time,
+            Aggregation { init, fold, merge },
+        );
+        self.stream
+            .then("window", op)
+            .split("window", |o: WindowOutput<K, A, V>| match o {
+                WindowOutput::Result(r) => Branch::First(r),
+                WindowOutput::Late(k, v) => Branch::Second((k, v)),
+            })
+    }
+
+    /// Counts each window's records.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rill_connectors::{CollectSink, MemorySource};
+    /// use rill_engine::{Config, Job};
+    /// use rill_operators::{WatermarkStrategy, Window, WindowExt, Windows, WithWatermarkExt};
+    ///
+    /// let job = Job::new("clicks-per-second");
+    /// let (counts, late) = (CollectSink::default(), CollectSink::default());
+    /// let clicks = vec![("ad", 100i64), ("ad", 900), ("ad", 1_500), ("ad", 400)];
+    /// let (windows, too_late) = job
+    ///     .source(MemorySource::new(clicks))
+    ///     .with_watermark(|c: &(&str, i64)| c.1, WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)))
+    ///     .key_by(|c: &(&str, i64)| c.0.to_string())
+    ///     .window(Windows::tumbling(Duration::from_secs(1)), |c: &(&str, i64)| c.1)
+    ///     .count();
+    /// windows.sink(counts.clone());
+    /// too_late.sink(late.clone());
+    /// job.run(Config::default().with_workers(1))?.await_termination()?;
+    /// let got: Vec<(Window, u64)> = counts.take().into_iter().map(|r| (r.window, r.value)).collect();
+    /// assert_eq!(got, [
+    ///     (Window { start: 0, end: 1_000 }, 3),
+    ///     (Window { start: 1_000, end: 2_000 }, 1),
+    /// ]);
+    /// assert!(late.take().is_empty());
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    pub fn count(self) -> WindowStreams<K, u64, V> {
+        self.aggregate(0u64, |n: &mut u64, _: &V| *n += 1, |n: &mut u64, m| *n += m)
+    }
+
+    /// Reduces each window's values with `f`.
+    pub fn reduce<F>(self, f: F) -> WindowStreams<K, Option<V>, V>
+    where
+        V: StateValue,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
+    {
+        let merge_f = f.clone();
+        self.aggregate(
+            None,
+            move |acc: &mut Option<V>, v: &V| {
+                *acc = Some(match acc.take() {
+                    None => v.clone(),
+                    Some(a) => f(a, v.clone()),
+                });
+            },
+            move |acc: &mut Option<V>, other: Option<V>| {
+                *acc = match (acc.take(), other) {
+                    (Some(a), Some(b)) => Some(merge_f(a, b)),
+                    (a, b) => a.or(b),
+                };
+            },
+        )
+    }
+}
+
+/// Adds [`window`](WindowExt::window) to keyed streams.
+pub trait WindowExt<B: FlowBuilder> {
+    /// Groups each key's records into event-time `windows`, reading event time with
+    /// `event_time`. The stream needs a watermark upstream (`with_watermark`) for windows to
+    /// close before the input ends.
+    fn window<V, T>(self, windows: Windows, event_time: T) -> WindowedStream<B, T>
+    where
+        T: Fn(&V) -> EventTime + Clone + Send + Sync + 'static;
+}
+
+impl<B: FlowBuilder> WindowExt<B> for KeyedStream<B> {
+    fn window<V, T>(self, windows: Windows, event_time: T) -> WindowedStream<B, T>
+    where
+        T: Fn(&V) -> EventTime + Clone + Send + Sync + 'static,
+    {
+        WindowedStream {
+            stream: self,
+            windows,
+            event_time,
+            mode: OutputMode::Append,
+            lateness: 0,
+        }
+    }
+}
