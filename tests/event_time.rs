@@ -1,0 +1,371 @@
+//! Event time: watermarks, windows and late data, against a sequential reference, at several
+//! worker counts and in both modes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use common::finish;
+use rill::prelude::*;
+
+/// One click: (key, event time in ms).
+type Click = (u8, i64);
+
+/// (key, window start, window end) -> aggregate.
+type Table = BTreeMap<(u8, i64, i64), u64>;
+
+/// `n` events over `keys` keys, each at most `disorder` ms behind the newest before it.
+fn events(seed: &[(u8, u16, u16)], disorder: i64) -> Vec<Click> {
+    let mut t = 1_700_000_000_000i64;
+    seed.iter()
+        .map(|&(k, step, jitter)| {
+            t += i64::from(step % 400);
+            let behind = if disorder == 0 {
+                0
+            } else {
+                i64::from(jitter) % (disorder + 1)
+            };
+            (k % 5, t - behind)
+        })
+        .collect()
+}
+
+/// The windows a sequential reader computes from `clicks`, counting records.
+fn reference(clicks: &[Click], windows: Windows) -> Table {
+    let mut table = Table::new();
+    match windows {
+        Windows::Tumbling { size } => {
+            for &(k, ts) in clicks {
+                let start = ts - ts.rem_euclid(size);
+                *table.entry((k, start, start + size)).or_default() += 1;
+            }
+        }
+        Windows::Sliding { size, slide } => {
+            for &(k, ts) in clicks {
+                let first = ts - ts.rem_euclid(slide);
+                let mut start = first;
+                while start > ts - size {
+                    *table.entry((k, start, start + size)).or_default() += 1;
+                    start -= slide;
+                }
+            }
+        }
+        Windows::Session { gap } => {
+            let mut per_key: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+            for &(k, ts) in clicks {
+                per_key.entry(k).or_default().push(ts);
+            }
+            for (k, mut times) in per_key {
+                times.sort_unstable();
+                let (mut start, mut end, mut n) = (times[0], times[0] + gap, 0);
+                for ts in times {
+                    if ts >= end {
+                        table.insert((k, start, end), n);
+                        (start, n) = (ts, 0);
+                    }
+                    end = end.max(ts + gap);
+                    n += 1;
+                }
+                table.insert((k, start, end), n);
+            }
+        }
+    }
+    table
+}
+
+/// What a windowed count job produced: the results in order, and the late records.
+struct Run {
+    results: Vec<WindowResult<u8, u64>>,
+    late: Vec<Click>,
+}
+
+fn run_windows(
+    clicks: Vec<Click>,
+    windows: Windows,
+    delay: Duration,
+    mode: OutputMode,
+    workers: usize,
+    micro_batch: bool,
+) -> Run {
+    let job = Job::new("windows");
+    let (results, late) = (CollectSink::default(), CollectSink::default());
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(delay).interval(Duration::ZERO);
+    let (counted, too_late) = job
+        .source(MemorySource::new(clicks))
+        .with_watermark(|c: &Click| c.1, strategy)
+        .key_by(|c: &Click| c.0)
+        .window(windows, |c: &Click| c.1)
+        .output_mode(mode)
+        .count();
+    counted.sink(results.clone());
+    too_late.sink(late.clone());
+    let config = Config::default()
+        .with_workers(workers)
+        .with_poll_budget(3)
+        .with_mode(if micro_batch {
+            Mode::MicroBatch(Trigger::AsFastAsPossible)
+        } else {
+            Mode::Continuous
+        });
+    finish(job.run(config).expect("starts")).expect("runs");
+    Run {
+        results: results.take(),
+        late: late.take().into_iter().map(|(_, c)| c).collect(),
+    }
+}
+
+fn table_of(results: &[WindowResult<u8, u64>]) -> Table {
+    let mut table = Table::new();
+    for r in results {
+        let old = table.insert((r.key, r.window.start, r.window.end), r.value);
+        assert!(old.is_none(), "window emitted twice in append mode: {r:?}");
+    }
+    table
+}
+
+fn windows_strategy() -> impl Strategy<Value = Windows> {
+    prop_oneof![
+        (200i64..3_000).prop_map(|size| Windows::Tumbling { size }),
+        (1i64..5, 100i64..800).prop_map(|(k, slide)| Windows::Sliding {
+            size: slide * k,
+            slide
+        }),
+        (100i64..2_000).prop_map(|gap| Windows::Session { gap }),
+    ]
+}
+
+fn seed_strategy() -> impl Strategy<Value = Vec<(u8, u16, u16)>> {
+    prop::collection::vec((any::<u8>(), any::<u16>(), any::<u16>()), 1..300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// With disorder within the watermark delay nothing is late, and append mode emits every
+    /// window once with the reference's count, whatever the worker count and mode.
+    #[test]
+    fn windows_with_bounded_disorder_match_the_reference(
+        seed in seed_strategy(),
+        windows in windows_strategy(),
+        disorder in 0i64..3_000,
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+        micro_batch in any::<bool>(),
+    ) {
+        let clicks = events(&seed, disorder);
+        let delay = Duration::from_millis(disorder as u64);
+        let run = run_windows(clicks.clone(), windows, delay, OutputMode::Append, workers, micro_batch);
+        prop_assert!(run.late.is_empty(), "late with bounded disorder: {:?}", run.late);
+        prop_assert_eq!(table_of(&run.results), reference(&clicks, windows));
+    }
+
+    /// With a delay below the disorder some records are late: each is in the late output, and
+    /// the windows are exactly the reference over the records that were not.
+    #[test]
+    fn late_records_are_all_in_the_side_output_and_nothing_else_is_missing(
+        seed in seed_strategy(),
+        windows in windows_strategy(),
+        disorder in 500i64..5_000,
+        delay_ms in 0u64..400,
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+        micro_batch in any::<bool>(),
+    ) {
+        let clicks = events(&seed, disorder);
+        let run = run_windows(
+            clicks.clone(),
+            windows,
+            Duration::from_millis(delay_ms),
+            OutputMode::Append,
+            workers,
+            micro_batch,
+        );
+        let mut on_time = clicks.clone();
+        for l in &run.late {
+            let i = on_time.iter().position(|c| c == l);
+            prop_assert!(i.is_some(), "late record {:?} is not an input", l);
+            on_time.swap_remove(i.unwrap_or_default());
+        }
+        prop_assert_eq!(table_of(&run.results), reference(&on_time, windows));
+    }
+
+    /// Update mode: every record updates its windows at once; each window's updates count up
+    /// one by one to the reference's count.
+    #[test]
+    fn update_mode_counts_up_to_the_reference(
+        seed in seed_strategy(),
+        size in 200i64..3_000,
+        disorder in 0i64..3_000,
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+    ) {
+        let clicks = events(&seed, disorder);
+        let windows = Windows::Tumbling { size };
+        let delay = Duration::from_millis(disorder as u64);
+        let run = run_windows(clicks.clone(), windows, delay, OutputMode::Update, workers, false);
+        let mut updates: BTreeMap<(u8, i64, i64), Vec<u64>> = BTreeMap::new();
+        for r in &run.results {
+            updates.entry((r.key, r.window.start, r.window.end)).or_default().push(r.value);
+        }
+        let expected = reference(&clicks, windows);
+        prop_assert_eq!(updates.len(), expected.len());
+        for (w, n) in expected {
+            prop_assert_eq!(&updates[&w], &(1..=n).collect::<Vec<_>>(), "{:?}", w);
+        }
+    }
+}
+
+#[test]
+fn sliding_and_session_windows_by_hand() {
+    let clicks = vec![(1, 1_000), (1, 1_400), (1, 3_000), (2, 1_100), (1, 1_900)];
+    let run = run_windows(
+        clicks.clone(),
+        Windows::session(Duration::from_millis(600)),
+        Duration::from_secs(5),
+        OutputMode::Append,
+        1,
+        false,
+    );
+    let got: Vec<_> = table_of(&run.results).into_iter().collect();
+    // 1,000 / 1,400 / 1,900 bridge into one session; 3,000 is alone.
+    assert_eq!(
+        got,
+        [
+            ((1, 1_000, 2_500), 3),
+            ((1, 3_000, 3_600), 1),
+            ((2, 1_100, 1_700), 1)
+        ]
+    );
+    let run = run_windows(
+        clicks,
+        Windows::sliding(Duration::from_secs(1), Duration::from_millis(500)),
+        Duration::from_secs(5),
+        OutputMode::Append,
+        2,
+        false,
+    );
+    let got = table_of(&run.results);
+    assert_eq!(got[&(1, 500, 1_500)], 2);
+    assert_eq!(got[&(1, 1_000, 2_000)], 3);
+    assert_eq!(got[&(1, 1_500, 2_500)], 1);
+    assert_eq!(got[&(2, 1_000, 2_000)], 1);
+}
+
+/// A source that emits, on worker 0 only, the clicks the test releases, and never ends by
+/// itself; the other workers' instances have nothing at all (more workers than partitions).
+#[derive(Clone)]
+struct Released {
+    clicks: Arc<Vec<Click>>,
+    allowed: Arc<AtomicU64>,
+}
+
+struct ReleasedReader {
+    source: Released,
+    next: usize,
+    active: bool,
+}
+
+impl Source for Released {
+    type Reader = ReleasedReader;
+    fn create(&self, ctx: &WorkerContext) -> Result<ReleasedReader, rill::BoxError> {
+        Ok(ReleasedReader {
+            source: self.clone(),
+            next: 0,
+            active: ctx.worker() == 0,
+        })
+    }
+    fn name(&self) -> &str {
+        "released"
+    }
+}
+
+impl SourceReader for ReleasedReader {
+    type Out = Click;
+    fn poll<E: Emit<Click>>(
+        &mut self,
+        out: &mut E,
+        _budget: usize,
+    ) -> Result<Progress, rill::BoxError> {
+        let allowed = self.source.allowed.load(Ordering::Acquire) as usize;
+        if self.active && self.next < allowed.min(self.source.clicks.len()) {
+            out.emit(self.source.clicks[self.next]);
+            self.next += 1;
+            return Ok(Progress::Busy);
+        }
+        Ok(Progress::Idle {
+            deadline: Some(Instant::now() + Duration::from_millis(5)),
+        })
+    }
+}
+
+/// Runs a windowed count over `clicks` from a never-ending source on 2 workers (the second
+/// with no input at all); returns the results seen within `wait`.
+fn results_while_running(
+    strategy: WatermarkStrategy,
+    wait: Duration,
+) -> Vec<WindowResult<u8, u64>> {
+    let clicks: Vec<Click> = (0..20).map(|i| (1, 1_000 * i)).collect();
+    let source = Released {
+        clicks: Arc::new(clicks),
+        allowed: Arc::new(AtomicU64::new(u64::MAX)),
+    };
+    let job = Job::new("idle-input");
+    let (results, late) = (CollectSink::default(), CollectSink::default());
+    let (counted, too_late) = job
+        .source(source)
+        .with_watermark(|c: &Click| c.1, strategy)
+        .key_by(|c: &Click| c.0)
+        .window(Windows::tumbling(Duration::from_secs(5)), |c: &Click| c.1)
+        .count();
+    counted.sink(results.clone());
+    too_late.sink(late.clone());
+    let handle = job.run(Config::default().with_workers(2)).expect("starts");
+    let deadline = Instant::now() + wait;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && seen.len() < 3 {
+        seen.extend(results.take());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop();
+    finish(handle).expect("stops");
+    seen
+}
+
+#[test]
+fn an_input_with_no_data_does_not_stall_windows_once_idle() {
+    // Worker 1 has no input: without idleness its watermark (none) holds back the exchange's,
+    // and no window closes while the job runs.
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO)
+        .interval(Duration::from_millis(10));
+    let stalled = results_while_running(strategy.never_idle(), Duration::from_secs(1));
+    assert!(stalled.is_empty(), "no idleness, no watermark: {stalled:?}");
+    let flowing = results_while_running(
+        strategy.idle_after(Duration::from_millis(200)),
+        Duration::from_secs(20),
+    );
+    // Events at 0..19 s: windows [0,5), [5,10), [10,15) close; [15,20) waits for more.
+    let got: Vec<_> = flowing.iter().map(|r| (r.window.start, r.value)).collect();
+    assert_eq!(got, [(0, 5), (5_000, 5), (10_000, 5)]);
+}
+
+#[test]
+fn a_split_branch_that_goes_nowhere_is_refused() {
+    let job = Job::new("dangling");
+    let results = CollectSink::default();
+    let (counted, _) = job
+        .source(MemorySource::new(vec![(1u8, 5i64)]))
+        .key_by(|c: &Click| c.0)
+        .window(Windows::tumbling(Duration::from_secs(1)), |c: &Click| c.1)
+        .count();
+    counted.sink(results);
+    let err = job
+        .run(Config::default().with_workers(1))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("window:second") && err.to_string().contains("goes nowhere"),
+        "{err}"
+    );
+}
