@@ -34,8 +34,8 @@ pub mod prelude {
         Source, SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
-        AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, LatestPerKeyExt,
-        MapExt, OutputMode, ReduceExt, TryMapExt, WatermarkStrategy, Window, WindowExt,
-        WindowResult, Windows, WithWatermarkExt,
+        AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, Interval,
+        IntervalJoinExt, JoinSide, Joined, LatestPerKeyExt, MapExt, OutputMode, ReduceExt,
+        TryMapExt, WatermarkStrategy, Window, WindowExt, WindowResult, Windows, WithWatermarkExt,
     };
 }

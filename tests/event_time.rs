@@ -369,3 +369,144 @@ fn a_split_branch_that_goes_nowhere_is_refused() {
         "{err}"
     );
 }
+
+/// (key, left event time, right event time or none) for every pair a join emitted.
+type Pairs = Vec<(u8, i64, Option<i64>)>;
+
+/// Every pair a sequential reader finds: same key, right time in `[l + lower, l + upper]`;
+/// with `outer`, unmatched left records with `None`.
+fn join_reference(left: &[Click], right: &[Click], lower: i64, upper: i64, outer: bool) -> Pairs {
+    let mut pairs = Pairs::new();
+    for &(k, lt) in left {
+        let mut matched = false;
+        for &(rk, rt) in right {
+            if rk == k && rt >= lt + lower && rt <= lt + upper {
+                pairs.push((k, lt, Some(rt)));
+                matched = true;
+            }
+        }
+        if outer && !matched {
+            pairs.push((k, lt, None));
+        }
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+struct JoinRun {
+    pairs: Pairs,
+    late_left: Vec<Click>,
+    late_right: Vec<Click>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_join(
+    left: Vec<Click>,
+    right: Vec<Click>,
+    lower: i64,
+    upper: i64,
+    delay: Duration,
+    outer: bool,
+    workers: usize,
+    micro_batch: bool,
+) -> JoinRun {
+    let job = Job::new("join");
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(delay).interval(Duration::ZERO);
+    let l = job
+        .source(MemorySource::new(left).named("left"))
+        .with_watermark(|c: &Click| c.1, strategy)
+        .key_by(|c: &Click| c.0);
+    let r = job
+        .source(MemorySource::new(right).named("right"))
+        .with_watermark(|c: &Click| c.1, strategy)
+        .key_by(|c: &Click| c.0);
+    let join = l.interval_join(
+        r,
+        Interval::millis(lower, upper),
+        |c: &Click| c.1,
+        |c: &Click| c.1,
+    );
+    let late = CollectSink::default();
+    let pairs_out = CollectSink::default();
+    if outer {
+        let (pairs, too_late) = join.left_outer();
+        pairs
+            .map(|j: Joined<u8, Click, Option<Click>>| (j.key, j.left.1, j.right.map(|r| r.1)))
+            .sink(pairs_out.clone());
+        too_late.sink(late.clone());
+    } else {
+        let (pairs, too_late) = join.inner();
+        pairs
+            .map(|j: Joined<u8, Click, Click>| (j.key, j.left.1, Some(j.right.1)))
+            .sink(pairs_out.clone());
+        too_late.sink(late.clone());
+    }
+    let config = Config::default()
+        .with_workers(workers)
+        .with_poll_budget(3)
+        .with_mode(if micro_batch {
+            Mode::MicroBatch(Trigger::AsFastAsPossible)
+        } else {
+            Mode::Continuous
+        });
+    finish(job.run(config).expect("starts")).expect("runs");
+    let mut pairs: Pairs = pairs_out.take();
+    pairs.sort_unstable();
+    let (mut late_left, mut late_right) = (Vec::new(), Vec::new());
+    for (_, side) in late.take() {
+        match side {
+            JoinSide::Left(c) => late_left.push(c),
+            JoinSide::Right(c) => late_right.push(c),
+        }
+    }
+    JoinRun {
+        pairs,
+        late_left,
+        late_right,
+    }
+}
+
+/// `all` without one occurrence of each of `taken`.
+fn without(all: &[Click], taken: &[Click]) -> Vec<Click> {
+    let mut rest = all.to_vec();
+    for t in taken {
+        let i = rest
+            .iter()
+            .position(|c| c == t)
+            .expect("a late record is an input");
+        rest.swap_remove(i);
+    }
+    rest
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The interval join, inner and left outer, finds exactly the reference's pairs; records
+    /// that came too late are all in the late output and the pairs are the reference over
+    /// the rest.
+    #[test]
+    fn the_interval_join_matches_the_reference(
+        left_seed in seed_strategy(),
+        right_seed in seed_strategy(),
+        lower in -1_000i64..500,
+        width in 0i64..3_000,
+        disorder in 0i64..3_000,
+        delay_ms in 0u64..3_000,
+        outer in any::<bool>(),
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+        micro_batch in any::<bool>(),
+    ) {
+        let (left, right) = (events(&left_seed, disorder), events(&right_seed, disorder));
+        let upper = lower + width;
+        let run = run_join(
+            left.clone(), right.clone(), lower, upper,
+            Duration::from_millis(delay_ms), outer, workers, micro_batch,
+        );
+        if delay_ms as i64 >= disorder {
+            prop_assert!(run.late_left.is_empty() && run.late_right.is_empty());
+        }
+        let (left, right) = (without(&left, &run.late_left), without(&right, &run.late_right));
+        prop_assert_eq!(run.pairs, join_reference(&left, &right, lower, upper, outer));
+    }
+}

@@ -15,6 +15,7 @@
 //! | [`aggregate`](AggregateExt::aggregate) | `KeyedStream<(K, V)>` | `(key, running accumulator)` per record |
 //! | [`with_watermark`](WithWatermarkExt::with_watermark) | `Stream<T>` | every record; event time and watermarks from here on |
 //! | [`window`](WindowExt::window) | `KeyedStream<(K, V)>` | per key and event-time window: a count, reduction or accumulator; late records apart |
+//! | [`interval_join`](IntervalJoinExt::interval_join) | `KeyedStream<(K, L)>` and `KeyedStream<(K, R)>` | `Joined { key, left, right }` for equal keys and event times within an interval; inner or left outer; late records apart |
 //! | [`latest_per_key`](LatestPerKeyExt::latest_per_key) | `Stream<(K, V)>` | each key's last value, once, when the input ends |
 
 mod aggregate;
@@ -23,6 +24,7 @@ mod decode;
 mod filter;
 mod flat_map;
 mod inspect;
+mod interval_join;
 mod latest_per_key;
 mod map;
 mod reduce;
@@ -36,6 +38,10 @@ pub use decode::{Decode, DecodeExt};
 pub use filter::{Filter, FilterExt};
 pub use flat_map::{FlatMap, FlatMapExt};
 pub use inspect::{Inspect, InspectExt};
+pub use interval_join::{
+    Inner, Interval, IntervalJoin, IntervalJoinExt, IntervalJoinOperator, JoinKind, JoinOutput,
+    JoinSide, JoinStreams, Joined, LeftOuter,
+};
 pub use latest_per_key::{LatestPerKey, LatestPerKeyExt};
 pub use map::{Map, MapExt};
 pub use reduce::{Reduce, ReduceExt};

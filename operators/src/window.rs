@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use rill_engine::state::{
-    decode, encode, EncodedState, KeyedSnapshot, KeyedState, RestoredState, StateError, StateKey,
-    StateSnapshot, StateValue, TimeDomain, TimerQueue,
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue, TimeDomain,
+    TimerQueue,
 };
 use rill_engine::{
     Branch, BranchBuilder, Emit, Epoch, EventTime, FlowBuilder, KeyedStream, Operator, Stream,
@@ -359,54 +359,22 @@ where
     }
 
     fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
-        Some(Box::new(WindowSnapshot {
-            windows: self.state.snapshot(),
-            watermark: self.watermark.max(self.floor),
-        }))
+        self.state
+            .boxed_snapshot_with_watermark(self.watermark.max(self.floor))
     }
 
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
-        state.expect_type(std::any::type_name::<WindowSnapshot<K, KeyWindows<A>>>())?;
-        for (_, bytes) in state.owned_groups() {
-            let (watermark, entries): (EventTime, Vec<u8>) = decode(bytes, state.node())?;
-            self.floor = self.floor.max(watermark);
-            let entries: Vec<(K, KeyWindows<A>)> = decode(&entries, state.node())?;
-            for (key, windows) in entries {
-                if self.mode != OutputMode::Complete {
-                    for (w, _) in &windows {
-                        let at = self.cleanup(w);
-                        self.timers.schedule(TimeDomain::EventTime, at, key.clone());
-                    }
+        let (timers, mode, lateness) = (&mut self.timers, self.mode, self.lateness);
+        let floor = self.state.restore_with_watermark(state, |key, windows| {
+            if mode != OutputMode::Complete {
+                for (w, _) in windows {
+                    let at = w.max_time().saturating_add(lateness);
+                    timers.schedule(TimeDomain::EventTime, at, key.clone());
                 }
-                self.state.insert(key, windows);
             }
-        }
+        })?;
+        self.floor = self.floor.max(floor);
         Ok(())
-    }
-}
-
-/// The window operator's checkpoint: its windows per key group, each group with the
-/// watermark the worker had (so a restore at any worker count knows what was already final).
-struct WindowSnapshot<K, V> {
-    windows: KeyedSnapshot<K, V>,
-    watermark: EventTime,
-}
-
-impl<K, V> StateSnapshot for WindowSnapshot<K, V>
-where
-    KeyedSnapshot<K, V>: StateSnapshot,
-    K: Send + 'static,
-    V: Send + 'static,
-{
-    fn encode(&self) -> Result<EncodedState, StateError> {
-        let EncodedState::Keyed(groups) = self.windows.encode()? else {
-            return Err(StateError::Encode("keyed state encoded per worker".into()));
-        };
-        let groups = groups
-            .into_iter()
-            .map(|(g, bytes)| Ok((g, encode(&(self.watermark, bytes))?)))
-            .collect::<Result<Vec<_>, StateError>>()?;
-        Ok(EncodedState::Keyed(groups))
     }
 }
 

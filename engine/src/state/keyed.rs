@@ -187,6 +187,40 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         Some(Box::new(self.snapshot()))
     }
 
+    /// Freezes the current contents with the operator's event-time watermark: each key group
+    /// is stored with it, so that whichever worker restores the group knows which of its
+    /// windows or buffered records were already final (see
+    /// [`restore_with_watermark`](Self::restore_with_watermark)).
+    pub fn boxed_snapshot_with_watermark(&self, watermark: i64) -> Option<Box<dyn StateSnapshot>> {
+        Some(Box::new(WatermarkedSnapshot {
+            keys: self.snapshot(),
+            watermark,
+        }))
+    }
+
+    /// Loads the key groups this worker owns from a checkpoint taken with
+    /// [`boxed_snapshot_with_watermark`](Self::boxed_snapshot_with_watermark), calling `each`
+    /// for every restored entry (to schedule its timers), and returns the highest watermark
+    /// stored with them (`i64::MIN` if none).
+    pub fn restore_with_watermark(
+        &mut self,
+        state: &RestoredState<'_>,
+        mut each: impl FnMut(&K, &V),
+    ) -> Result<i64, StateError> {
+        state.expect_type(std::any::type_name::<WatermarkedSnapshot<K, V>>())?;
+        let mut highest = i64::MIN;
+        for (_, bytes) in state.owned_groups() {
+            let (watermark, entries): (i64, Vec<u8>) = decode(bytes, state.node())?;
+            highest = highest.max(watermark);
+            let entries: Vec<(K, V)> = decode(&entries, state.node())?;
+            for (k, v) in entries {
+                each(&k, &v);
+                self.insert(k, v);
+            }
+        }
+        Ok(highest)
+    }
+
     /// Loads the key groups this worker owns from a checkpoint, checking the state type.
     pub fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
         state.expect_type(std::any::type_name::<KeyedSnapshot<K, V>>())?;
@@ -197,6 +231,29 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
             }
         }
         Ok(())
+    }
+}
+
+/// A frozen [`KeyedState`] with the watermark of its operator, stored with every key group.
+struct WatermarkedSnapshot<K, V> {
+    keys: KeyedSnapshot<K, V>,
+    watermark: i64,
+}
+
+impl<K, V> StateSnapshot for WatermarkedSnapshot<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + Send + Sync + 'static,
+    V: Clone + Serialize + Send + Sync + 'static,
+{
+    fn encode(&self) -> Result<EncodedState, StateError> {
+        let EncodedState::Keyed(groups) = self.keys.encode()? else {
+            return Err(StateError::Encode("keyed state encoded per worker".into()));
+        };
+        let groups = groups
+            .into_iter()
+            .map(|(g, bytes)| Ok((g, encode(&(self.watermark, bytes))?)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(EncodedState::Keyed(groups))
     }
 }
 

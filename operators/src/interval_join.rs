@@ -1,0 +1,415 @@
+//! `interval_join`: two keyed streams joined on equal keys and nearby event times.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use rill_engine::state::{
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue, TimeDomain,
+    TimerQueue,
+};
+use rill_engine::{
+    Branch, BranchBuilder, Emit, EventTime, FlowBuilder, KeyedStream, Operator, Stream,
+};
+
+use crate::map::MapExt;
+
+/// A record of either input of a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinSide<L, R> {
+    /// From the left (first) input.
+    Left(L),
+    /// From the right (second) input.
+    Right(R),
+}
+
+/// Which right records join a left record at `ts`: those with an event time in
+/// `[ts + lower, ts + upper]` (milliseconds; `lower` may be negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    lower: i64,
+    upper: i64,
+}
+
+impl Interval {
+    /// Right records from `lower` to `upper` ms after the left record's time (inclusive).
+    ///
+    /// # Panics
+    ///
+    /// If `lower > upper`.
+    pub fn millis(lower: i64, upper: i64) -> Self {
+        assert!(lower <= upper, "an empty join interval");
+        Self { lower, upper }
+    }
+
+    /// Right records at the left record's time up to `within` after it: the seed's
+    /// `ts_click >= ts_impr AND ts_click <= ts_impr + interval 5 minutes`.
+    pub fn within(within: Duration) -> Self {
+        Self::millis(0, i64::try_from(within.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// One joined pair: the key, the left record, and the right record (for a left outer join,
+/// `None` when no right record matched the left one within the interval).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Joined<K, L, R> {
+    /// The join key.
+    pub key: K,
+    /// The left record.
+    pub left: L,
+    /// The right record.
+    pub right: R,
+}
+
+/// Inner or left outer: what a pair's right side is, and what an unmatched left record gives.
+pub trait JoinKind<R>: Clone + Send + Sync + 'static {
+    /// The right side of an output pair.
+    type Right;
+    /// A matched right record.
+    fn matched(right: R) -> Self::Right;
+    /// What an unmatched left record gives once no right record can match it any more.
+    fn unmatched() -> Option<Self::Right>;
+}
+
+/// Only matched pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct Inner;
+
+impl<R> JoinKind<R> for Inner {
+    type Right = R;
+    fn matched(right: R) -> R {
+        right
+    }
+    fn unmatched() -> Option<R> {
+        None
+    }
+}
+
+/// Matched pairs, and every left record that matched nothing with `None`, emitted once the
+/// watermark passes the end of its interval (Spark's outer-join semantics).
+#[derive(Debug, Clone, Copy)]
+pub struct LeftOuter;
+
+impl<R> JoinKind<R> for LeftOuter {
+    type Right = Option<R>;
+    fn matched(right: R) -> Option<R> {
+        Some(right)
+    }
+    fn unmatched() -> Option<Option<R>> {
+        Some(None)
+    }
+}
+
+/// One key's buffered records: left ones with whether they matched, and right ones, each
+/// with its event time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Buffers<L, R> {
+    left: Vec<(EventTime, L, bool)>,
+    right: Vec<(EventTime, R)>,
+}
+
+impl<L, R> Default for Buffers<L, R> {
+    fn default() -> Self {
+        Self {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+/// What the join operator emits: pairs, and records too late to be joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOutput<K, L, R, J> {
+    /// A joined pair.
+    Pair(Joined<K, L, J>),
+    /// A record at or below the watermark: what it could match may be gone.
+    Late(K, JoinSide<L, R>),
+}
+
+/// The interval join operator (built by [`IntervalJoinExt::interval_join`]).
+///
+/// Per key it buffers both inputs' records. A left record at `t` joins the right records
+/// with event times in `[t + lower, t + upper]`, whichever arrives first; it is dropped from
+/// the buffer once the watermark reaches `t + upper` (no right record that could still come
+/// matches it), a right record at `u` once it reaches `u - lower`. So state stays bounded by
+/// the watermark. A record at or below the watermark is late and goes to the late output.
+/// The buffers and the watermark are checkpointed per key group.
+#[derive(Debug, Clone)]
+pub struct IntervalJoinOperator<K, L, R, TL, TR, J> {
+    interval: Interval,
+    left_time: TL,
+    right_time: TR,
+    state: KeyedState<K, Buffers<L, R>>,
+    timers: TimerQueue<K>,
+    watermark: EventTime,
+    floor: EventTime,
+    _kind: PhantomData<J>,
+}
+
+impl<K, L, R, TL, TR, J> IntervalJoinOperator<K, L, R, TL, TR, J> {
+    fn new(interval: Interval, left_time: TL, right_time: TR) -> Self {
+        Self {
+            interval,
+            left_time,
+            right_time,
+            state: KeyedState::default(),
+            timers: TimerQueue::default(),
+            watermark: EventTime::MIN,
+            floor: EventTime::MIN,
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K, L, R, TL, TR, J> Operator<(K, JoinSide<L, R>)> for IntervalJoinOperator<K, L, R, TL, TR, J>
+where
+    K: StateKey,
+    L: StateValue,
+    R: StateValue,
+    TL: Fn(&L) -> EventTime,
+    TR: Fn(&R) -> EventTime,
+    J: JoinKind<R>,
+{
+    type Out = JoinOutput<K, L, R, J::Right>;
+
+    fn on_record<E: Emit<Self::Out>>(&mut self, (key, side): (K, JoinSide<L, R>), out: &mut E) {
+        let ts = match &side {
+            JoinSide::Left(l) => (self.left_time)(l),
+            JoinSide::Right(r) => (self.right_time)(r),
+        };
+        if ts <= self.watermark.max(self.floor) {
+            out.emit(JoinOutput::Late(key, side));
+            return;
+        }
+        let Interval { lower, upper } = self.interval;
+        let mut buffers = self.state.remove(&key).unwrap_or_default();
+        match side {
+            JoinSide::Left(l) => {
+                let (from, to) = (ts.saturating_add(lower), ts.saturating_add(upper));
+                let mut matched = false;
+                for (rt, r) in &buffers.right {
+                    if *rt >= from && *rt <= to {
+                        matched = true;
+                        out.emit(JoinOutput::Pair(Joined {
+                            key: key.clone(),
+                            left: l.clone(),
+                            right: J::matched(r.clone()),
+                        }));
+                    }
+                }
+                self.timers.schedule(TimeDomain::EventTime, to, key.clone());
+                buffers.left.push((ts, l, matched));
+            }
+            JoinSide::Right(r) => {
+                let (from, to) = (ts.saturating_sub(upper), ts.saturating_sub(lower));
+                for (lt, l, matched) in &mut buffers.left {
+                    if *lt >= from && *lt <= to {
+                        *matched = true;
+                        out.emit(JoinOutput::Pair(Joined {
+                            key: key.clone(),
+                            left: l.clone(),
+                            right: J::matched(r.clone()),
+                        }));
+                    }
+                }
+                self.timers.schedule(TimeDomain::EventTime, to, key.clone());
+                buffers.right.push((ts, r));
+            }
+        }
+        self.state.insert(key, buffers);
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        self.watermark = watermark;
+        let Interval { lower, upper } = self.interval;
+        while let Some((_, key)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            let Some(mut buffers) = self.state.remove(&key) else {
+                continue;
+            };
+            buffers.left.retain(|(lt, l, matched)| {
+                if lt.saturating_add(upper) > watermark {
+                    return true;
+                }
+                if !*matched {
+                    if let Some(right) = J::unmatched() {
+                        out.emit(JoinOutput::Pair(Joined {
+                            key: key.clone(),
+                            left: l.clone(),
+                            right,
+                        }));
+                    }
+                }
+                false
+            });
+            buffers
+                .right
+                .retain(|(rt, _)| rt.saturating_sub(lower) > watermark);
+            if !buffers.left.is_empty() || !buffers.right.is_empty() {
+                self.state.insert(key, buffers);
+            }
+        }
+        out.watermark(watermark);
+    }
+
+    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
+        // Nothing more can match: unmatched left records are final.
+        self.on_watermark(EventTime::MAX, out);
+    }
+
+    fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
+        self.state
+            .boxed_snapshot_with_watermark(self.watermark.max(self.floor))
+    }
+
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
+        let (timers, Interval { lower, upper }) = (&mut self.timers, self.interval);
+        let floor = self.state.restore_with_watermark(state, |key, buffers| {
+            for (lt, _, _) in &buffers.left {
+                timers.schedule(TimeDomain::EventTime, lt.saturating_add(upper), key.clone());
+            }
+            for (rt, _) in &buffers.right {
+                timers.schedule(TimeDomain::EventTime, rt.saturating_sub(lower), key.clone());
+            }
+        })?;
+        self.floor = self.floor.max(floor);
+        Ok(())
+    }
+}
+
+/// The two streams an interval join yields: the joined pairs, and the records of either
+/// input that came too late to be joined. Like a window's late stream, the late stream must
+/// go to a sink.
+pub type JoinStreams<K, L, R, J> = (
+    Stream<BranchBuilder<Joined<K, L, J>>>,
+    Stream<BranchBuilder<(K, JoinSide<L, R>)>>,
+);
+
+/// A pending interval join: see [`IntervalJoinExt::interval_join`].
+#[derive(Debug)]
+#[must_use = "a join does nothing until its kind is chosen"]
+pub struct IntervalJoin<B, B2, TL, TR> {
+    left: KeyedStream<B>,
+    right: KeyedStream<B2>,
+    interval: Interval,
+    left_time: TL,
+    right_time: TR,
+}
+
+impl<K, L, R, B, B2, TL, TR> IntervalJoin<B, B2, TL, TR>
+where
+    B: FlowBuilder<Out = (K, L)>,
+    B2: FlowBuilder<Out = (K, R)>,
+    K: StateKey,
+    L: StateValue,
+    R: StateValue,
+    TL: Fn(&L) -> EventTime + Clone + Send + Sync + 'static,
+    TR: Fn(&R) -> EventTime + Clone + Send + Sync + 'static,
+{
+    fn build<J: JoinKind<R>>(self) -> JoinStreams<K, L, R, J::Right>
+    where
+        J::Right: Send + 'static,
+    {
+        // Both inputs are partitioned by the same key, so a key's records from either side
+        // are on the same worker: the union needs no further exchange.
+        let left = self
+            .left
+            .into_stream()
+            .map(|(k, l): (K, L)| (k, JoinSide::<L, R>::Left(l)));
+        let right = self
+            .right
+            .into_stream()
+            .map(|(k, r): (K, R)| (k, JoinSide::<L, R>::Right(r)));
+        let op = IntervalJoinOperator::<K, L, R, TL, TR, J>::new(
+            self.interval,
+            self.left_time,
+            self.right_time,
+        );
+        left.union(right).then("interval_join", op).split(
+            "interval_join",
+            |o: JoinOutput<K, L, R, J::Right>| match o {
+                JoinOutput::Pair(p) => Branch::First(p),
+                JoinOutput::Late(k, side) => Branch::Second((k, side)),
+            },
+        )
+    }
+
+    /// Emits every matching (left, right) pair.
+    pub fn inner(self) -> JoinStreams<K, L, R, R> {
+        self.build::<Inner>()
+    }
+
+    /// Emits every matching pair, and each left record that matched nothing with `None`
+    /// once the watermark passes its interval.
+    pub fn left_outer(self) -> JoinStreams<K, L, R, Option<R>> {
+        self.build::<LeftOuter>()
+    }
+}
+
+/// Adds [`interval_join`](IntervalJoinExt::interval_join) to keyed streams.
+pub trait IntervalJoinExt<B: FlowBuilder> {
+    /// Joins this keyed stream (left) with `right` on equal keys, pairing a left record at
+    /// event time `t` with the right records whose event times are in `interval` around it
+    /// (Flink's interval join, Spark's stream-stream join with a time-range condition). Both
+    /// inputs need watermarks upstream; the join's is their minimum.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rill_connectors::{CollectSink, MemorySource};
+    /// use rill_engine::{Config, Job};
+    /// use rill_operators::{Interval, IntervalJoinExt, WatermarkStrategy, WithWatermarkExt};
+    ///
+    /// let job = Job::new("attribution");
+    /// let wm = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(10));
+    /// // (ad, event time in ms)
+    /// let impressions = job
+    ///     .source(MemorySource::new(vec![(1u32, 1_000i64), (2, 2_000)]).named("impressions"))
+    ///     .with_watermark(|i: &(u32, i64)| i.1, wm)
+    ///     .key_by(|i: &(u32, i64)| i.0);
+    /// let clicks = job
+    ///     .source(MemorySource::new(vec![(1u32, 61_000i64), (2, 999_000)]).named("clicks"))
+    ///     .with_watermark(|c: &(u32, i64)| c.1, wm)
+    ///     .key_by(|c: &(u32, i64)| c.0);
+    /// let within = Interval::within(Duration::from_secs(300));
+    /// let (pairs, late) = impressions
+    ///     .interval_join(clicks, within, |i: &(u32, i64)| i.1, |c: &(u32, i64)| c.1)
+    ///     .inner();
+    /// let (out, too_late) = (CollectSink::default(), CollectSink::default());
+    /// pairs.sink(out.clone());
+    /// late.sink(too_late.clone());
+    /// job.run(Config::default().with_workers(2))?.await_termination()?;
+    /// let got: Vec<_> = out.take().into_iter().map(|j| (j.key, j.left.1, j.right.1)).collect();
+    /// assert_eq!(got, [(1, 1_000, 61_000)]); // ad 2's click came too long after
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    fn interval_join<B2, TL, TR>(
+        self,
+        right: KeyedStream<B2>,
+        interval: Interval,
+        left_time: TL,
+        right_time: TR,
+    ) -> IntervalJoin<B, B2, TL, TR>
+    where
+        B2: FlowBuilder;
+}
+
+impl<B: FlowBuilder> IntervalJoinExt<B> for KeyedStream<B> {
+    fn interval_join<B2, TL, TR>(
+        self,
+        right: KeyedStream<B2>,
+        interval: Interval,
+        left_time: TL,
+        right_time: TR,
+    ) -> IntervalJoin<B, B2, TL, TR>
+    where
+        B2: FlowBuilder,
+    {
+        IntervalJoin {
+            left: self,
+            right,
+            interval,
+            left_time,
+            right_time,
+        }
+    }
+}
