@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::finish;
+use common::published::Published;
 use rill::prelude::*;
 use rill::BoxError;
 
@@ -281,71 +282,10 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A transactional sink in memory: writers stage each epoch's records at its barrier; the
-/// committer publishes everything staged up to an epoch, with that epoch's number, at once.
-#[derive(Clone, Default)]
-struct Published(Arc<std::sync::Mutex<Store>>);
-
-#[derive(Default)]
-struct Store {
-    staged: Vec<(Epoch, u64)>,
-    published: Vec<u64>,
-    committed: Option<Epoch>,
-}
-
-struct StagingWriter(Arc<std::sync::Mutex<Store>>, Vec<u64>);
-
-impl Committer for Published {
-    fn recover(&self) -> Result<Option<Epoch>, BoxError> {
-        let mut store = self.0.lock().map_err(|_| "poisoned")?;
-        store.staged.clear();
-        Ok(store.committed)
-    }
-    fn begin(&self, _after: Epoch) -> Result<(), BoxError> {
-        Ok(())
-    }
-    fn commit(&self, epoch: Epoch) -> Result<(), BoxError> {
-        let mut store = self.0.lock().map_err(|_| "poisoned")?;
-        let (now, later): (Vec<_>, Vec<_>) = store.staged.drain(..).partition(|(e, _)| *e <= epoch);
-        store.staged = later;
-        store.published.extend(now.into_iter().map(|(_, r)| r));
-        store.committed = Some(epoch);
-        Ok(())
-    }
-    fn name(&self) -> &str {
-        "published"
-    }
-}
-
-impl SinkWriter<u64> for StagingWriter {
-    fn write(&mut self, item: u64) -> Result<(), BoxError> {
-        self.1.push(item);
-        Ok(())
-    }
-    fn on_barrier(&mut self, epoch: Epoch) -> Result<(), BoxError> {
-        let staged = self.1.drain(..).map(|r| (epoch, r));
-        self.0.lock().map_err(|_| "poisoned")?.staged.extend(staged);
-        Ok(())
-    }
-}
-
-impl Sink<u64> for Published {
-    type Writer = StagingWriter;
-    fn create(&self, _ctx: &WorkerContext) -> Result<StagingWriter, BoxError> {
-        Ok(StagingWriter(self.0.clone(), Vec::new()))
-    }
-    fn name(&self) -> &str {
-        "published"
-    }
-    fn committer(&self) -> Option<Arc<dyn Committer>> {
-        Some(Arc::new(self.clone()))
-    }
-}
-
 #[test]
 fn a_committed_checkpoint_that_cannot_be_loaded_is_refused_not_skipped() {
     let dir = temp_dir("committed-corrupt");
-    let out = Published::default();
+    let out = Published::<u64>::default();
     let run = |n: u64| {
         let job = Job::new("transactional");
         job.source(MemorySource::new((0..n).collect()))
@@ -385,7 +325,7 @@ fn a_committed_checkpoint_that_cannot_be_loaded_is_refused_not_skipped() {
 #[test]
 fn a_sink_that_lost_its_commit_record_is_refused_until_an_operator_names_the_epoch() {
     let dir = temp_dir("lost-marker");
-    let out = Published::default();
+    let out = Published::<u64>::default();
     let run = |n: u64, config: Config| {
         let job = Job::new("transactional");
         job.source(MemorySource::new((0..n).collect()))
@@ -554,7 +494,7 @@ fn file_lines_resume_mid_file_and_skip_finished_files_at_another_parallelism() {
 #[test]
 fn end_of_input_output_goes_into_the_final_committed_epoch() {
     let dir = temp_dir("final-output");
-    let out = Published::default();
+    let out = Published::<u64>::default();
     let run = |n: u64| {
         let job = Job::new("transactional-latest");
         job.source(MemorySource::new((0..n).collect()))

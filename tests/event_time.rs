@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use common::finish;
+use common::published::Published;
 use rill::prelude::*;
 
 /// One click: (key, event time in ms).
@@ -508,5 +509,163 @@ proptest! {
         }
         let (left, right) = (without(&left, &run.late_left), without(&right, &run.late_right));
         prop_assert_eq!(run.pairs, join_reference(&left, &right, lower, upper, outer));
+    }
+}
+
+/// A source whose worker 0 emits `clicks` up to a limit the test raises; its position
+/// restores at any parallelism.
+#[derive(Clone)]
+struct GatedClicks {
+    clicks: Arc<Vec<Click>>,
+    limit: Arc<AtomicU64>,
+}
+
+struct GatedClicksReader {
+    source: GatedClicks,
+    next: usize,
+    active: bool,
+}
+
+impl Source for GatedClicks {
+    type Reader = GatedClicksReader;
+    fn create(&self, ctx: &WorkerContext) -> Result<GatedClicksReader, rill::BoxError> {
+        Ok(GatedClicksReader {
+            source: self.clone(),
+            next: 0,
+            active: ctx.worker() == 0,
+        })
+    }
+    fn name(&self) -> &str {
+        "gated-clicks"
+    }
+}
+
+impl SourceReader for GatedClicksReader {
+    type Out = Click;
+    fn poll<E: Emit<Click>>(
+        &mut self,
+        out: &mut E,
+        budget: usize,
+    ) -> Result<Progress, rill::BoxError> {
+        let end = self.source.clicks.len();
+        if !self.active || self.next >= end {
+            return Ok(Progress::Done);
+        }
+        let limit = (self.source.limit.load(Ordering::Acquire) as usize).min(end);
+        let mut n = 0;
+        while self.next < limit && n < budget && !out.should_yield() {
+            out.emit(self.source.clicks[self.next]);
+            self.next += 1;
+            n += 1;
+        }
+        Ok(if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle {
+                deadline: Some(Instant::now() + Duration::from_millis(1)),
+            }
+        })
+    }
+    fn position(&mut self) -> Result<Option<Vec<u8>>, rill::BoxError> {
+        Ok(self.active.then(|| encode(&self.next)).transpose()?)
+    }
+    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), rill::BoxError> {
+        for blob in state.worker_blobs().iter().flatten() {
+            self.next = self.next.max(decode::<usize>(blob, state.node())?);
+        }
+        Ok(())
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rill-et-{name}-{}-{}",
+        std::process::id(),
+        rill::time::now_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < common::HANG,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn an_aborted_windowed_job_restored_at_another_parallelism_publishes_every_window_once() {
+    let seed: Vec<(u8, u16, u16)> = (0..3_000u32)
+        .map(|i| {
+            (
+                (i * 7 % 5) as u8,
+                (i * 37 % 400) as u16,
+                (i * 101 % 1_000) as u16,
+            )
+        })
+        .collect();
+    let clicks = Arc::new(events(&seed, 1_000));
+    let windows = Windows::tumbling(Duration::from_secs(2));
+    let expected = reference(&clicks, windows);
+    for micro_batch in [false, true] {
+        let dir = temp_dir(if micro_batch { "restore-mb" } else { "restore" });
+        let out: Published<WindowResult<u8, u64>> = Published::default();
+        let limit = Arc::new(AtomicU64::new(1_000));
+        let run = |workers: usize| {
+            let job = Job::new("windows-restored");
+            let source = GatedClicks {
+                clicks: clicks.clone(),
+                limit: limit.clone(),
+            };
+            let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1))
+                .interval(Duration::ZERO);
+            let (counted, too_late) = job
+                .source(source)
+                .with_watermark(|c: &Click| c.1, strategy)
+                .key_by(|c: &Click| c.0)
+                .window(windows, |c: &Click| c.1)
+                .count();
+            counted.sink(out.clone());
+            too_late.sink(CollectSink::default());
+            let mode = if micro_batch {
+                Mode::MicroBatch(Trigger::ProcessingTime(Duration::from_millis(10)))
+            } else {
+                Mode::Continuous
+            };
+            job.run(
+                Config::default()
+                    .with_workers(workers)
+                    .with_mode(mode)
+                    .with_checkpoints(
+                        CheckpointConfig::new(&dir).with_interval(Duration::from_millis(10)),
+                    ),
+            )
+            .expect("starts")
+        };
+        let handle = run(2);
+        wait_until("windows published", || out.published().len() >= 20);
+        limit.store(1_500, Ordering::Release);
+        let done = handle.checkpoints().expect("checkpoints").completed.len();
+        wait_until("two more checkpoints", || {
+            handle.checkpoints().expect("checkpoints").completed.len() >= done + 2
+        });
+        drop(handle); // abort: no final checkpoint, output since the last commit is lost
+        let before = out.published().len();
+        assert!(before < expected.len(), "the first run did not finish");
+        limit.store(u64::MAX, Ordering::Release);
+        let handle = run(3);
+        assert!(handle.checkpoints().expect("log").restored_from.is_some());
+        finish(handle).expect("the restored run finishes");
+        assert_eq!(
+            table_of(&out.published()),
+            expected,
+            "micro-batch: {micro_batch}; {before} windows published before the abort"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

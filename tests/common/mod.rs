@@ -14,6 +14,7 @@ pub(crate) const HANG: Duration = Duration::from_secs(120);
 
 pub(crate) mod broker;
 pub(crate) mod kafka;
+pub(crate) mod published;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].
 pub(crate) fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
