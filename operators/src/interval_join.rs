@@ -252,11 +252,6 @@ where
         out.watermark(watermark);
     }
 
-    fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
-        // Nothing more can match: unmatched left records are final.
-        self.on_watermark(EventTime::MAX, out);
-    }
-
     fn snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
         self.state
             .boxed_snapshot_with_watermark(self.watermark.max(self.floor))

@@ -192,6 +192,15 @@ where
         out.emit(item);
     }
 
+    fn on_watermark<E: Emit<I>>(&mut self, watermark: EventTime, out: &mut E) {
+        // From upstream: the end of a bounded input (the end-of-time watermark), or a stream
+        // that had one already. Never pass on a lower one after it.
+        if watermark > self.emitted {
+            self.emitted = watermark;
+            out.watermark(watermark);
+        }
+    }
+
     fn on_poll<E: Emit<I>>(&mut self, now: Instant, out: &mut E) -> Option<Instant> {
         if self.next_check.is_none_or(|t| now >= t) {
             self.advance(now, out);

@@ -182,6 +182,8 @@ pub struct WindowOperator<K, A, T, Fi, Fm> {
     /// minus the lateness are late even before the live watermark has caught up, so that
     /// a window already emitted and freed is never opened again.
     floor: EventTime,
+    /// Complete mode: a record arrived since the table was last emitted.
+    changed: bool,
 }
 
 impl<K, A, T, Fi, Fm> WindowOperator<K, A, T, Fi, Fm> {
@@ -202,6 +204,7 @@ impl<K, A, T, Fi, Fm> WindowOperator<K, A, T, Fi, Fm> {
             timers: TimerQueue::default(),
             watermark: EventTime::MIN,
             floor: EventTime::MIN,
+            changed: false,
         }
     }
 }
@@ -266,6 +269,7 @@ where
             out.emit(WindowOutput::Late(key, value));
             return;
         }
+        self.changed = true;
         let mut windows = self.state.remove(&key).unwrap_or_default();
         let mut changed: Vec<usize> = Vec::new();
         let (assigner, is_session) = (
@@ -336,6 +340,7 @@ where
 
     fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, out: &mut E) {
         if self.mode == OutputMode::Complete {
+            self.changed = false;
             for (key, windows) in self.state.iter() {
                 for (window, value) in windows {
                     out.emit(WindowOutput::Result(WindowResult {
@@ -349,12 +354,11 @@ where
     }
 
     fn on_end<E: Emit<Self::Out>>(&mut self, out: &mut E) {
-        // The input is over: no record can come for any open window, so every window is
-        // final (as if the watermark had reached the end of time).
-        match self.mode {
-            OutputMode::Append => self.on_watermark(EventTime::MAX, out),
-            OutputMode::Update => {}
-            OutputMode::Complete => self.on_barrier(0, out),
+        // Append and update mode: a bounded input's end comes with the end-of-time watermark,
+        // which closed every window; a stopped job keeps its open windows in its checkpoint.
+        // Complete mode: the table, unless the final barrier just emitted it.
+        if self.mode == OutputMode::Complete && self.changed {
+            self.on_barrier(0, out);
         }
     }
 

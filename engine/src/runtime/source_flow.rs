@@ -8,7 +8,7 @@ use crate::dataflow::operator::Emit;
 use crate::dataflow::source::SourceReader;
 use crate::error::{BoxError, JobError};
 use crate::runtime::flow::{Counted, Flow, Progress};
-use crate::runtime::message::Epoch;
+use crate::runtime::message::{Epoch, EventTime};
 use crate::runtime::metrics::NodeCounters;
 use crate::state::{StateSnapshot, WorkerBlob};
 
@@ -159,7 +159,10 @@ impl<S: SourceReader> SourceFlow<S> {
             if !self.exhausted {
                 match self.read(out, budget)? {
                     Progress::Busy | Progress::Barrier(_) => return Ok(Progress::Busy),
-                    Progress::Done => self.mark_exhausted(),
+                    Progress::Done => {
+                        out.watermark(EventTime::MAX);
+                        self.mark_exhausted();
+                    }
                     // Idle before the planned end: what is left is on its way (Kafka records
                     // below the end offset not fetched yet).
                     idle @ Progress::Idle { .. } if !self.source.batch_complete() => {
@@ -227,6 +230,10 @@ impl<S: SourceReader> Flow for SourceFlow<S> {
         }
         let progress = self.read(out, budget)?;
         if progress == Progress::Done {
+            // The input is over (not stopped): no event time is left to wait for, so every
+            // window and join interval downstream is final (Flink's end-of-input watermark).
+            // A stopped job sends none: its open windows wait in its checkpoint.
+            out.watermark(EventTime::MAX);
             if self.epochs.is_some() {
                 // Wait for the final epoch, still answering barriers with the end position.
                 self.mark_exhausted();
