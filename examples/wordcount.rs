@@ -60,7 +60,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<std::path::PathBuf>,
     /// Time between checkpoints, e.g. `1s`, `250ms`.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
     checkpoint_interval: std::time::Duration,
     /// Kafka mode: exactly-once output (one transaction per checkpoint; needs
     /// --checkpoint-dir).
@@ -75,18 +75,8 @@ struct Args {
     #[arg(long, value_name = "EPOCH", requires = "exactly_once")]
     assume_committed: Option<u64>,
     /// Kafka mode: fail once the broker or the input topic has been unreadable this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = support::parse_duration)]
     unavailable_timeout: std::time::Duration,
-}
-
-/// Parses a duration in humantime's notation (`250ms`, `2s`, `1m`); a bare number is
-/// milliseconds, as it always was for this flag.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_millis(ms));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 250ms, 2s or 1m: {e}"))
 }
 
 /// Splits a line into owned words.

@@ -184,8 +184,8 @@ fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
-fn relay_and_union_demos_match_golden_output() {
-    for name in ["relay", "union"] {
+fn the_kafka_demos_match_golden_output() {
+    for name in ["relay", "union", "ad_clicks"] {
         let out = run_example(name, &[], b"");
         assert!(
             out.status.success(),
@@ -272,4 +272,112 @@ fn union_on_kafka_converts_both_shapes_into_one() {
             serde_json::json!({"user": "u2", "source": "app", "view": "S", "ts": 7000}),
         ]
     );
+}
+
+/// Starts an example on an embedded Kafka with `topics` (2 partitions each); returns it with
+/// the brokers.
+fn start_on_kafka(
+    name: &str,
+    topics: &[&str],
+    args: &[&str],
+) -> (
+    rill::connectors::kafka::EmbeddedKafka,
+    String,
+    std::process::Child,
+) {
+    let kafka = rill::connectors::kafka::EmbeddedKafka::start().expect("mock cluster");
+    for topic in topics {
+        kafka.create_topic(topic, 2).expect("topic");
+    }
+    let brokers = kafka.bootstrap_servers();
+    let child = Command::new(example_binary(name))
+        .args(["--brokers", &brokers])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    (kafka, brokers, child)
+}
+
+fn text(b: Option<Vec<u8>>) -> String {
+    String::from_utf8(b.unwrap_or_default()).expect("UTF-8")
+}
+
+#[test]
+fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_records() {
+    let (_kafka, brokers, child) = start_on_kafka(
+        "ad_clicks",
+        &["clicks", "clicks-per-minute", "clicks-late", "clicks-dlq"],
+        &["--idle-timeout", "300ms", "--checkpoint-interval", "200ms"],
+    );
+    let click = |ad: &str, s: i64| {
+        (
+            ad.as_bytes().to_vec(),
+            format!(
+                r#"{{"ad_id":"{ad}","product_id":"p","ts":{},"x":1}}"#,
+                s * 1_000
+            )
+            .into_bytes(),
+        )
+    };
+    // The click at 1,000 s moves the watermark to 990 s: the windows before it are final,
+    // [960 s, 1,020 s) is not.
+    common::kafka::produce(
+        &brokers,
+        "clicks",
+        &[
+            click("a1", 1),
+            click("a2", 5),
+            click("a1", 59),
+            click("a1", 61),
+            click("a3", 1_000),
+        ],
+    );
+    let timeout = std::time::Duration::from_secs(60);
+    let mut got: Vec<(String, String)> =
+        common::kafka::read(&brokers, "clicks-per-minute", 3, timeout)
+            .into_iter()
+            .map(|(k, v, _)| (text(k), text(v)))
+            .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "a1".into(),
+                r#"{"ad_id":"a1","window_start":0,"window_end":60000,"count":2}"#.into()
+            ),
+            (
+                "a1".into(),
+                r#"{"ad_id":"a1","window_start":60000,"window_end":120000,"count":1}"#.into()
+            ),
+            (
+                "a2".into(),
+                r#"{"ad_id":"a2","window_start":0,"window_end":60000,"count":1}"#.into()
+            ),
+        ]
+    );
+    // Now a click for a final window is late, kept as it came; a bad value is a dead letter.
+    let late = click("a1", 30);
+    common::kafka::produce(
+        &brokers,
+        "clicks",
+        &[late.clone(), (b"k".to_vec(), b"{oops".to_vec())],
+    );
+    let late_out = common::kafka::read(&brokers, "clicks-late", 1, timeout);
+    assert_eq!(late_out.len(), 1, "one late click");
+    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
+    let dead = common::kafka::read(&brokers, "clicks-dlq", 1, timeout);
+    assert_eq!(dead.len(), 1, "one dead letter");
+    assert_eq!(dead[0].1.as_deref(), Some(&b"{oops"[..]));
+    common::stop_with_sigterm(child);
+    // Nothing more was emitted: the open window waits (a stop is not the input's end).
+    let all = common::kafka::read(
+        &brokers,
+        "clicks-per-minute",
+        4,
+        std::time::Duration::from_secs(3),
+    );
+    assert_eq!(all.len(), 3, "{all:?}");
 }

@@ -27,6 +27,37 @@ pub(crate) fn run_until_signal(handle: JobHandle) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses a duration in humantime's notation (`250ms`, `2s`, `1m`); a bare number is
+/// milliseconds.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 250ms, 2s or 1m: {e}"))
+}
+
+/// A Kafka record decoded as JSON `T`, with what event-time jobs keep of the raw record: its
+/// partition (watermarks are per partition) and its value bytes (a late record goes to its
+/// topic as it came).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Decoded<T> {
+    pub(crate) partition: i32,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) event: T,
+}
+
+impl<T: serde::de::DeserializeOwned> Decoded<T> {
+    /// Decodes `r`'s value; the error keeps nothing, `decode` keeps the raw record.
+    pub(crate) fn from_record(r: &KafkaRecord) -> Result<Self, rill::BoxError> {
+        Ok(Self {
+            partition: r.partition,
+            raw: r.value.clone().unwrap_or_default(),
+            event: r.value_json()?,
+        })
+    }
+}
+
 /// A source reading `topic` from its beginning to its end at start: the demo's input.
 pub(crate) fn bounded(brokers: &str, group: &str, topic: &str) -> KafkaSource {
     KafkaSource::new(brokers, group)
