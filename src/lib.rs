@@ -29,9 +29,9 @@ pub mod prelude {
     pub use rill_engine::state::{decode, encode, EncodeKey, KeyWriter, RestoredState, StateError};
     pub use rill_engine::{
         BoxError, Branch, CheckpointConfig, CheckpointLog, CheckpointStats, Committer, Config,
-        DeadLetter, Emit, Epoch, EventTime, Failure, IdleStrategy, Job, JobError, JobHandle,
-        JobMetrics, KeyedStream, Mode, Operator, Origin, Progress, RawRecord, Sink, SinkWriter,
-        Source, SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
+        DeadLetter, Emit, Epoch, EventTime, Failure, FlowBuilder, IdleStrategy, Job, JobError,
+        JobHandle, JobMetrics, KeyedStream, Mode, Operator, Origin, Progress, RawRecord, Sink,
+        SinkWriter, Source, SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
         AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, Interval,

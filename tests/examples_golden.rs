@@ -185,7 +185,7 @@ fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn the_kafka_demos_match_golden_output() {
-    for name in ["relay", "union", "ad_clicks"] {
+    for name in ["relay", "union", "ad_clicks", "attribution"] {
         let out = run_example(name, &[], b"");
         assert!(
             out.status.success(),
@@ -380,4 +380,85 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
         std::time::Duration::from_secs(3),
     );
     assert_eq!(all.len(), 3, "{all:?}");
+}
+
+#[test]
+fn attribution_on_kafka_joins_within_five_minutes_and_routes_late_and_bad_records() {
+    let (_kafka, brokers, child) = start_on_kafka(
+        "attribution",
+        &[
+            "impressions",
+            "clicks",
+            "attributed",
+            "late-events",
+            "attributed-dlq",
+        ],
+        &[
+            "--impressions",
+            "impressions",
+            "--clicks",
+            "clicks",
+            "--output",
+            "attributed",
+            "--late",
+            "late-events",
+            "--idle-timeout",
+            "300ms",
+            "--workers",
+            "2",
+        ],
+    );
+    let event = |ad: &str, s: i64| {
+        (
+            ad.as_bytes().to_vec(),
+            format!(r#"{{"ad_id":"{ad}","product_id":"p","ts":{}}}"#, s * 1_000).into_bytes(),
+        )
+    };
+    common::kafka::produce(
+        &brokers,
+        "impressions",
+        &[event("a1", 100), event("a2", 100)],
+    );
+    common::kafka::produce(
+        &brokers,
+        "clicks",
+        &[
+            event("a1", 130),
+            event("a1", 401),
+            event("a2", 99),
+            event("a2", 400),
+        ],
+    );
+    let timeout = std::time::Duration::from_secs(60);
+    let mut got: Vec<String> = common::kafka::read(&brokers, "attributed", 2, timeout)
+        .into_iter()
+        .map(|(_, v, _)| text(v))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            r#"{"ad_id":"a1","product_id":"p","impression_ts":100000,"click_ts":130000}"#,
+            r#"{"ad_id":"a2","product_id":"p","impression_ts":100000,"click_ts":400000}"#,
+        ]
+    );
+    // Both watermarks move far ahead; then an impression from long ago is too late.
+    common::kafka::produce(&brokers, "impressions", &[event("a9", 5_000)]);
+    common::kafka::produce(&brokers, "clicks", &[event("a9", 5_000)]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let late = event("a1", 200);
+    common::kafka::produce(
+        &brokers,
+        "impressions",
+        &[late.clone(), (b"k".to_vec(), b"[]".to_vec())],
+    );
+    let late_out = common::kafka::read(&brokers, "late-events", 1, timeout);
+    assert_eq!(late_out.len(), 1, "one late impression");
+    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
+    let dead = common::kafka::read(&brokers, "attributed-dlq", 1, timeout);
+    assert_eq!(dead.len(), 1, "one dead letter");
+    assert_eq!(dead[0].1.as_deref(), Some(&b"[]"[..]));
+    common::stop_with_sigterm(child);
+    let all = common::kafka::read(&brokers, "attributed", 4, std::time::Duration::from_secs(3));
+    assert_eq!(all.len(), 3, "the a9 pair and nothing else: {all:?}");
 }
