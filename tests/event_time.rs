@@ -363,8 +363,7 @@ fn a_split_branch_that_goes_nowhere_is_refused() {
     counted.sink(results);
     let err = job
         .run(Config::default().with_workers(1))
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         err.to_string().contains("window:second") && err.to_string().contains("goes nowhere"),
         "{err}"

@@ -46,7 +46,7 @@ pub use latest_per_key::{LatestPerKey, LatestPerKeyExt};
 pub use map::{Map, MapExt};
 pub use reduce::{Reduce, ReduceExt};
 pub use try_map::{TryMap, TryMapExt};
-pub use watermark::{WatermarkStrategy, WithWatermark, WithWatermarkExt};
+pub use watermark::{OneSplit, WatermarkStrategy, WithWatermark, WithWatermarkExt};
 pub use window::{
     Aggregation, OutputMode, Window, WindowExt, WindowOperator, WindowOutput, WindowResult,
     WindowStreams, WindowedStream, Windows,

@@ -238,6 +238,9 @@ where
     }
 }
 
+/// The split function of a stream with one watermark per worker.
+pub type OneSplit<T> = fn(&T) -> u64;
+
 /// Adds [`with_watermark`](WithWatermarkExt::with_watermark) and
 /// [`with_split_watermark`](WithWatermarkExt::with_split_watermark) to streams.
 pub trait WithWatermarkExt<B: FlowBuilder> {
@@ -259,11 +262,12 @@ pub trait WithWatermarkExt<B: FlowBuilder> {
     /// assert_eq!(out.take(), [1_000, 3_000, 2_000]); // records pass unchanged
     /// # Ok::<(), rill_engine::JobError>(())
     /// ```
+    #[allow(clippy::type_complexity)]
     fn with_watermark<T>(
         self,
         event_time: T,
         strategy: WatermarkStrategy,
-    ) -> Stream<ThenBuilder<B, WithWatermark<T, fn(&B::Out) -> u64>>>
+    ) -> Stream<ThenBuilder<B, WithWatermark<T, OneSplit<B::Out>>>>
     where
         T: Fn(&B::Out) -> EventTime + Clone + Send + Sync + 'static,
         B::Out: 'static;
@@ -283,11 +287,12 @@ pub trait WithWatermarkExt<B: FlowBuilder> {
 }
 
 impl<B: FlowBuilder> WithWatermarkExt<B> for Stream<B> {
+    #[allow(clippy::type_complexity)]
     fn with_watermark<T>(
         self,
         event_time: T,
         strategy: WatermarkStrategy,
-    ) -> Stream<ThenBuilder<B, WithWatermark<T, fn(&B::Out) -> u64>>>
+    ) -> Stream<ThenBuilder<B, WithWatermark<T, OneSplit<B::Out>>>>
     where
         T: Fn(&B::Out) -> EventTime + Clone + Send + Sync + 'static,
         B::Out: 'static,
@@ -299,7 +304,7 @@ impl<B: FlowBuilder> WithWatermarkExt<B> for Stream<B> {
             "with_watermark",
             WithWatermark::new(
                 event_time,
-                one_split::<B::Out> as fn(&B::Out) -> u64,
+                one_split::<B::Out> as OneSplit<B::Out>,
                 strategy,
             ),
         )

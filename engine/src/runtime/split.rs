@@ -49,10 +49,13 @@ pub enum Branch<A, B> {
     Both(A, B),
 }
 
+/// Both ends of one worker's ring, each until the worker takes it.
+type RingEnds<M> = (Option<Producer<Message<M>>>, Option<Consumer<Message<M>>>);
+
 /// One ring per worker from a split's task to one of its branches, created when the job
 /// starts and taken apart by the workers.
 pub(crate) struct LocalRings<M> {
-    parts: Mutex<Vec<(Option<Producer<Message<M>>>, Option<Consumer<Message<M>>>)>>,
+    parts: Mutex<Vec<RingEnds<M>>>,
     /// The branch's metrics name, and whether its stream was dropped without a downstream.
     name: Arc<str>,
     dropped: AtomicBool,
