@@ -22,9 +22,9 @@
 //! | module | holds | may use |
 //! |---|---|---|
 //! | `error`, `failure`, [`time`] | typed errors; failures and dead letters; the clock | nothing else in the crate (`failure` uses `error`) |
-//! | [`state`] | keys and their stable encoding, key groups, keyed state, snapshots | the root |
+//! | [`state`] | keys and their stable encoding, key groups, keyed state, timers, snapshots | the root |
 //! | `dataflow` | job, streams, graph, config, mode; the `Operator`, `Source`, `Sink` traits | root, state, the runtime parts a graph is built of |
-//! | `runtime` | workers, tasks, flows, exchanges, messages, idling, metrics, job handles | root, state, dataflow's traits, the epoch handshake |
+//! | `runtime` | workers, tasks, flows, exchanges, splits, messages, watermark combination, idling, metrics, job handles | root, state, dataflow's traits, the epoch handshake |
 //! | `checkpoint` | epochs, coordinator, store, recovery, two-phase commit | root, state, runtime signals, dataflow's graph and config |
 //!
 //! No two files import each other. Sources and sinks live in `rill-connectors`, operators in

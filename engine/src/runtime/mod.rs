@@ -1,6 +1,7 @@
 //! What runs a job: worker threads polling their tasks, the flows inside them, the SPSC ring
-//! exchanges between workers and the messages they carry, idling and wake-ups, metrics, the
-//! routing of failures to the dead-letter sink, and the handles of a running job.
+//! exchanges between workers and the messages they carry, splits of one stream into two, the
+//! combination of watermarks where inputs meet, idling and wake-ups, metrics, the routing of
+//! failures to the dead-letter sink, and the handles of a running job.
 //!
 //! May use: the crate root, `state`, `dataflow`'s traits and config (operators, sources,
 //! sinks), and `checkpoint`'s epoch handshake (tasks acknowledge barriers; the launcher starts
