@@ -48,6 +48,16 @@ pub(crate) enum SourceKind {
     Kafka,
 }
 
+/// What the in-memory pipeline computes per key (`--operator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OperatorArg {
+    /// The running count of each key (update mode, no event time).
+    RunningCount,
+    /// Event time: a watermark on the generator's schedule, and each key's count per 1 s
+    /// tumbling window in update mode (every record's window result at once).
+    WindowUpdate,
+}
+
 /// A `--modes` entry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum ModeArg {
@@ -112,6 +122,9 @@ pub(crate) struct Args {
     /// Distinct keys of the running count.
     #[arg(long, default_value_t = 1024)]
     pub(crate) keys: u64,
+    /// What the in-memory pipeline computes per key (`--source memory`).
+    #[arg(long, value_enum, default_value_t = OperatorArg::RunningCount)]
+    pub(crate) operator: OperatorArg,
     /// Capacity of each exchange ring, in messages.
     #[arg(long, default_value_t = 1024)]
     pub(crate) ring_capacity: usize,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use rill::prelude::*;
 
+use crate::cli::OperatorArg;
 use crate::progress::progress_bar;
 use crate::report::{mode_name, print_checkpoints};
 use crate::settings::Settings;
@@ -27,26 +28,59 @@ pub(crate) fn run_memory(
     let job = Job::new("latency-lab");
     let sink = LatencySink::new(|(_, (_, scheduled)): &(u64, (u64, u64))| *scheduled)
         .warm_up(start_delay + warmup);
-    job.source(
-        Generator::new(rate, |seq| seq)
-            .with_duration(total)
-            .with_start_delay(start_delay)
-            .with_pacing(settings.pacing),
-    )
-    // A little per-record work before the exchange: derive the key. Consecutive records hit
-    // consecutive keys, so after `keys` records every key holds state.
-    .map(move |g: Generated<u64>| (g.value % keys, g.scheduled_nanos))
-    .key_by(|(key, _): &(u64, u64)| *key)
-    // Running count per key; the output keeps the scheduled time of the record that caused it,
-    // so the sink measures that record's latency.
-    .aggregate(
-        || (0u64, 0u64),
-        |acc: &mut (u64, u64), (_, scheduled): (u64, u64)| {
-            acc.0 += 1;
-            acc.1 = scheduled;
-        },
-    )
-    .sink(sink.clone());
+    let keyed = job
+        .source(
+            Generator::new(rate, |seq| seq)
+                .with_duration(total)
+                .with_start_delay(start_delay)
+                .with_pacing(settings.pacing),
+        )
+        // A little per-record work before the exchange: derive the key. Consecutive records
+        // hit consecutive keys, so after `keys` records every key holds state.
+        .map(move |g: Generated<u64>| (g.value % keys, g.scheduled_nanos));
+    match settings.operator {
+        OperatorArg::RunningCount => {
+            keyed
+                .key_by(|(key, _): &(u64, u64)| *key)
+                // Running count per key; the output keeps the scheduled time of the record
+                // that caused it, so the sink measures that record's latency.
+                .aggregate(
+                    || (0u64, 0u64),
+                    |acc: &mut (u64, u64), (_, scheduled): (u64, u64)| {
+                        acc.0 += 1;
+                        acc.1 = scheduled;
+                    },
+                )
+                .sink(sink.clone());
+        }
+        OperatorArg::WindowUpdate => {
+            // Event time is the schedule (ms); the records are in order, so nothing is late.
+            let event_time = |(_, scheduled): &(u64, u64)| (*scheduled / 1_000_000) as i64;
+            let (results, late) = keyed
+                .with_watermark(
+                    event_time,
+                    WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)),
+                )
+                .key_by(|(key, _): &(u64, u64)| *key)
+                .window(Windows::tumbling(Duration::from_secs(1)), event_time)
+                .output_mode(OutputMode::Update)
+                .aggregate(
+                    (0u64, 0u64),
+                    |acc: &mut (u64, u64), (_, scheduled): &(u64, u64)| {
+                        acc.0 += 1;
+                        acc.1 = *scheduled;
+                    },
+                    |acc: &mut (u64, u64), other: (u64, u64)| {
+                        acc.0 += other.0;
+                        acc.1 = acc.1.max(other.1);
+                    },
+                );
+            results
+                .map(|r: WindowResult<u64, (u64, u64)>| (r.key, r.value))
+                .sink(sink.clone());
+            late.sink(DiscardSink::new());
+        }
+    }
 
     let mut config = settings.job_config().with_mode(mode);
     if let (Some(dir), Some(every)) = (&checkpoint_dir, settings.checkpoint_interval) {

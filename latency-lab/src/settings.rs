@@ -6,7 +6,7 @@ use anyhow::bail;
 use rill::prelude::*;
 
 use crate::allocator::PURGE_DELAY;
-use crate::cli::{Args, Idle, ModeArg, PacingArg, SourceKind};
+use crate::cli::{Args, Idle, ModeArg, OperatorArg, PacingArg, SourceKind};
 
 /// Every setting of a measurement, resolved from the arguments and the source's defaults.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub(crate) struct Settings {
     pub(crate) ring_capacity: usize,
     /// Keys of the running count.
     pub(crate) keys: u64,
+    /// The in-memory pipeline's keyed operator.
+    pub(crate) operator: OperatorArg,
     /// Warm-up per run.
     pub(crate) warmup: Duration,
     /// Measured time per run.
@@ -98,6 +100,7 @@ impl Settings {
             },
             ring_capacity: args.ring_capacity,
             keys: args.keys.max(1),
+            operator: args.operator,
             warmup: args
                 .warmup
                 .unwrap_or(Duration::from_secs(if kafka { 1 } else { 2 })),
@@ -141,9 +144,17 @@ impl Settings {
     pub(crate) fn describe(&self, cores: usize) -> String {
         let pipeline = match self.source {
             SourceKind::Memory => format!(
-                "pipeline: generator -> map -> key_by ({} keys) -> running count -> latency sink\n\
+                "pipeline: generator -> map -> {}key_by ({} keys) -> {} -> latency sink\n\
                  source:   memory (the in-process generator; no Kafka): the engine's own latency",
-                self.keys
+                match self.operator {
+                    OperatorArg::RunningCount => "",
+                    OperatorArg::WindowUpdate => "with_watermark (1 s) -> ",
+                },
+                self.keys,
+                match self.operator {
+                    OperatorArg::RunningCount => "running count",
+                    OperatorArg::WindowUpdate => "1 s tumbling window count, update mode",
+                },
             ),
             SourceKind::Kafka => format!(
                 "pipeline: producer -> topic -> [Kafka source -> decode -> map -> filter -> key_by ({} keys) -> running count -> Kafka sink{}] -> topic -> reader\n\
@@ -198,6 +209,7 @@ impl Settings {
             "pacing": self.pacing.to_string(),
             "ring_capacity": self.ring_capacity,
             "keys": self.keys,
+            "operator": format!("{:?}", self.operator),
             "warmup_s": self.warmup.as_secs_f64(),
             "duration_s": self.duration.as_secs_f64(),
             "runs": self.runs,
