@@ -127,6 +127,24 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         })
     }
 
+    /// The value of `key` for update, inserting `init()` under a clone of `key` first if it is
+    /// absent: one lookup, and the key is cloned only when it is new (a `String` key is not
+    /// allocated again for every record).
+    #[inline]
+    pub fn get_or_insert_cloned(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
+        let b = bucket_of(key);
+        let len = &mut self.len;
+        let bucket = bucket_in(&mut self.root, b);
+        if !bucket.contains_key(key) {
+            *len += 1;
+            bucket.insert(key.clone(), init());
+        }
+        match bucket.get_mut(key) {
+            Some(v) => v,
+            None => unreachable!("inserted just above"),
+        }
+    }
+
     /// Sets the value of `key`, returning the previous one.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {

@@ -16,15 +16,16 @@ pub enum TimeDomain {
 /// The queue is an index, not the record: an operator keeps each key's timers in its keyed
 /// state (a [`KeyedState`](crate::state::KeyedState) value), so they are checkpointed with
 /// the key's key group and move with it when a job restores at another worker count; on
-/// restore it schedules them here again. Timers of one key and domain are unique per time.
-/// Firing is in time order, and in scheduling order among timers of the same time.
+/// restore it schedules them here again. Firing is in time order (among timers of the same
+/// time, in no particular order). Scheduling and firing cost a B-tree lookup and a push, whatever the
+/// number of keys: a (key, time) scheduled twice fires twice, so an operator schedules each
+/// of its timers once (it knows from its state whether one is new) or tolerates the repeat.
 ///
 /// ```
 /// use rill_engine::state::{TimeDomain, TimerQueue};
 /// let mut timers = TimerQueue::default();
 /// timers.schedule(TimeDomain::EventTime, 60_000, "ad-1");
 /// timers.schedule(TimeDomain::EventTime, 30_000, "ad-2");
-/// timers.schedule(TimeDomain::EventTime, 30_000, "ad-2"); // already there
 /// // The watermark reaches 59,999: only the first timer is due.
 /// assert_eq!(timers.pop_due(TimeDomain::EventTime, 59_999), Some((30_000, "ad-2")));
 /// assert_eq!(timers.pop_due(TimeDomain::EventTime, 59_999), None);
@@ -55,18 +56,14 @@ impl<K: PartialEq> TimerQueue<K> {
         }
     }
 
-    /// Schedules `key`'s timer at `at`; true if it was not scheduled already.
-    pub fn schedule(&mut self, domain: TimeDomain, at: i64, key: K) -> bool {
-        let keys = self.domain(domain).entry(at).or_default();
-        if keys.contains(&key) {
-            return false;
-        }
-        keys.push(key);
+    /// Schedules `key`'s timer at `at`.
+    pub fn schedule(&mut self, domain: TimeDomain, at: i64, key: K) {
+        self.domain(domain).entry(at).or_default().push(key);
         self.len += 1;
-        true
     }
 
-    /// Cancels `key`'s timer at `at`; true if there was one.
+    /// Cancels one of `key`'s timers at `at`; true if there was one. Costs a scan of the
+    /// timers of that time.
     pub fn cancel(&mut self, domain: TimeDomain, at: i64, key: &K) -> bool {
         let map = self.domain(domain);
         let Some(keys) = map.get_mut(&at) else {
@@ -93,7 +90,12 @@ impl<K: PartialEq> TimerQueue<K> {
             return None;
         }
         let keys = entry.get_mut();
-        let key = keys.remove(0);
+        // From the back: thousands of keys may share a time (a window's end), and taking
+        // the first would shift all the others each time.
+        let Some(key) = keys.pop() else {
+            entry.remove();
+            return None;
+        };
         if keys.is_empty() {
             entry.remove();
         }
@@ -126,7 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timers_fire_in_time_order_then_in_scheduling_order() {
+    fn timers_fire_in_time_order() {
         let mut q = TimerQueue::default();
         for (at, k) in [(30, "c"), (10, "a"), (30, "b"), (20, "x")] {
             q.schedule(TimeDomain::EventTime, at, k);
@@ -138,7 +140,7 @@ mod tests {
         while let Some(t) = q.pop_due(TimeDomain::EventTime, 100) {
             fired.push(t);
         }
-        assert_eq!(fired, [(10, "a"), (30, "c"), (30, "b")]);
+        assert_eq!(fired, [(10, "a"), (30, "b"), (30, "c")]);
         assert_eq!(q.len(), 1, "the processing-time timer is untouched");
         assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 4), None);
         assert_eq!(q.pop_due(TimeDomain::ProcessingTime, 5), Some((5, "p")));
