@@ -102,11 +102,13 @@ impl<R> JoinKind<R> for LeftOuter {
 }
 
 /// One key's buffered records: left ones with whether they matched, and right ones, each
-/// with its event time.
+/// with its event time; and the key's one live cleanup timer: the earliest time at which a
+/// buffered record can go.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Buffers<L, R> {
     left: Vec<(EventTime, L, bool)>,
     right: Vec<(EventTime, R)>,
+    next_cleanup: Option<EventTime>,
 }
 
 impl<L, R> Default for Buffers<L, R> {
@@ -114,7 +116,17 @@ impl<L, R> Default for Buffers<L, R> {
         Self {
             left: Vec::new(),
             right: Vec::new(),
+            next_cleanup: None,
         }
+    }
+}
+
+impl<L, R> Buffers<L, R> {
+    /// The earliest time at which a buffered record can go, given the interval.
+    fn earliest_cleanup(&self, Interval { lower, upper }: Interval) -> Option<EventTime> {
+        let left = self.left.iter().map(|(t, _, _)| t.saturating_add(upper));
+        let right = self.right.iter().map(|(t, _)| t.saturating_sub(lower));
+        left.chain(right).min()
     }
 }
 
@@ -183,8 +195,9 @@ where
             return;
         }
         let Interval { lower, upper } = self.interval;
-        let mut buffers = self.state.remove(&key).unwrap_or_default();
-        match side {
+        // One lookup per record: the key is cloned only when it is new.
+        let buffers = self.state.get_or_insert_cloned(&key, Buffers::default);
+        let cleanup = match side {
             JoinSide::Left(l) => {
                 let (from, to) = (ts.saturating_add(lower), ts.saturating_add(upper));
                 let mut matched = false;
@@ -198,8 +211,8 @@ where
                         }));
                     }
                 }
-                self.timers.schedule(TimeDomain::EventTime, to, key.clone());
                 buffers.left.push((ts, l, matched));
+                to
             }
             JoinSide::Right(r) => {
                 let (from, to) = (ts.saturating_sub(upper), ts.saturating_sub(lower));
@@ -213,20 +226,28 @@ where
                         }));
                     }
                 }
-                self.timers.schedule(TimeDomain::EventTime, to, key.clone());
                 buffers.right.push((ts, r));
+                to
             }
+        };
+        // One live timer per key, at its earliest cleanup: in-order input schedules one per
+        // key and cleanup round, not one per record. A superseded timer fires and is ignored.
+        if buffers.next_cleanup.is_none_or(|next| cleanup < next) {
+            buffers.next_cleanup = Some(cleanup);
+            self.timers.schedule(TimeDomain::EventTime, cleanup, key);
         }
-        self.state.insert(key, buffers);
     }
 
     fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
         self.watermark = watermark;
         let Interval { lower, upper } = self.interval;
-        while let Some((_, key)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
-            let Some(mut buffers) = self.state.remove(&key) else {
+        while let Some((at, key)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            let Some(buffers) = self.state.get_mut(&key) else {
                 continue;
             };
+            if buffers.next_cleanup != Some(at) {
+                continue; // superseded by an earlier one, which has fired
+            }
             buffers.left.retain(|(lt, l, matched)| {
                 if lt.saturating_add(upper) > watermark {
                     return true;
@@ -245,8 +266,12 @@ where
             buffers
                 .right
                 .retain(|(rt, _)| rt.saturating_sub(lower) > watermark);
-            if !buffers.left.is_empty() || !buffers.right.is_empty() {
-                self.state.insert(key, buffers);
+            buffers.next_cleanup = buffers.earliest_cleanup(self.interval);
+            match buffers.next_cleanup {
+                Some(next) => self.timers.schedule(TimeDomain::EventTime, next, key),
+                None => {
+                    self.state.remove(&key);
+                }
             }
         }
         out.watermark(watermark);
@@ -258,13 +283,10 @@ where
     }
 
     fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
-        let (timers, Interval { lower, upper }) = (&mut self.timers, self.interval);
+        let timers = &mut self.timers;
         let floor = self.state.restore_with_watermark(state, |key, buffers| {
-            for (lt, _, _) in &buffers.left {
-                timers.schedule(TimeDomain::EventTime, lt.saturating_add(upper), key.clone());
-            }
-            for (rt, _) in &buffers.right {
-                timers.schedule(TimeDomain::EventTime, rt.saturating_sub(lower), key.clone());
+            if let Some(next) = buffers.next_cleanup {
+                timers.schedule(TimeDomain::EventTime, next, key.clone());
             }
         })?;
         self.floor = self.floor.max(floor);
