@@ -365,7 +365,7 @@ fn a_split_branch_that_goes_nowhere_is_refused() {
         .run(Config::default().with_workers(1))
         .expect_err("refused");
     assert!(
-        err.to_string().contains("window:second") && err.to_string().contains("goes nowhere"),
+        err.to_string().contains("window:late") && err.to_string().contains("goes nowhere"),
         "{err}"
     );
 }
@@ -674,5 +674,53 @@ fn a_windowed_job_aborted_or_stopped_and_restored_at_another_parallelism_publish
             "micro-batch: {micro_batch}, stop: {stop}; {before} windows published before"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn side_outputs_and_splits_lose_nothing_through_rings_of_one() {
+    for workers in [1, 2] {
+        let job = Job::new("tiny-rings");
+        let (even, odd, copy) = (
+            CollectSink::default(),
+            CollectSink::default(),
+            CollectSink::default(),
+        );
+        let (main, side) = job
+            .source(MemorySource::new((0u64..20_000).collect()))
+            .key_by(|x: &u64| *x)
+            .into_stream()
+            .side_output("odd", |(_, x): (u64, u64)| {
+                if x % 2 == 0 {
+                    Branch::First(x)
+                } else {
+                    Branch::Second(x)
+                }
+            });
+        main.sink(even.clone());
+        let (a, b) = side.fork("copies");
+        a.sink(odd.clone());
+        b.map(|x: u64| x * 10).sink(copy.clone());
+        finish(
+            job.run(
+                Config::default()
+                    .with_workers(workers)
+                    .with_ring_capacity(1),
+            )
+            .expect("starts"),
+        )
+        .expect("runs");
+        let sorted = |sink: &CollectSink<u64>| {
+            let mut v = sink.take();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sorted(&even), (0..20_000).step_by(2).collect::<Vec<_>>());
+        let odds: Vec<u64> = (1..20_000).step_by(2).collect();
+        assert_eq!(sorted(&odd), odds);
+        assert_eq!(
+            sorted(&copy),
+            odds.iter().map(|x| x * 10).collect::<Vec<_>>()
+        );
     }
 }

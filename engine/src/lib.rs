@@ -51,7 +51,8 @@ pub use dataflow::operator::{Emit, Operator};
 pub use dataflow::sink::{Sink, SinkWriter};
 pub use dataflow::source::{Source, SourceReader};
 pub use dataflow::stream::{
-    BranchBuilder, ExchangeInBuilder, KeyedStream, SourceBuilder, Stream, ThenBuilder, UnionBuilder,
+    BranchBuilder, ExchangeInBuilder, KeyedStream, SideOutputBuilder, SourceBuilder, Stream,
+    ThenBuilder, UnionBuilder,
 };
 pub use error::{BoxError, ErrorChain, JobError};
 pub use failure::{DeadLetter, Failure, Origin, PanickedOnRecord, RawRecord};
@@ -63,6 +64,7 @@ pub use runtime::handle::{JobHandle, StopHandle};
 pub use runtime::idle::IdleStrategy;
 pub use runtime::message::{Epoch, EventTime};
 pub use runtime::metrics::{JobMetrics, NodeKind, OperatorMetrics};
+pub use runtime::side_output::SideOutput;
 pub use runtime::source_flow::SourceFlow;
 pub use runtime::split::Branch;
 

@@ -294,14 +294,6 @@ where
     }
 }
 
-/// The two streams an interval join yields: the joined pairs, and the records of either
-/// input that came too late to be joined. Like a window's late stream, the late stream must
-/// go to a sink.
-pub type JoinStreams<K, L, R, J> = (
-    Stream<BranchBuilder<Joined<K, L, J>>>,
-    Stream<BranchBuilder<(K, JoinSide<L, R>)>>,
-);
-
 /// A pending interval join: see [`IntervalJoinExt::interval_join`].
 #[derive(Debug)]
 #[must_use = "a join does nothing until its kind is chosen"]
@@ -323,7 +315,13 @@ where
     TL: Fn(&L) -> EventTime + Clone + Send + Sync + 'static,
     TR: Fn(&R) -> EventTime + Clone + Send + Sync + 'static,
 {
-    fn build<J: JoinKind<R>>(self) -> JoinStreams<K, L, R, J::Right>
+    #[allow(clippy::type_complexity)]
+    fn build<J: JoinKind<R>>(
+        self,
+    ) -> (
+        Stream<impl FlowBuilder<Out = Joined<K, L, J::Right>>>,
+        Stream<BranchBuilder<(K, JoinSide<L, R>)>>,
+    )
     where
         J::Right: Send + 'static,
     {
@@ -352,13 +350,29 @@ where
     }
 
     /// Emits every matching (left, right) pair.
-    pub fn inner(self) -> JoinStreams<K, L, R, R> {
+    ///
+    /// Returns two streams: the pairs, which go on in the same fused chain, and the records
+    /// of either input that came too late to be joined, a side output that must go to a sink
+    /// (as a window's late stream).
+    #[allow(clippy::type_complexity)]
+    pub fn inner(
+        self,
+    ) -> (
+        Stream<impl FlowBuilder<Out = Joined<K, L, R>>>,
+        Stream<BranchBuilder<(K, JoinSide<L, R>)>>,
+    ) {
         self.build::<Inner>()
     }
 
     /// Emits every matching pair, and each left record that matched nothing with `None`
     /// once the watermark passes its interval.
-    pub fn left_outer(self) -> JoinStreams<K, L, R, Option<R>> {
+    #[allow(clippy::type_complexity)]
+    pub fn left_outer(
+        self,
+    ) -> (
+        Stream<impl FlowBuilder<Out = Joined<K, L, Option<R>>>>,
+        Stream<BranchBuilder<(K, JoinSide<L, R>)>>,
+    ) {
         self.build::<LeftOuter>()
     }
 }

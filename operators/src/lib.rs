@@ -40,7 +40,7 @@ pub use flat_map::{FlatMap, FlatMapExt};
 pub use inspect::{Inspect, InspectExt};
 pub use interval_join::{
     Inner, Interval, IntervalJoin, IntervalJoinExt, IntervalJoinOperator, JoinKind, JoinOutput,
-    JoinSide, JoinStreams, Joined, LeftOuter,
+    JoinSide, Joined, LeftOuter,
 };
 pub use latest_per_key::{LatestPerKey, LatestPerKeyExt};
 pub use map::{Map, MapExt};
@@ -49,5 +49,5 @@ pub use try_map::{TryMap, TryMapExt};
 pub use watermark::{OneSplit, WatermarkStrategy, WithWatermark, WithWatermarkExt};
 pub use window::{
     Aggregation, OutputMode, Window, WindowExt, WindowOperator, WindowOutput, WindowResult,
-    WindowStreams, WindowedStream, Windows,
+    WindowedStream, Windows,
 };

@@ -419,15 +419,6 @@ pub struct WindowedStream<B, T> {
     lateness: i64,
 }
 
-/// The two streams a windowed aggregation yields: its results, and the records that came too
-/// late for their windows, as `(key, value)`. Route the late stream to a sink (a Kafka topic,
-/// a dead-letter sink), or explicitly to a `DiscardSink`, which counts what it drops in the
-/// job's metrics: a job whose late stream goes nowhere refuses to start.
-pub type WindowStreams<K, R, V> = (
-    Stream<BranchBuilder<WindowResult<K, R>>>,
-    Stream<BranchBuilder<(K, V)>>,
-);
-
 impl<B, T> WindowedStream<B, T> {
     /// How results are emitted; [`OutputMode::Append`] by default.
     pub fn output_mode(mut self, mode: OutputMode) -> Self {
@@ -453,7 +444,22 @@ where
 {
     /// Folds each window's records into an accumulator: `fold` adds a record, `merge` joins
     /// two accumulators (when session windows merge).
-    pub fn aggregate<A, Fi, Fm>(self, init: A, fold: Fi, merge: Fm) -> WindowStreams<K, A, V>
+    ///
+    /// Returns two streams: the windows' results, which go on in the same fused chain, and
+    /// the records that came too late for their windows, as `(key, value)`, a side output.
+    /// Route the late stream to a sink (a Kafka topic, a dead-letter sink), or explicitly to
+    /// a `DiscardSink`, which counts what it drops in the job's metrics: a job whose late
+    /// stream goes nowhere refuses to start.
+    #[allow(clippy::type_complexity)]
+    pub fn aggregate<A, Fi, Fm>(
+        self,
+        init: A,
+        fold: Fi,
+        merge: Fm,
+    ) -> (
+        Stream<impl FlowBuilder<Out = WindowResult<K, A>>>,
+        Stream<BranchBuilder<(K, V)>>,
+    )
     where
         A: StateValue,
         Fi: Fn(&mut A, &V) + Clone + Send + Sync + 'static,
@@ -466,12 +472,13 @@ where
             self.event_time,
             Aggregation { init, fold, merge },
         );
-        self.stream
-            .then("window", op)
-            .split("window", |o: WindowOutput<K, A, V>| match o {
+        self.stream.then("window", op).side_output(
+            "window:late",
+            |o: WindowOutput<K, A, V>| match o {
                 WindowOutput::Result(r) => Branch::First(r),
                 WindowOutput::Late(k, v) => Branch::Second((k, v)),
-            })
+            },
+        )
     }
 
     /// Counts each window's records.
@@ -502,12 +509,25 @@ where
     /// assert!(late.take().is_empty());
     /// # Ok::<(), rill_engine::JobError>(())
     /// ```
-    pub fn count(self) -> WindowStreams<K, u64, V> {
+    #[allow(clippy::type_complexity)]
+    pub fn count(
+        self,
+    ) -> (
+        Stream<impl FlowBuilder<Out = WindowResult<K, u64>>>,
+        Stream<BranchBuilder<(K, V)>>,
+    ) {
         self.aggregate(0u64, |n: &mut u64, _: &V| *n += 1, |n: &mut u64, m| *n += m)
     }
 
     /// Reduces each window's values with `f`.
-    pub fn reduce<F>(self, f: F) -> WindowStreams<K, Option<V>, V>
+    #[allow(clippy::type_complexity)]
+    pub fn reduce<F>(
+        self,
+        f: F,
+    ) -> (
+        Stream<impl FlowBuilder<Out = WindowResult<K, Option<V>>>>,
+        Stream<BranchBuilder<(K, V)>>,
+    )
     where
         V: StateValue,
         F: Fn(V, V) -> V + Clone + Send + Sync + 'static,

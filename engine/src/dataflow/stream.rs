@@ -11,9 +11,11 @@ use crate::dataflow::sink::Sink;
 use crate::dataflow::source::Source;
 use crate::error::{ErrorChain, JobError};
 use crate::runtime::build::BuildCtx;
+use crate::runtime::exchange::Outbox;
 use crate::runtime::exchange::{ExchangeIn, ExchangeTask, KeyRouter, Mesh, RoundRobin, Router};
 use crate::runtime::flow::{Then, Union};
 use crate::runtime::metrics::NodeKind;
+use crate::runtime::side_output::SideOutput;
 use crate::runtime::source_flow::SourceFlow;
 use crate::runtime::split::{Branch, LocalRings, SplitTask};
 use crate::runtime::task::SinkTask;
@@ -303,6 +305,63 @@ impl<B: FlowBuilder> Stream<B> {
         )
     }
 
+    /// Sends each record on in this stream (`First`), to a side stream (`Second`), or both,
+    /// as `route` says: late records, rejects. The main stream stays in the same fused chain
+    /// (no ring hop, no extra task); the side stream leaves through a ring on the same worker.
+    /// Watermarks, barriers and the end reach both. The side stream's metrics node is `name`.
+    ///
+    /// ```
+    /// use rill_engine::{Branch, Config, Job};
+    /// use rill_connectors::{MemorySource, CollectSink};
+    ///
+    /// let job = Job::new("side-output");
+    /// let (good, rejects) = (CollectSink::default(), CollectSink::default());
+    /// let (main, side) = job
+    ///     .source(MemorySource::new(vec![1i32, -2, 3]))
+    ///     .side_output("negative", |x| if x >= 0 { Branch::First(x) } else { Branch::Second(x) });
+    /// main.sink(good.clone());
+    /// side.sink(rejects.clone());
+    /// job.run(Config::default().with_workers(1))?.await_termination()?;
+    /// assert_eq!((good.take(), rejects.take()), (vec![1, 3], vec![-2]));
+    /// # Ok::<(), rill_engine::JobError>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn side_output<A, C, F>(
+        self,
+        name: &str,
+        route: F,
+    ) -> (Stream<SideOutputBuilder<B, F, C>>, Stream<BranchBuilder<C>>)
+    where
+        F: Fn(B::Out) -> Branch<A, C> + Clone + Send + Sync + 'static,
+        A: 'static,
+        C: Send + 'static,
+    {
+        let (node, rings) = {
+            let mut graph = self.graph.borrow_mut();
+            let node = graph.add_node(name, NodeKind::Exchange);
+            let rings = Arc::new(LocalRings::new(graph.nodes[node].0.clone()));
+            graph.edges.push(rings.clone());
+            (node, rings)
+        };
+        (
+            Stream {
+                graph: self.graph.clone(),
+                builder: SideOutputBuilder {
+                    upstream: self.builder,
+                    route,
+                    rings: rings.clone(),
+                    node,
+                },
+                node: self.node,
+            },
+            Stream {
+                graph: self.graph,
+                builder: BranchBuilder { rings, node },
+                node,
+            },
+        )
+    }
+
     /// Feeds the same records to two streams (each gets a clone): for example one stream
     /// into two sinks. A [`split`](Self::split) that sends every record both ways.
     #[allow(clippy::type_complexity)]
@@ -515,5 +574,46 @@ impl<M: Send + 'static> FlowBuilder for BranchBuilder<M> {
             .take_receiver(ctx.worker.worker)
             .ok_or_else(|| JobError::Invalid("split rings were not prepared".into()))?;
         Ok(ExchangeIn::new(vec![consumer], ctx.counters(self.node)))
+    }
+}
+
+/// Builds the main path of a [`side_output`](Stream::side_output): the upstream flow with its
+/// side records routed into the side ring.
+pub struct SideOutputBuilder<B, F, C> {
+    upstream: B,
+    route: F,
+    rings: Arc<LocalRings<C>>,
+    node: usize,
+}
+
+impl<B, F, C> std::fmt::Debug for SideOutputBuilder<B, F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideOutputBuilder")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl<B, F, A, C> FlowBuilder for SideOutputBuilder<B, F, C>
+where
+    B: FlowBuilder,
+    F: Fn(B::Out) -> Branch<A, C> + Clone + Send + Sync + 'static,
+    A: 'static,
+    C: Send + 'static,
+{
+    type Out = A;
+    type Flow = SideOutput<B::Flow, F, C>;
+
+    fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
+        let producer = self
+            .rings
+            .take_sender(ctx.worker.worker)
+            .ok_or_else(|| JobError::Invalid("side output rings were not prepared".into()))?;
+        Ok(SideOutput::new(
+            self.upstream.build(ctx)?,
+            self.route.clone(),
+            Outbox::local(producer, ctx.worker.signal.clone()),
+            ctx.counters(self.node),
+        ))
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod idle;
 pub(crate) mod launch;
 pub(crate) mod message;
 pub(crate) mod metrics;
+pub(crate) mod side_output;
 pub(crate) mod signal;
 pub(crate) mod source_flow;
 pub(crate) mod split;
