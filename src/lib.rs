@@ -34,8 +34,9 @@ pub mod prelude {
         SinkWriter, Source, SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
-        AggregateExt, CountExt, DecodeExt, FilterExt, FlatMapExt, InspectExt, Interval,
-        IntervalJoinExt, JoinSide, Joined, LatestPerKeyExt, MapExt, OutputMode, ReduceExt,
-        TryMapExt, WatermarkStrategy, Window, WindowExt, WindowResult, Windows, WithWatermarkExt,
+        AggregateExt, CountExt, DeadLettersExt, DecodeExt, FilterExt, FlatMapExt, InspectExt,
+        Interval, IntervalJoinExt, JoinSide, Joined, LatestPerKeyExt, MapExt, OutputMode,
+        ReduceExt, TryMapExt, WatermarkStrategy, Window, WindowExt, WindowResult, Windows,
+        WithWatermarkExt,
     };
 }

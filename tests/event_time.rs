@@ -724,3 +724,57 @@ fn side_outputs_and_splits_lose_nothing_through_rings_of_one() {
         );
     }
 }
+
+/// A click as a raw record (its time as the value), for the dead-letter sink.
+struct RawClick(Vec<u8>);
+
+impl RawRecord for RawClick {
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
+    fn raw_key(&self) -> Option<&[u8]> {
+        None
+    }
+    fn raw_value(&self) -> Option<&[u8]> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn late_records_can_go_to_the_dead_letter_sink_with_stage_late() {
+    let job = Job::new("late-to-dlq");
+    let (results, letters) = (CollectSink::default(), CollectSink::<DeadLetter>::default());
+    job.dead_letter(letters.clone());
+    // Three records at 10 s pass a poll (budget 3): the watermark moves to 10 s - 1 ms ahead
+    // of the two records at 0 s, which are late for their window.
+    let clicks: Vec<Click> = vec![(1, 10_000), (1, 10_001), (1, 10_002), (1, 0), (1, 1)];
+    let strategy =
+        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO).interval(Duration::ZERO);
+    let (counted, late) = job
+        .source(MemorySource::new(clicks))
+        .with_watermark(|c: &Click| c.1, strategy)
+        .key_by(|c: &Click| c.0)
+        .window(Windows::tumbling(Duration::from_secs(5)), |c: &Click| c.1)
+        .count();
+    counted.sink(results.clone());
+    late.dead_letters("late", "behind the watermark", |(_, c): (u8, Click)| {
+        RawClick(c)
+    })
+    .sink(DiscardSink::new());
+    finish(
+        job.run(Config::default().with_workers(1).with_poll_budget(3))
+            .expect("starts"),
+    )
+    .expect("runs");
+    let letters = letters.take();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters
+        .iter()
+        .all(|l| &*l.stage == "late" && l.error == "behind the watermark"));
+    let got: Vec<_> = results
+        .take()
+        .iter()
+        .map(|r| (r.window.start, r.value))
+        .collect();
+    assert_eq!(got, [(10_000, 3)]);
+}

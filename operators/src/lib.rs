@@ -16,10 +16,12 @@
 //! | [`with_watermark`](WithWatermarkExt::with_watermark) | `Stream<T>` | every record; event time and watermarks from here on |
 //! | [`window`](WindowExt::window) | `KeyedStream<(K, V)>` | per key and event-time window: a count, reduction or accumulator; late records apart |
 //! | [`interval_join`](IntervalJoinExt::interval_join) | `KeyedStream<(K, L)>` and `KeyedStream<(K, R)>` | `Joined { key, left, right }` for equal keys and event times within an interval; inner or left outer; late records apart |
+//! | [`dead_letters`](DeadLettersExt::dead_letters) | `Stream<T>` | nothing: every record to the job's dead-letter sink (late records, rejects) |
 //! | [`latest_per_key`](LatestPerKeyExt::latest_per_key) | `Stream<(K, V)>` | each key's last value, once, when the input ends |
 
 mod aggregate;
 mod count;
+mod dead_letters;
 mod decode;
 mod filter;
 mod flat_map;
@@ -34,6 +36,7 @@ mod window;
 
 pub use aggregate::{Aggregate, AggregateExt};
 pub use count::{Count, CountExt};
+pub use dead_letters::{DeadLetters, DeadLettersExt, RoutedAway};
 pub use decode::{Decode, DecodeExt};
 pub use filter::{Filter, FilterExt};
 pub use flat_map::{FlatMap, FlatMapExt};
