@@ -758,7 +758,7 @@ fn late_records_can_go_to_the_dead_letter_sink_with_stage_late() {
         .count();
     counted.sink(results.clone());
     late.dead_letters("late", "behind the watermark", |(_, c): (u8, Click)| {
-        RawClick(c)
+        RawClick(c.1.to_string().into_bytes())
     })
     .sink(DiscardSink::new());
     finish(
