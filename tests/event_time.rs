@@ -778,3 +778,80 @@ fn late_records_can_go_to_the_dead_letter_sink_with_stage_late() {
         .collect();
     assert_eq!(got, [(10_000, 3)]);
 }
+
+/// A keyed operator with a processing-time timer per key: 50 ms after a key's first record it
+/// emits the key's count, whether or not more records come (a timeout).
+#[derive(Clone, Default)]
+struct TimeoutAfterFirst {
+    counts: rill::engine::state::KeyedState<u8, (u64, i64)>,
+    timers: rill::engine::state::TimerQueue<u8>,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Operator<(u8, Click)> for TimeoutAfterFirst {
+    type Out = (u8, u64);
+    const USES_CLOCK: bool = true;
+
+    fn on_record<E: Emit<(u8, u64)>>(&mut self, (key, _): (u8, Click), _out: &mut E) {
+        let at = wall_ms() + 50;
+        let entry = self.counts.get_or_insert_cloned(&key, || (0, at));
+        entry.0 += 1;
+        if entry.0 == 1 {
+            self.timers
+                .schedule(rill::engine::state::TimeDomain::ProcessingTime, at, key);
+        }
+    }
+
+    fn on_poll<E: Emit<(u8, u64)>>(&mut self, now: Instant, out: &mut E) -> Option<Instant> {
+        use rill::engine::state::TimeDomain::ProcessingTime;
+        let wall = wall_ms();
+        while let Some((_, key)) = self.timers.pop_due(ProcessingTime, wall) {
+            if let Some((n, _)) = self.counts.remove(&key) {
+                out.emit((key, n));
+            }
+        }
+        // Wake up for the next timer even if no record comes.
+        self.timers
+            .next(ProcessingTime)
+            .map(|at| now + Duration::from_millis((at - wall).max(0) as u64))
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_on_the_worker_owning_the_key_with_no_record_arriving() {
+    let clicks: Vec<Click> = vec![(1, 0), (2, 0), (1, 0), (3, 0)];
+    let source = Released {
+        clicks: Arc::new(clicks),
+        allowed: Arc::new(AtomicU64::new(u64::MAX)),
+    };
+    let job = Job::new("timeouts");
+    let out = CollectSink::default();
+    job.source(source)
+        .key_by(|c: &Click| c.0)
+        .then("timeout", TimeoutAfterFirst::default())
+        .sink(out.clone());
+    // Parking workers: only the deadline the operator returns wakes them.
+    let handle = job
+        .run(
+            Config::default()
+                .with_workers(2)
+                .with_idle(IdleStrategy::Park),
+        )
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.len() < 3 && Instant::now() < deadline {
+        got.extend(out.take());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.stop();
+    finish(handle).expect("stops");
+    got.sort_unstable();
+    assert_eq!(got, [(1, 2), (2, 1), (3, 1)]);
+}
