@@ -494,6 +494,10 @@ mod tests {
                 op.on_watermark(ts - 1_000, &mut out);
             }
         }
+        eprintln!(
+            "at most {most} records buffered, {} timers at the end",
+            op.timers.len()
+        );
         // Records stay buffered for the interval plus the watermark delay: 6 s of 100 per s.
         assert!(most <= 650, "{most} records buffered at most");
         assert!(op.timers.len() <= 650, "{} timers", op.timers.len());

@@ -625,6 +625,10 @@ mod tests {
                     op.on_watermark(ts - 1_000, &mut out);
                 }
             }
+            eprintln!(
+                "{windows:?}: at most {most} windows open, {} results",
+                out.0
+            );
             assert!(most <= 100 * 7, "{windows:?}: {most} windows open at most");
             assert!(out.0 > 1_000, "{windows:?}: {} results", out.0);
         }
