@@ -309,7 +309,9 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
     let (_kafka, brokers, child) = start_on_kafka(
         "ad_clicks",
         &["clicks", "clicks-per-minute", "clicks-late", "clicks-dlq"],
-        &["--idle-timeout", "300ms", "--checkpoint-interval", "200ms"],
+        // No partition goes idle during the test: a worker whose consumer is assigned late
+        // must not find its clicks behind a watermark the other partition moved.
+        &["--idle-timeout", "60s", "--checkpoint-interval", "200ms"],
     );
     let click = |ad: &str, s: i64| {
         (
@@ -321,19 +323,16 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
             .into_bytes(),
         )
     };
-    // The click at 1,000 s moves the watermark to 990 s: the windows before it are final,
-    // [960 s, 1,020 s) is not.
-    common::kafka::produce(
-        &brokers,
-        "clicks",
-        &[
-            click("a1", 1),
-            click("a2", 5),
-            click("a1", 59),
-            click("a1", 61),
-            click("a3", 1_000),
-        ],
-    );
+    // Clicks at 1,000 s on every partition (ten keys cover both) move the watermark to
+    // 990 s: the windows before it are final, [960 s, 1,020 s) is not.
+    let mut clicks = vec![
+        click("a1", 1),
+        click("a2", 5),
+        click("a1", 59),
+        click("a1", 61),
+    ];
+    clicks.extend((0..10).map(|i| click(&format!("f{i}"), 1_000)));
+    common::kafka::produce(&brokers, "clicks", &clicks);
     let timeout = std::time::Duration::from_secs(60);
     let mut got: Vec<(String, String)> =
         common::kafka::read(&brokers, "clicks-per-minute", 3, timeout)
@@ -402,8 +401,9 @@ fn attribution_on_kafka_joins_within_five_minutes_and_routes_late_and_bad_record
             "attributed",
             "--late",
             "late-events",
+            // No partition goes idle during the test: see the ad_clicks test.
             "--idle-timeout",
-            "300ms",
+            "60s",
             "--workers",
             "2",
         ],
@@ -442,23 +442,45 @@ fn attribution_on_kafka_joins_within_five_minutes_and_routes_late_and_bad_record
             r#"{"ad_id":"a2","product_id":"p","impression_ts":100000,"click_ts":400000}"#,
         ]
     );
-    // Both watermarks move far ahead; then an impression from long ago is too late.
-    common::kafka::produce(&brokers, "impressions", &[event("a9", 5_000)]);
-    common::kafka::produce(&brokers, "clicks", &[event("a9", 5_000)]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let late = event("a1", 200);
-    common::kafka::produce(
-        &brokers,
-        "impressions",
-        &[late.clone(), (b"k".to_vec(), b"[]".to_vec())],
-    );
-    let late_out = common::kafka::read(&brokers, "late-events", 1, timeout);
-    assert_eq!(late_out.len(), 1, "one late impression");
-    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
+    // Both watermarks move far ahead on every partition (ten keys cover both); once the
+    // far-future pairs are out, the watermark follows within its cadence, and then an
+    // impression from long ago is too late. Sent again until one is seen late, so that a slow
+    // machine delays the test instead of failing it.
+    let future: Vec<_> = (0..10).map(|i| event(&format!("f{i}"), 5_000)).collect();
+    common::kafka::produce(&brokers, "impressions", &future);
+    common::kafka::produce(&brokers, "clicks", &future);
+    let pairs = common::kafka::read(&brokers, "attributed", 12, timeout);
+    assert_eq!(pairs.len(), 12, "the ten far-future pairs");
+    common::kafka::produce(&brokers, "impressions", &[(b"k".to_vec(), b"[]".to_vec())]);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut sent = Vec::new();
+    let late_out = loop {
+        let late = event(&format!("late{}", sent.len()), 200);
+        common::kafka::produce(&brokers, "impressions", std::slice::from_ref(&late));
+        sent.push(late.1);
+        let out = common::kafka::read(
+            &brokers,
+            "late-events",
+            1,
+            std::time::Duration::from_secs(1),
+        );
+        if !out.is_empty() || std::time::Instant::now() > deadline {
+            break out;
+        }
+    };
+    assert_eq!(late_out.len(), 1, "a late impression");
+    assert!(sent
+        .iter()
+        .any(|s| late_out[0].1.as_deref() == Some(s.as_slice())));
     let dead = common::kafka::read(&brokers, "attributed-dlq", 1, timeout);
     assert_eq!(dead.len(), 1, "one dead letter");
     assert_eq!(dead[0].1.as_deref(), Some(&b"[]"[..]));
     common::stop_with_sigterm(child);
-    let all = common::kafka::read(&brokers, "attributed", 4, std::time::Duration::from_secs(3));
-    assert_eq!(all.len(), 3, "the a9 pair and nothing else: {all:?}");
+    let all = common::kafka::read(
+        &brokers,
+        "attributed",
+        13,
+        std::time::Duration::from_secs(3),
+    );
+    assert_eq!(all.len(), 12, "nothing but the pairs: {all:?}");
 }
