@@ -127,15 +127,11 @@ fn job(brokers: &str, source: KafkaSource, args: &Args) -> Job {
 }
 
 fn config(args: &Args) -> Config {
-    let mut config = Config::default();
-    if let Some(workers) = args.workers {
-        config = config.with_workers(workers);
-    }
-    if let Some(dir) = &args.checkpoint_dir {
-        config = config
-            .with_checkpoints(CheckpointConfig::new(dir).with_interval(args.checkpoint_interval));
-    }
-    config
+    support::config(
+        args.workers,
+        args.checkpoint_dir.as_deref(),
+        args.checkpoint_interval,
+    )
 }
 
 fn main() -> anyhow::Result<()> {

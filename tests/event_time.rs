@@ -254,53 +254,6 @@ fn sliding_and_session_windows_by_hand() {
     assert_eq!(got[&(2, 1_000, 2_000)], 1);
 }
 
-/// A source that emits, on worker 0 only, the clicks the test releases, and never ends by
-/// itself; the other workers' instances have nothing at all (more workers than partitions).
-#[derive(Clone)]
-struct Released {
-    clicks: Arc<Vec<Click>>,
-    allowed: Arc<AtomicU64>,
-}
-
-struct ReleasedReader {
-    source: Released,
-    next: usize,
-    active: bool,
-}
-
-impl Source for Released {
-    type Reader = ReleasedReader;
-    fn create(&self, ctx: &WorkerContext) -> Result<ReleasedReader, rill::BoxError> {
-        Ok(ReleasedReader {
-            source: self.clone(),
-            next: 0,
-            active: ctx.worker() == 0,
-        })
-    }
-    fn name(&self) -> &str {
-        "released"
-    }
-}
-
-impl SourceReader for ReleasedReader {
-    type Out = Click;
-    fn poll<E: Emit<Click>>(
-        &mut self,
-        out: &mut E,
-        _budget: usize,
-    ) -> Result<Progress, rill::BoxError> {
-        let allowed = self.source.allowed.load(Ordering::Acquire) as usize;
-        if self.active && self.next < allowed.min(self.source.clicks.len()) {
-            out.emit(self.source.clicks[self.next]);
-            self.next += 1;
-            return Ok(Progress::Busy);
-        }
-        Ok(Progress::Idle {
-            deadline: Some(Instant::now() + Duration::from_millis(5)),
-        })
-    }
-}
-
 /// Runs a windowed count over `clicks` from a never-ending source on 2 workers (the second
 /// with no input at all); returns the results seen within `wait`.
 fn results_while_running(
@@ -308,10 +261,7 @@ fn results_while_running(
     wait: Duration,
 ) -> Vec<WindowResult<u8, u64>> {
     let clicks: Vec<Click> = (0..20).map(|i| (1, 1_000 * i)).collect();
-    let source = Released {
-        clicks: Arc::new(clicks),
-        allowed: Arc::new(AtomicU64::new(u64::MAX)),
-    };
+    let source = GatedClicks::endless(clicks);
     let job = Job::new("idle-input");
     let (results, late) = (CollectSink::default(), CollectSink::default());
     let (counted, too_late) = job
@@ -512,11 +462,24 @@ proptest! {
 }
 
 /// A source whose worker 0 emits `clicks` up to a limit the test raises; its position
-/// restores at any parallelism.
+/// restores at any parallelism. The other workers' instances have nothing at all (more
+/// workers than partitions). An endless one never ends, not even on the workers without input.
 #[derive(Clone)]
 struct GatedClicks {
     clicks: Arc<Vec<Click>>,
     limit: Arc<AtomicU64>,
+    ends: bool,
+}
+
+impl GatedClicks {
+    /// All of `clicks` at once, and then nothing, for ever.
+    fn endless(clicks: Vec<Click>) -> Self {
+        Self {
+            clicks: Arc::new(clicks),
+            limit: Arc::new(AtomicU64::new(u64::MAX)),
+            ends: false,
+        }
+    }
 }
 
 struct GatedClicksReader {
@@ -548,7 +511,13 @@ impl SourceReader for GatedClicksReader {
     ) -> Result<Progress, rill::BoxError> {
         let end = self.source.clicks.len();
         if !self.active || self.next >= end {
-            return Ok(Progress::Done);
+            return Ok(if self.source.ends {
+                Progress::Done
+            } else {
+                Progress::Idle {
+                    deadline: Some(Instant::now() + Duration::from_millis(5)),
+                }
+            });
         }
         let limit = (self.source.limit.load(Ordering::Acquire) as usize).min(end);
         let mut n = 0;
@@ -623,6 +592,7 @@ fn a_windowed_job_aborted_or_stopped_and_restored_at_another_parallelism_publish
             let source = GatedClicks {
                 clicks: clicks.clone(),
                 limit: limit.clone(),
+                ends: true,
             };
             let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1))
                 .interval(Duration::ZERO);
@@ -826,10 +796,7 @@ impl Operator<(u8, Click)> for TimeoutAfterFirst {
 #[test]
 fn processing_time_timers_fire_on_the_worker_owning_the_key_with_no_record_arriving() {
     let clicks: Vec<Click> = vec![(1, 0), (2, 0), (1, 0), (3, 0)];
-    let source = Released {
-        clicks: Arc::new(clicks),
-        allowed: Arc::new(AtomicU64::new(u64::MAX)),
-    };
+    let source = GatedClicks::endless(clicks);
     let job = Job::new("timeouts");
     let out = CollectSink::default();
     job.source(source)

@@ -113,20 +113,7 @@ fn run_kafka_example(
     output: &str,
     n: usize,
 ) -> Vec<(String, String)> {
-    use rill::connectors::kafka::EmbeddedKafka;
-
-    let kafka = EmbeddedKafka::start().expect("mock cluster");
-    for topic in topics {
-        kafka.create_topic(topic, 2).expect("topic");
-    }
-    let brokers = kafka.bootstrap_servers();
-    let child = Command::new(example_binary(name))
-        .args(["--brokers", &brokers])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("example starts");
+    let (_kafka, brokers, child) = start_on_kafka(name, topics, args);
     for (topic, key, value) in input {
         common::kafka::produce(
             &brokers,
@@ -137,7 +124,6 @@ fn run_kafka_example(
     let records = common::kafka::read(&brokers, output, n, std::time::Duration::from_secs(60));
     // SIGTERM: the example stops its job gracefully and exits 0.
     common::stop_with_sigterm(child);
-    let text = |b: Option<Vec<u8>>| String::from_utf8(b.unwrap_or_default()).expect("UTF-8");
     records
         .into_iter()
         .map(|(k, v, _)| (text(k), text(v)))

@@ -74,3 +74,20 @@ impl EpochHandshake {
         self.control.plan_logged(epoch)
     }
 }
+
+/// An [`Emit`](crate::Emit) that counts what it is given and panics on a failure: for driving
+/// an operator by hand in a test.
+#[derive(Debug, Default)]
+pub struct CountEmitted(pub u64);
+
+impl<T> crate::Emit<T> for CountEmitted {
+    fn emit(&mut self, _: T) {
+        self.0 += 1;
+    }
+    fn fail(&mut self, failure: crate::Failure) {
+        panic!("no failure expected: {failure:?}");
+    }
+    fn should_yield(&self) -> bool {
+        false
+    }
+}

@@ -37,6 +37,23 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 250ms, 2s or 1m: {e}"))
 }
 
+/// The job configuration of a Kafka example: `workers` if given, and checkpoints every
+/// `interval` into `dir` if given.
+pub(crate) fn config(
+    workers: Option<usize>,
+    dir: Option<&std::path::Path>,
+    interval: std::time::Duration,
+) -> Config {
+    let mut config = Config::default();
+    if let Some(workers) = workers {
+        config = config.with_workers(workers);
+    }
+    if let Some(dir) = dir {
+        config = config.with_checkpoints(CheckpointConfig::new(dir).with_interval(interval));
+    }
+    config
+}
+
 /// A Kafka record decoded as JSON `T`, with what event-time jobs keep of the raw record: its
 /// partition (watermarks are per partition) and its value bytes (a late record goes to its
 /// topic as it came).

@@ -448,23 +448,7 @@ impl<B: FlowBuilder> IntervalJoinExt<B> for KeyedStream<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_engine::Failure;
-
-    /// Counts what the operator emits.
-    #[derive(Default)]
-    struct Count(u64);
-
-    impl<T> Emit<T> for Count {
-        fn emit(&mut self, _: T) {
-            self.0 += 1;
-        }
-        fn fail(&mut self, failure: Failure) {
-            panic!("{failure:?}");
-        }
-        fn should_yield(&self) -> bool {
-            false
-        }
-    }
+    use rill_engine::test_support::CountEmitted;
 
     #[test]
     fn state_stays_bounded_on_a_long_run() {
@@ -472,7 +456,7 @@ mod tests {
         let time: fn(&i64) -> i64 = |t| *t;
         let mut op: Op =
             IntervalJoinOperator::new(Interval::within(Duration::from_secs(5)), time, time);
-        let mut out = Count::default();
+        let mut out = CountEmitted::default();
         let mut most = 0;
         // 200,000 records over 100 keys, 10 ms apart; the watermark trails by 1 s.
         for i in 0..200_000i64 {

@@ -579,22 +579,7 @@ impl<B: FlowBuilder> WindowExt<B> for KeyedStream<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_engine::Failure;
-
-    #[derive(Default)]
-    struct Count(u64);
-
-    impl<T> Emit<T> for Count {
-        fn emit(&mut self, _: T) {
-            self.0 += 1;
-        }
-        fn fail(&mut self, failure: Failure) {
-            panic!("{failure:?}");
-        }
-        fn should_yield(&self) -> bool {
-            false
-        }
-    }
+    use rill_engine::test_support::CountEmitted;
 
     #[test]
     fn state_stays_bounded_on_a_long_run() {
@@ -610,7 +595,7 @@ mod tests {
                 merge: |n: &mut u64, m: u64| *n += m,
             };
             let mut op = WindowOperator::new(windows, OutputMode::Append, 0, time, agg);
-            let mut out = Count::default();
+            let mut out = CountEmitted::default();
             let mut most = 0;
             // 200,000 records over 100 keys; key k is quiet every 7th second, which closes
             // sessions; the watermark trails by 1 s.
