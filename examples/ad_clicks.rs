@@ -13,7 +13,8 @@
 //! `end`, and then its count goes out as `{"ad_id", "window_start", "window_end", "count"}`
 //! (epoch ms), keyed by ad. Clicks older than the watermark go, as they came, to `--late`;
 //! values that are not such JSON go to `--dead-letter` with their provenance in headers.
-//! With `--checkpoint-dir` open windows and offsets survive a restart.
+//! With `--checkpoint-dir` open windows and offsets survive a restart; with `--exactly-once`
+//! too, a restart after a crash writes no window twice (read with `read_committed`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -86,6 +87,10 @@ struct Args {
     /// Time between checkpoints.
     #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
     checkpoint_interval: Duration,
+    /// Exactly-once output: one Kafka transaction per checkpoint, so that a restart after a
+    /// crash writes no result twice (needs --checkpoint-dir; read with read_committed).
+    #[arg(long, requires = "checkpoint_dir")]
+    exactly_once: bool,
 }
 
 /// The job: decode, watermark per partition, count per ad and window, encode; late clicks and
@@ -120,7 +125,11 @@ fn job(brokers: &str, source: KafkaSource, args: &Args) -> Job {
                 Ok((r.key, value))
             },
         )
-        .sink(KafkaSink::new(brokers).topic(args.output.clone()));
+        .sink(support::output_sink(
+            brokers,
+            &args.output,
+            args.exactly_once.then(|| format!("{}-output", args.group)),
+        ));
     late.map(|(_, c): (String, Decoded<Click>)| c.raw)
         .sink(KafkaSink::<Vec<u8>>::new(brokers).topic(args.late.clone()));
     job

@@ -14,7 +14,7 @@
 //! as `{"ad_id", "product_id", "impression_ts", "click_ts"}`, keyed by `ad_id`. Records too
 //! late to be joined go to `--late` with their original bytes; values that are not such JSON go
 //! to `--dead-letter`. With `--checkpoint-dir` the join's buffers and the offsets survive a
-//! restart.
+//! restart; with `--exactly-once` too, a restart after a crash writes no pair twice.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -91,6 +91,10 @@ struct Args {
     /// Time between checkpoints.
     #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
     checkpoint_interval: Duration,
+    /// Exactly-once output: one Kafka transaction per checkpoint, so that a restart after a
+    /// crash writes no result twice (needs --checkpoint-dir; read with read_committed).
+    #[arg(long, requires = "checkpoint_dir")]
+    exactly_once: bool,
 }
 
 type Event = Decoded<AdEvent>;
@@ -138,7 +142,11 @@ fn job(brokers: &str, impressions: KafkaSource, clicks: KafkaSource, args: &Args
                 Ok((j.key.0, value))
             },
         )
-        .sink(KafkaSink::new(brokers).topic(args.output.clone()));
+        .sink(support::output_sink(
+            brokers,
+            &args.output,
+            args.exactly_once.then(|| format!("{}-output", args.group)),
+        ));
     late.map(
         |(_, side): ((String, String), JoinSide<Event, Event>)| match side {
             JoinSide::Left(e) | JoinSide::Right(e) => e.raw,

@@ -292,12 +292,25 @@ fn text(b: Option<Vec<u8>>) -> String {
 
 #[test]
 fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_records() {
+    let dir = std::env::temp_dir().join(format!(
+        "rill-ad-clicks-{}-{}",
+        std::process::id(),
+        rill::time::now_nanos()
+    ));
     let (_kafka, brokers, child) = start_on_kafka(
         "ad_clicks",
         &["clicks", "clicks-per-minute", "clicks-late", "clicks-dlq"],
         // No partition goes idle during the test: a worker whose consumer is assigned late
         // must not find its clicks behind a watermark the other partition moved.
-        &["--idle-timeout", "60s", "--checkpoint-interval", "200ms"],
+        &[
+            "--idle-timeout",
+            "60s",
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            dir.to_str().expect("UTF-8 path"),
+            "--exactly-once",
+        ],
     );
     let click = |ad: &str, s: i64| {
         (
@@ -365,6 +378,7 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
         std::time::Duration::from_secs(3),
     );
     assert_eq!(all.len(), 3, "{all:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

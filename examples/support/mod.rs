@@ -54,6 +54,20 @@ pub(crate) fn config(
     config
 }
 
+/// The output sink of a Kafka example: exactly-once (one transaction per checkpoint, under
+/// `transactional_id`) when one is given.
+pub(crate) fn output_sink(
+    brokers: &str,
+    topic: &str,
+    transactional_id: Option<String>,
+) -> KafkaSink<(String, String)> {
+    let sink = KafkaSink::new(brokers).topic(topic.to_string());
+    match transactional_id {
+        Some(id) => sink.exactly_once(id),
+        None => sink,
+    }
+}
+
 /// A Kafka record decoded as JSON `T`, with what event-time jobs keep of the raw record: its
 /// partition (watermarks are per partition) and its value bytes (a late record goes to its
 /// topic as it came).
