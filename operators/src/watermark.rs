@@ -141,9 +141,19 @@ impl<T, S> WithWatermark<T, S> {
             }
             None => {
                 // No active split: idle once every split went quiet, or once a worker that
-                // never had one (more workers than partitions) has waited as long.
+                // never had one (more workers than partitions) has waited as long. First the
+                // highest split's watermark: each still holds for its own split, and no
+                // active split is left to be overtaken (Flink does the same).
                 let quiet = !self.splits.is_empty() || quiet_for(started);
                 if quiet && idle_after.is_some() && !self.idle_sent {
+                    let highest = self.splits.iter().map(|s| s.max).max();
+                    if let Some(max) = highest {
+                        let watermark = max.saturating_sub(self.delay_ms).saturating_sub(1);
+                        if watermark > self.emitted {
+                            self.emitted = watermark;
+                            out.watermark(watermark);
+                        }
+                    }
                     self.idle_sent = true;
                     out.idle();
                 }

@@ -11,8 +11,10 @@ pub(crate) enum Combined {
     Same,
     /// The combined watermark rose to this.
     Rose(EventTime),
-    /// Every open input is idle: pass on idleness.
-    Idle,
+    /// Every open input is idle: pass on idleness, after this watermark if it is `Some`
+    /// (the highest of the idle inputs' watermarks: each still holds for its own input, and
+    /// no input is active to be overtaken, as Flink's valve does).
+    Idle(Option<EventTime>),
 }
 
 impl Combined {
@@ -22,7 +24,12 @@ impl Combined {
         match self {
             Combined::Same => {}
             Combined::Rose(w) => out.watermark(w),
-            Combined::Idle => out.idle(),
+            Combined::Idle(w) => {
+                if let Some(w) = w {
+                    out.watermark(w);
+                }
+                out.idle();
+            }
         }
     }
 }
@@ -116,12 +123,18 @@ impl InputWatermarks {
             .min();
         match min {
             None => {
-                if self.idle_sent {
-                    Combined::Same
-                } else {
-                    self.idle_sent = true;
-                    Combined::Idle
+                let max = (0..self.marks.len())
+                    .filter(|&i| !self.ended[i])
+                    .map(|i| self.marks[i])
+                    .max()
+                    .filter(|m| *m > self.emitted);
+                if let Some(m) = max {
+                    self.emitted = m;
+                } else if self.idle_sent {
+                    return Combined::Same;
                 }
+                self.idle_sent = true;
+                Combined::Idle(max)
             }
             Some(m) if m > self.emitted => {
                 self.emitted = m;
@@ -167,10 +180,27 @@ mod tests {
     fn idleness_is_passed_on_once_when_every_input_is_idle_and_a_record_ends_it() {
         let mut w = InputWatermarks::new(2);
         assert_eq!(w.on_idle(0), Combined::Same, "input 1 was never heard from");
-        assert_eq!(w.on_idle(1), Combined::Idle);
+        assert_eq!(w.on_idle(1), Combined::Idle(None));
         assert_eq!(w.on_idle(1), Combined::Same);
         w.on_record(0);
-        assert_eq!(w.on_idle(0), Combined::Idle, "idle again after the record");
+        assert_eq!(
+            w.on_idle(0),
+            Combined::Idle(None),
+            "idle again after the record"
+        );
+    }
+
+    #[test]
+    fn when_the_last_input_goes_idle_the_highest_idle_watermark_is_passed_on() {
+        // Input 0 promised 100 and went idle while input 1 (nothing yet) held it back; then
+        // input 1 goes idle too: 100 still holds, and nothing active can be overtaken.
+        let mut w = InputWatermarks::new(2);
+        assert_eq!(w.on_watermark(0, 100), Combined::Same);
+        assert_eq!(w.on_idle(0), Combined::Same);
+        assert_eq!(w.on_idle(1), Combined::Idle(Some(100)));
+        // Input 1 comes back behind: nothing falls.
+        assert_eq!(w.on_watermark(1, 50), Combined::Same);
+        assert_eq!(w.on_watermark(1, 150), Combined::Rose(150));
     }
 
     #[test]
