@@ -72,7 +72,8 @@ pub(crate) fn measure(
     merged
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// A latency histogram in nanoseconds, 1 ns to 60 s, 3 significant digits.
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3)
         .unwrap_or_else(|_| unreachable!("constant, valid histogram bounds"))
 }

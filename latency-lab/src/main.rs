@@ -10,7 +10,8 @@
 //! run.
 //!
 //! - [`cli`]: the options; [`settings`]: what they resolve to.
-//! - [`memory_path`] and [`kafka_path`]: one run each way; [`baseline`]: the bare-thread floor.
+//! - [`memory_path`] and [`kafka_path`]: one run each way; [`baseline`]: the bare-thread floor;
+//!   [`ring_hop`]: the floor with the pipeline's ring mesh.
 //! - [`report`]: the table, the JSON entries; [`plot`]: the SVG chart.
 //!
 //! ```text
@@ -26,6 +27,7 @@ mod memory_path;
 mod plot;
 mod progress;
 mod report;
+mod ring_hop;
 mod settings;
 
 use std::time::Duration;
@@ -128,6 +130,24 @@ fn main() -> anyhow::Result<()> {
                 1,
             ));
             table.push(("baseline (bare threads)".into(), summary));
+            let h = ring_hop::measure(
+                rate,
+                settings.workers,
+                settings.pin,
+                settings.warmup,
+                settings.duration,
+                settings.ring_capacity,
+            );
+            let summary = Summary::from_histogram(rate, seconds, &h);
+            print_row("ring hop", &summary, None);
+            entries.push(json_entry(
+                "floor: ring hop",
+                serde_json::Value::Null,
+                &summary,
+                &Summary::default(),
+                1,
+            ));
+            table.push(("floor: ring hop".into(), summary));
         }
         for &mode in &settings.modes {
             println!("mode: {}, {rate} rec/s", mode_name(mode));
@@ -209,6 +229,10 @@ fn main() -> anyhow::Result<()> {
     if !args.no_baseline && memory {
         println!(
             "baseline = the same open-loop schedule on {} bare spinning threads with no engine: the machine's own floor",
+            settings.workers
+        );
+        println!(
+            "floor: ring hop = the same schedule on {0} bare threads that send each record through the pipeline's {0} x {0} mesh of rtrb rings: the floor of a one-exchange pipeline",
             settings.workers
         );
     }
