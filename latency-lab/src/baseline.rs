@@ -22,12 +22,7 @@ pub(crate) fn measure(
     duration: Duration,
 ) -> Histogram<u64> {
     let workers = workers.max(1);
-    // The same core assignment as the engine's `Config::pin_workers`: worker i on core i.
-    let cores = if pin {
-        core_affinity::get_core_ids().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let cores = cores(pin);
     let barrier = Arc::new(Barrier::new(workers));
     let interval = 1e9 / rate;
     let threads: Vec<_> = (0..workers)
@@ -70,6 +65,16 @@ pub(crate) fn measure(
         }
     }
     merged
+}
+
+/// The cores to pin threads to (thread i on core i modulo their number), or none: the same
+/// assignment as the engine's `Config::pin_workers`.
+pub(crate) fn cores(pin: bool) -> Vec<core_affinity::CoreId> {
+    if pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
 }
 
 /// A latency histogram in nanoseconds, 1 ns to 60 s, 3 significant digits.

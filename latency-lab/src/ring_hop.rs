@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use rill::time::now_nanos;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::baseline::new_histogram;
+use crate::baseline::{cores, new_histogram};
 
 /// The ends of one thread: its rings to every thread, and every thread's ring to it.
 type Ends = (Vec<Producer<u64>>, Vec<Consumer<u64>>);
@@ -40,11 +40,7 @@ pub(crate) fn measure(
             ends[receiver].1.push(c);
         }
     }
-    let cores = if pin {
-        core_affinity::get_core_ids().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let cores = cores(pin);
     let barrier = Arc::new(Barrier::new(workers));
     let start = Arc::new(Mutex::new(None::<u64>));
     let interval = 1e9 / rate;

@@ -132,10 +132,11 @@ impl<T, S> WithWatermark<T, S> {
         }
         match min {
             Some(max) => {
+                // A split is active again: the next quiet spell is reported again.
+                self.idle_sent = false;
                 let watermark = max.saturating_sub(self.delay_ms).saturating_sub(1);
                 if watermark > self.emitted {
                     self.emitted = watermark;
-                    self.idle_sent = false;
                     out.watermark(watermark);
                 }
             }

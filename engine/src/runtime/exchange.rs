@@ -176,10 +176,8 @@ pub(crate) struct Outbox<M> {
     signals: Arc<[Arc<WorkerSignal>]>,
     sent: u64,
     failures: FailureHandler,
-    /// The last watermark sent to every ring, and whether idleness was sent since the last
-    /// record or watermark.
+    /// The last watermark sent to every ring.
     watermark: EventTime,
-    idle_sent: bool,
 }
 
 impl<M> Outbox<M> {
@@ -197,7 +195,6 @@ impl<M> Outbox<M> {
             sent: 0,
             failures: FailureHandler::new(None),
             watermark: EventTime::MIN,
-            idle_sent: false,
         }
     }
 
@@ -216,7 +213,6 @@ impl<M> Outbox<M> {
     #[inline]
     pub(crate) fn send_record(&mut self, dest: usize, record: M) {
         self.sent += 1;
-        self.idle_sent = false;
         self.send(dest, Message::Record(record));
     }
 
@@ -231,17 +227,15 @@ impl<M> Outbox<M> {
     pub(crate) fn send_watermark(&mut self, watermark: EventTime) {
         if watermark > self.watermark {
             self.watermark = watermark;
-            self.idle_sent = false;
             self.broadcast(|| Message::Watermark(watermark));
         }
     }
 
-    /// Sends idleness to every receiver unless it was sent and nothing followed.
+    /// Sends idleness to every receiver. Whoever reports idleness sends it once per quiet
+    /// spell (the watermark assigner, a meeting point of inputs), so the outbox keeps no
+    /// flag of its own, and records pay nothing for it.
     pub(crate) fn send_idle(&mut self) {
-        if !self.idle_sent {
-            self.idle_sent = true;
-            self.broadcast(|| Message::Idle);
-        }
+        self.broadcast(|| Message::Idle);
     }
 
     #[inline]
@@ -389,7 +383,6 @@ impl<F, R: Router<T>, T> ExchangeTask<F, R, T> {
                 sent: 0,
                 failures: FailureHandler::new(dead_letters),
                 watermark: EventTime::MIN,
-                idle_sent: false,
             },
             counters,
             flow_done: false,
@@ -629,7 +622,6 @@ mod tests {
             sent: 0,
             failures: FailureHandler::new(None),
             watermark: EventTime::MIN,
-            idle_sent: false,
         };
         (outbox, consumers)
     }
