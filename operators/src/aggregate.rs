@@ -1,9 +1,14 @@
 //! `aggregate`: a running accumulator per key.
 
+use std::time::Instant;
+
 use rill_engine::state::{
-    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue,
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateTtl, StateValue,
+    TimeDomain,
 };
-use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
+use rill_engine::{
+    Emit, Epoch, EventTime, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder,
+};
 
 /// The keyed `aggregate` operator: keeps an accumulator per key, created by `init()` for a
 /// new key and updated by `update(&mut acc, value)`; emits `(key, acc)` for every record.
@@ -23,6 +28,12 @@ impl<K, A, I, F> Aggregate<K, A, I, F> {
             state: KeyedState::default(),
         }
     }
+
+    /// Its keys expire after `ttl` untouched (see [`StateTtl`]).
+    pub fn with_ttl(mut self, ttl: Option<StateTtl>) -> Self {
+        self.state = KeyedState::default().with_ttl(ttl);
+        self
+    }
 }
 
 impl<K, V, A, I, F> Operator<(K, V)> for Aggregate<K, A, I, F>
@@ -33,6 +44,22 @@ where
     F: Fn(&mut A, V),
 {
     type Out = (K, A);
+
+    // The TTL's clocks: the wall clock per poll (and per batch), the watermark as it rises.
+    const USES_CLOCK: bool = true;
+
+    fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
+        self.state.tick()
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        self.state.advance_clock(TimeDomain::EventTime, watermark);
+        out.watermark(watermark);
+    }
+
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, _out: &mut E) {
+        self.state.tick();
+    }
 
     #[inline]
     fn on_record<E: Emit<(K, A)>>(&mut self, (key, value): (K, V), out: &mut E) {
@@ -100,6 +127,7 @@ impl<B: FlowBuilder> AggregateExt<B> for KeyedStream<B> {
         I: Fn() -> A + Clone + Send + Sync + 'static,
         F: Fn(&mut A, V) + Clone + Send + Sync + 'static,
     {
-        self.then("aggregate", Aggregate::new(init, update))
+        let ttl = self.ttl();
+        self.then("aggregate", Aggregate::new(init, update).with_ttl(ttl))
     }
 }

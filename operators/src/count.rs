@@ -1,7 +1,13 @@
 //! `count`: the running number of records per key.
 
-use rill_engine::state::{KeyedState, RestoredState, StateError, StateKey, StateSnapshot};
-use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
+use std::time::Instant;
+
+use rill_engine::state::{
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateTtl, TimeDomain,
+};
+use rill_engine::{
+    Emit, Epoch, EventTime, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder,
+};
 
 /// The keyed `count` operator: for every `(key, value)` record, emits `(key, n)` where `n` is
 /// the number of records of that key seen so far (Spark's "update" output mode).
@@ -20,8 +26,33 @@ impl<K> Default for Count<K> {
     }
 }
 
+impl<K> Count<K> {
+    /// A count whose keys expire after `ttl` untouched (see [`StateTtl`]).
+    pub fn with_ttl(ttl: Option<StateTtl>) -> Self {
+        Self {
+            counts: KeyedState::default().with_ttl(ttl),
+        }
+    }
+}
+
 impl<K: StateKey, V> Operator<(K, V)> for Count<K> {
     type Out = (K, u64);
+
+    // The TTL's clocks: the wall clock per poll (and per batch), the watermark as it rises.
+    const USES_CLOCK: bool = true;
+
+    fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
+        self.counts.tick()
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        self.counts.advance_clock(TimeDomain::EventTime, watermark);
+        out.watermark(watermark);
+    }
+
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, _out: &mut E) {
+        self.counts.tick();
+    }
 
     #[inline]
     fn on_record<E: Emit<(K, u64)>>(&mut self, (key, _): (K, V), out: &mut E) {
@@ -77,6 +108,7 @@ impl<B: FlowBuilder> CountExt<B> for KeyedStream<B> {
     where
         Count<K>: Operator<B::Out> + Clone + Send + Sync + 'static,
     {
-        self.then("count", Count::default())
+        let ttl = self.ttl();
+        self.then("count", Count::with_ttl(ttl))
     }
 }

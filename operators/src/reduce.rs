@@ -1,9 +1,14 @@
 //! `reduce`: a running reduction per key.
 
+use std::time::Instant;
+
 use rill_engine::state::{
-    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateValue,
+    KeyedState, RestoredState, StateError, StateKey, StateSnapshot, StateTtl, StateValue,
+    TimeDomain,
 };
-use rill_engine::{Emit, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder};
+use rill_engine::{
+    Emit, Epoch, EventTime, FlowBuilder, KeyedStream, Operator, Stream, ThenBuilder,
+};
 
 /// The keyed `reduce` operator: keeps one value per key, combining each new value into it with
 /// `f(&current, new)`, and emits `(key, reduced)` for every record. The first value of a key is
@@ -22,6 +27,12 @@ impl<K, V, F> Reduce<K, V, F> {
             state: KeyedState::default(),
         }
     }
+
+    /// Its keys expire after `ttl` untouched (see [`StateTtl`]).
+    pub fn with_ttl(mut self, ttl: Option<StateTtl>) -> Self {
+        self.state = KeyedState::default().with_ttl(ttl);
+        self
+    }
 }
 
 impl<K, V, F> Operator<(K, V)> for Reduce<K, V, F>
@@ -31,6 +42,22 @@ where
     F: Fn(&V, V) -> V,
 {
     type Out = (K, V);
+
+    // The TTL's clocks: the wall clock per poll (and per batch), the watermark as it rises.
+    const USES_CLOCK: bool = true;
+
+    fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
+        self.state.tick()
+    }
+
+    fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
+        self.state.advance_clock(TimeDomain::EventTime, watermark);
+        out.watermark(watermark);
+    }
+
+    fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, _out: &mut E) {
+        self.state.tick();
+    }
 
     #[inline]
     fn on_record<E: Emit<(K, V)>>(&mut self, (key, value): (K, V), out: &mut E) {
@@ -95,6 +122,7 @@ impl<B: FlowBuilder> ReduceExt<B> for KeyedStream<B> {
         V: StateValue,
         F: Fn(&V, V) -> V + Clone + Send + Sync + 'static,
     {
-        self.then("reduce", Reduce::new(f))
+        let ttl = self.ttl();
+        self.then("reduce", Reduce::new(f).with_ttl(ttl))
     }
 }

@@ -1,6 +1,6 @@
 //! `window`: per-key aggregates over tumbling, sliding and session windows of event time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -256,6 +256,13 @@ where
 {
     type Out = WindowOutput<K, A, V>;
 
+    // A processing-time state TTL follows the wall clock, read per poll.
+    const USES_CLOCK: bool = true;
+
+    fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
+        self.state.tick()
+    }
+
     fn on_record<E: Emit<Self::Out>>(&mut self, (key, value): (K, V), out: &mut E) {
         let ts = (self.event_time)(&value);
         if self.mode != OutputMode::Complete
@@ -336,6 +343,7 @@ where
 
     fn on_watermark<E: Emit<Self::Out>>(&mut self, watermark: EventTime, out: &mut E) {
         self.watermark = watermark;
+        self.state.advance_clock(TimeDomain::EventTime, watermark);
         while let Some((at, key)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
             let Some(mut windows) = self.state.remove(&key) else {
                 continue;
@@ -364,6 +372,7 @@ where
     }
 
     fn on_barrier<E: Emit<Self::Out>>(&mut self, _epoch: Epoch, out: &mut E) {
+        self.state.tick();
         if self.mode == OutputMode::Complete {
             self.changed = false;
             for (key, windows) in self.state.iter() {
@@ -465,13 +474,16 @@ where
         Fi: Fn(&mut A, &V) + Clone + Send + Sync + 'static,
         Fm: Fn(&mut A, A) + Clone + Send + Sync + 'static,
     {
-        let op = WindowOperator::new(
+        let mut op = WindowOperator::new(
             self.windows,
             self.mode,
             self.lateness,
             self.event_time,
             Aggregation { init, fold, merge },
         );
+        // The TTL removes a key's windows (all of them) once it had no record for so long:
+        // for complete mode, which otherwise keeps every window for ever.
+        op.state = KeyedState::default().with_ttl(self.stream.ttl());
         self.stream.then("window", op).side_output(
             "window:late",
             |o: WindowOutput<K, A, V>| match o {

@@ -38,6 +38,9 @@ pub struct Config {
     /// the batch's end), so a large batch's output does not have to fit in memory.
     /// Default 65,536.
     pub batch_output_limit: usize,
+    /// The clock processing time follows (timeouts, processing-time timers, state TTL):
+    /// the system clock by default, a [`ManualClock`](crate::time::ManualClock) in tests.
+    pub clock: crate::time::ProcessingClock,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             mode: Mode::Continuous,
             batch_timeout: std::time::Duration::from_secs(60),
             batch_output_limit: 65_536,
+            clock: crate::time::ProcessingClock::System,
         }
     }
 }
@@ -97,6 +101,19 @@ impl Config {
     /// Sets the execution mode (continuous or micro-batch).
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
+        self
+    }
+    /// Sets the processing-time clock.
+    ///
+    /// ```
+    /// use rill_engine::Config;
+    /// use rill_engine::time::{ManualClock, ProcessingClock};
+    /// let clock = ManualClock::starting_at(0);
+    /// let config = Config::default().with_clock(ProcessingClock::Manual(clock.clone()));
+    /// assert!(matches!(config.clock, ProcessingClock::Manual(_)));
+    /// ```
+    pub fn with_clock(mut self, clock: crate::time::ProcessingClock) -> Self {
+        self.clock = clock;
         self
     }
     /// Turns on checkpoints (and recovery from the checkpoint directory at start).

@@ -53,6 +53,7 @@ impl<B> std::fmt::Debug for Stream<B> {
 #[derive(Debug)]
 pub struct KeyedStream<B> {
     stream: Stream<B>,
+    ttl: Option<crate::state::StateTtl>,
 }
 
 impl<B: FlowBuilder> KeyedStream<B> {
@@ -62,6 +63,31 @@ impl<B: FlowBuilder> KeyedStream<B> {
         O: Operator<B::Out> + Clone + Send + Sync + 'static,
     {
         self.stream.then(name, op)
+    }
+
+    /// Gives every keyed operator built from this stream (count, reduce, aggregate, windows,
+    /// state functions) a time to live: a key's state untouched for `ttl` is removed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rill_engine::state::StateTtl;
+    /// use rill_engine::Job;
+    /// # use rill_connectors::MemorySource;
+    /// let job = Job::new("ttl");
+    /// let keyed = job
+    ///     .source(MemorySource::new(vec![("a".to_string(), 1)]))
+    ///     .key_by(|(k, _): &(String, i32)| k.clone())
+    ///     .state_ttl(StateTtl::processing_time(Duration::from_secs(3600)));
+    /// assert_eq!(keyed.ttl().map(|t| t.ttl()), Some(Duration::from_secs(3600)));
+    /// ```
+    pub fn state_ttl(mut self, ttl: crate::state::StateTtl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The time to live set with [`state_ttl`](Self::state_ttl), for operators to apply.
+    pub fn ttl(&self) -> Option<crate::state::StateTtl> {
+        self.ttl
     }
 
     /// Forgets the partitioning guarantee: a plain stream of `(key, value)` pairs.
@@ -206,6 +232,7 @@ impl<B: FlowBuilder> Stream<B> {
         B::Out: Send + 'static,
     {
         KeyedStream {
+            ttl: None,
             stream: self.exchange("key_by", KeyRouter::new(key_fn)),
         }
     }

@@ -32,6 +32,7 @@ pub(crate) struct WorkerSetup {
 
 pub(crate) fn run(setup: WorkerSetup) {
     setup.ctx.worker.signal.register_current_thread();
+    crate::time::install(setup.config.clock.clone());
     if let Some(core) = setup.core {
         // Pinning is a request: a failure (restricted cpuset) leaves the thread unpinned.
         let _ = core_affinity::set_for_current(core);

@@ -3,13 +3,15 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::key::{EncodeKey, StateKey};
 use super::key_group::{hash_key, BuildKeyHasher, KEY_GROUPS};
 use super::snapshot::{
     decode, encode, EncodedState, RestoredState, StateError, StateSnapshot, StateValue,
 };
+use super::timers::TimeDomain;
+use super::ttl::{Expiry, StateTtl, EXPIRE_PER_ADVANCE};
 
 /// Buckets per chunk, and chunks: 16,384 buckets in all, four per key group, so a bucket's
 /// key group is `bucket % KEY_GROUPS` with no rehashing.
@@ -18,7 +20,14 @@ const CHUNKS: usize = 128;
 const BUCKETS: usize = PER_CHUNK * CHUNKS;
 const _: () = assert!(BUCKETS.is_multiple_of(KEY_GROUPS as usize));
 
-type Bucket<K, V> = std::collections::HashMap<K, V, BuildKeyHasher>;
+/// A value with the time it was last written (on the TTL's clock; `i64::MIN` without a TTL).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Slot<V> {
+    value: V,
+    touched: i64,
+}
+
+type Bucket<K, V> = std::collections::HashMap<K, Slot<V>, BuildKeyHasher>;
 type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 
 /// Per-key state of a keyed operator on one worker, snapshotted in O(1).
@@ -31,6 +40,12 @@ type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 /// microseconds, instead of a pause of the worker. Lookups cost one extra hash and two
 /// indexed loads over a plain `HashMap`. The bucket of a key also fixes its key group, so
 /// encoding by key group needs no rehashing.
+///
+/// With a [`StateTtl`] ([`with_ttl`](Self::with_ttl)) each value carries the time it was
+/// last written; a value older than the TTL is never returned, and the operator's clock
+/// advances ([`advance_clock`](Self::advance_clock), [`tick`](Self::tick)) remove expired
+/// keys a bounded number at a time (see the `ttl` module), so state and checkpoints stay as
+/// large as the live keys, with no scan of the table.
 ///
 /// ```
 /// use rill_engine::state::{KeyedState, StateSnapshot, EncodedState};
@@ -47,13 +62,21 @@ type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 pub struct KeyedState<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
     len: usize,
+    /// The stamp writes leave: the TTL clock's reading, `i64::MIN` without a TTL.
+    stamp: i64,
+    /// Values stamped before this have expired (`i64::MIN`: none).
+    expire_before: i64,
+    expiry: Option<Box<Expiry<K>>>,
 }
 
-impl<K, V> Clone for KeyedState<K, V> {
+impl<K: Clone, V> Clone for KeyedState<K, V> {
     fn clone(&self) -> Self {
         Self {
             root: self.root.clone(),
             len: self.len,
+            stamp: self.stamp,
+            expire_before: self.expire_before,
+            expiry: self.expiry.clone(),
         }
     }
 }
@@ -64,7 +87,29 @@ impl<K, V> Default for KeyedState<K, V> {
         Self {
             root: Arc::new(vec![chunk; CHUNKS]),
             len: 0,
+            stamp: i64::MIN,
+            expire_before: i64::MIN,
+            expiry: None,
         }
+    }
+}
+
+impl<K, V> KeyedState<K, V> {
+    /// Sets (or, with `None`, clears) the time to live of this state's keys. Set it before
+    /// the first write.
+    pub fn with_ttl(mut self, ttl: Option<StateTtl>) -> Self {
+        self.expiry = ttl.map(|t| Box::new(Expiry::new(t)));
+        self
+    }
+
+    /// The time to live, if any.
+    pub fn ttl(&self) -> Option<StateTtl> {
+        self.expiry.as_ref().map(|e| e.ttl())
+    }
+
+    /// Keys removed because their TTL passed, so far.
+    pub fn expired(&self) -> u64 {
+        self.expiry.as_ref().map_or(0, |e| e.expired)
     }
 }
 
@@ -94,7 +139,8 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         Q: EncodeKey + Hash + Eq + ?Sized,
     {
         let b = bucket_of(key);
-        self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)
+        let slot = self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
+        (slot.touched >= self.expire_before).then_some(&slot.value)
     }
 
     /// The bucket `b` for writing (see [`bucket_in`]).
@@ -112,19 +158,34 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     {
         let b = bucket_of(key);
         // Look before copying: a miss must not copy a bucket.
-        self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
-        self.bucket_mut(b).get_mut(key)
+        let slot = self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
+        if slot.touched < self.expire_before {
+            return None;
+        }
+        let stamp = self.stamp;
+        let slot = self.bucket_mut(b).get_mut(key)?;
+        slot.touched = stamp;
+        Some(&mut slot.value)
     }
 
     /// The value of `key` for update, inserting `init()` first if it is absent.
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, init: impl FnOnce() -> V) -> &mut V {
+        if self.expiry.is_some() {
+            return self.get_or_insert_cloned(&key, init);
+        }
         let b = bucket_of(&key);
-        let len = &mut self.len;
-        bucket_in(&mut self.root, b).entry(key).or_insert_with(|| {
-            *len += 1;
-            init()
-        })
+        let (len, stamp) = (&mut self.len, self.stamp);
+        &mut bucket_in(&mut self.root, b)
+            .entry(key)
+            .or_insert_with(|| {
+                *len += 1;
+                Slot {
+                    value: init(),
+                    touched: stamp,
+                }
+            })
+            .value
     }
 
     /// The value of `key` for update, inserting `init()` under a clone of `key` first if it is
@@ -133,14 +194,39 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     #[inline]
     pub fn get_or_insert_cloned(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
         let b = bucket_of(key);
-        let len = &mut self.len;
+        let (stamp, expire_before) = (self.stamp, self.expire_before);
         let bucket = bucket_in(&mut self.root, b);
-        if !bucket.contains_key(key) {
-            *len += 1;
-            bucket.insert(key.clone(), init());
-        }
         match bucket.get_mut(key) {
-            Some(v) => v,
+            Some(slot) if slot.touched >= expire_before => {}
+            Some(slot) => {
+                // Expired but not yet reached by the queue: it starts afresh, and the queue
+                // entry it still has will find its new stamp.
+                *slot = Slot {
+                    value: init(),
+                    touched: stamp,
+                }
+            }
+            None => {
+                self.len += 1;
+                bucket.insert(
+                    key.clone(),
+                    Slot {
+                        value: init(),
+                        touched: stamp,
+                    },
+                );
+                if let Some(expiry) = &mut self.expiry {
+                    expiry.schedule(stamp, key.clone());
+                    self.expire_some(2);
+                }
+            }
+        }
+        let bucket = bucket_in(&mut self.root, b);
+        match bucket.get_mut(key) {
+            Some(slot) => {
+                slot.touched = stamp;
+                &mut slot.value
+            }
             None => unreachable!("inserted just above"),
         }
     }
@@ -148,11 +234,27 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// Sets the value of `key`, returning the previous one.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let old = self.bucket_mut(bucket_of(&key)).insert(key, value);
-        if old.is_none() {
-            self.len += 1;
+        let (stamp, expire_before) = (self.stamp, self.expire_before);
+        let b = bucket_of(&key);
+        let queued = self.expiry.is_some().then(|| key.clone());
+        let old = bucket_in(&mut self.root, b).insert(
+            key,
+            Slot {
+                value,
+                touched: stamp,
+            },
+        );
+        match old {
+            Some(old) => (old.touched >= expire_before).then_some(old.value),
+            None => {
+                self.len += 1;
+                if let (Some(expiry), Some(key)) = (&mut self.expiry, queued) {
+                    expiry.schedule(stamp, key);
+                    self.expire_some(2);
+                }
+                None
+            }
         }
-        old
     }
 
     /// Removes `key`, returning its value.
@@ -164,14 +266,79 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     {
         let b = bucket_of(key);
         self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
-        let old = self.bucket_mut(b).remove(key);
-        if old.is_some() {
-            self.len -= 1;
-        }
-        old
+        let old = self.bucket_mut(b).remove(key)?;
+        self.len -= 1;
+        (old.touched >= self.expire_before).then_some(old.value)
     }
 
-    /// Number of keys held.
+    /// Moves the TTL clock of `domain` to `now` (the watermark for an event-time TTL, the
+    /// wall clock in milliseconds for a processing-time one) and removes up to a bounded
+    /// number of expired keys. Does nothing for the other domain or without a TTL.
+    pub fn advance_clock(&mut self, domain: TimeDomain, now: i64) {
+        let Some(expiry) = &mut self.expiry else {
+            return;
+        };
+        if expiry.ttl().domain() != domain {
+            return;
+        }
+        expiry.advance(now);
+        self.stamp = expiry.now();
+        self.expire_before = expiry.expire_before();
+        self.expire_some(EXPIRE_PER_ADVANCE);
+    }
+
+    /// For a processing-time TTL: advances its clock to the worker's
+    /// [`wall_millis`](crate::time::wall_millis) and returns when expired keys are due next
+    /// (an operator's [`on_poll`](crate::Operator::on_poll) returns it). `None` otherwise.
+    pub fn tick(&mut self) -> Option<std::time::Instant> {
+        let ttl = self.ttl()?;
+        if ttl.domain() != TimeDomain::ProcessingTime {
+            return None;
+        }
+        self.advance_clock(TimeDomain::ProcessingTime, crate::time::wall_millis());
+        let expiry = self.expiry.as_ref()?;
+        let next = expiry.next_due()?;
+        Some(if next <= expiry.now() {
+            std::time::Instant::now()
+        } else {
+            crate::time::deadline_at(next)
+        })
+    }
+
+    /// Removes up to `most` keys the expiry queue says may have expired: each is removed if
+    /// its stamp is old, or queued again at its new expiry if it was written since.
+    fn expire_some(&mut self, most: usize) {
+        let Some(expiry) = &mut self.expiry else {
+            return;
+        };
+        let expire_before = expiry.expire_before();
+        for _ in 0..most {
+            let Some(key) = expiry.pop_due() else {
+                return;
+            };
+            let b = bucket_of(&key);
+            let Some(slot) = self.root[b / PER_CHUNK][b % PER_CHUNK]
+                .as_ref()
+                .and_then(|bucket| bucket.get(&key))
+            else {
+                continue;
+            };
+            if slot.touched < expire_before {
+                bucket_in(&mut self.root, b).remove(&key);
+                self.len -= 1;
+                expiry.expired += 1;
+            } else {
+                expiry.schedule(slot.touched, key);
+            }
+        }
+    }
+
+    /// Entries in the expiry queue (about one per live key); for tests and metrics.
+    pub fn expiry_queue_len(&self) -> usize {
+        self.expiry.as_ref().map_or(0, |e| e.queued())
+    }
+
+    /// Number of keys held (with a TTL: including expired keys not yet removed).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -181,19 +348,53 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         self.len == 0
     }
 
-    /// Every (key, value), in no particular order.
+    /// Every live (key, value), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let expire_before = self.expire_before;
         self.root
             .iter()
             .flat_map(|chunk| chunk.iter())
             .flatten()
             .flat_map(|bucket| bucket.iter())
+            .filter(move |(_, slot)| slot.touched >= expire_before)
+            .map(|(k, slot)| (k, &slot.value))
     }
 
     /// Freezes the current contents, in O(1), for a checkpoint.
     pub fn snapshot(&self) -> KeyedSnapshot<K, V> {
         KeyedSnapshot {
             root: self.root.clone(),
+            expire_before: self.expire_before,
+        }
+    }
+
+    /// Puts a restored entry back, queuing its expiry. An entry written without a TTL
+    /// (stamp `i64::MIN`) counts as written at `fallback`.
+    fn restore_entry(&mut self, key: K, slot: Slot<V>, fallback: i64) {
+        let touched = match (&mut self.expiry, slot.touched) {
+            (None, _) => i64::MIN,
+            (Some(_), i64::MIN) => fallback,
+            (Some(_), t) => t,
+        };
+        if let Some(expiry) = &mut self.expiry {
+            expiry.schedule(touched, key.clone());
+        }
+        let b = bucket_of(&key);
+        let slot = Slot {
+            value: slot.value,
+            touched,
+        };
+        if bucket_in(&mut self.root, b).insert(key, slot).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// The stamp of a restored entry written without a TTL: now, on the TTL's clock (the
+    /// restored watermark `watermark` for an event-time TTL).
+    fn restore_stamp(&self, watermark: i64) -> i64 {
+        match self.ttl().map(|t| t.domain()) {
+            Some(TimeDomain::ProcessingTime) => crate::time::wall_millis(),
+            _ => watermark,
         }
     }
 }
@@ -230,10 +431,11 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         for (_, bytes) in state.owned_groups() {
             let (watermark, entries): (i64, Vec<u8>) = decode(bytes, state.node())?;
             highest = highest.max(watermark);
-            let entries: Vec<(K, V)> = decode(&entries, state.node())?;
-            for (k, v) in entries {
-                each(&k, &v);
-                self.insert(k, v);
+            let entries: Vec<(K, Slot<V>)> = decode(&entries, state.node())?;
+            let fallback = self.restore_stamp(watermark);
+            for (k, slot) in entries {
+                each(&k, &slot.value);
+                self.restore_entry(k, slot, fallback);
             }
         }
         Ok(highest)
@@ -242,10 +444,11 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// Loads the key groups this worker owns from a checkpoint, checking the state type.
     pub fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), StateError> {
         state.expect_type(std::any::type_name::<KeyedSnapshot<K, V>>())?;
+        let fallback = self.restore_stamp(i64::MIN);
         for (_, bytes) in state.owned_groups() {
-            let entries: Vec<(K, V)> = decode(bytes, state.node())?;
-            for (k, v) in entries {
-                self.insert(k, v);
+            let entries: Vec<(K, Slot<V>)> = decode(bytes, state.node())?;
+            for (k, slot) in entries {
+                self.restore_entry(k, slot, fallback);
             }
         }
         Ok(())
@@ -279,6 +482,8 @@ where
 #[derive(Debug)]
 pub struct KeyedSnapshot<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
+    /// Entries stamped before this had expired when the snapshot was taken: left out.
+    expire_before: i64,
 }
 
 impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
@@ -290,13 +495,17 @@ where
         // Key group g lives in buckets g, g + KEY_GROUPS, ...: gathered one group at a time
         // into one reused vector, so encoding allocates little beyond its output.
         let groups = KEY_GROUPS as usize;
-        let mut entries: Vec<(&K, &V)> = Vec::new();
+        let mut entries: Vec<(&K, &Slot<V>)> = Vec::new();
         let mut out = Vec::new();
         for g in 0..groups {
             entries.clear();
             for b in (g..BUCKETS).step_by(groups) {
                 if let Some(bucket) = &self.root[b / PER_CHUNK][b % PER_CHUNK] {
-                    entries.extend(bucket.iter());
+                    entries.extend(
+                        bucket
+                            .iter()
+                            .filter(|(_, slot)| slot.touched >= self.expire_before),
+                    );
                 }
             }
             if !entries.is_empty() {
@@ -367,6 +576,68 @@ mod tests {
             }
         }
         assert_eq!(seen, 1000);
+    }
+
+    #[test]
+    fn ttl_keeps_state_and_checkpoints_flat_on_an_endless_stream_of_new_keys() {
+        let mut state: KeyedState<u64, u64> = KeyedState::default().with_ttl(Some(
+            StateTtl::event_time(std::time::Duration::from_secs(10)),
+        ));
+        let mut sizes = Vec::new();
+        // 1,000 new keys per second of event time for 200 s; key 0 is written every
+        // second and so never expires.
+        for second in 0..200i64 {
+            state.advance_clock(TimeDomain::EventTime, second * 1_000);
+            for i in 0..1_000u64 {
+                *state.get_or_insert_with(second as u64 * 1_000 + i + 1, || 0) += 1;
+            }
+            *state.get_or_insert_with(0, || 0) += 1;
+            if second % 20 == 19 {
+                let EncodedState::Keyed(groups) = state.snapshot().encode().unwrap() else {
+                    panic!("keyed")
+                };
+                let bytes: usize = groups.iter().map(|(_, b)| b.len()).sum();
+                sizes.push((state.len(), state.expiry_queue_len(), bytes));
+            }
+        }
+        eprintln!("(keys, queued, checkpoint bytes) every 20 s: {sizes:?}");
+        for &(len, queued, bytes) in &sizes {
+            // About 11 s of keys live (10 s TTL, plus slot rounding and the bounded removal).
+            assert!(len <= 12_500, "{sizes:?}");
+            assert!(queued <= 12_500, "{sizes:?}");
+            assert!(bytes <= 12_500 * 16, "{sizes:?}");
+        }
+        assert_eq!(
+            state.get(&0),
+            Some(&200),
+            "a key written every second lives on"
+        );
+        assert_eq!(state.get(&1), None, "a key written once at 0 s is gone");
+        assert!(state.expired() > 180_000, "{}", state.expired());
+    }
+
+    #[test]
+    fn an_expired_value_is_never_returned_even_before_it_is_removed() {
+        let mut state: KeyedState<&str, u64> = KeyedState::default().with_ttl(Some(
+            StateTtl::processing_time(std::time::Duration::from_millis(100)),
+        ));
+        state.advance_clock(TimeDomain::ProcessingTime, 1_000);
+        state.insert("a", 1);
+        state.insert("b", 1);
+        state.advance_clock(TimeDomain::ProcessingTime, 1_050);
+        *state.get_mut("b").unwrap() += 1; // written again at 1,050
+                                           // The event-time clock is not this state's: nothing moves.
+        state.advance_clock(TimeDomain::EventTime, 5_000);
+        assert_eq!(state.get("a"), Some(&1));
+        state.advance_clock(TimeDomain::ProcessingTime, 1_100);
+        assert_eq!(state.get("a"), None, "written at 1,000, expired at 1,100");
+        assert_eq!(state.get("b"), Some(&2));
+        assert_eq!(
+            *state.get_or_insert_with("a", || 7),
+            7,
+            "an expired key starts afresh"
+        );
+        assert_eq!(state.iter().count(), 2);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`snapshot`]: snapshots, their encoding, and restoring from a checkpoint.
 //! - [`keyed`]: [`KeyedState`], the copy-on-write per-key table.
 //! - [`timers`]: [`TimerQueue`], a keyed operator's event-time and processing-time timers.
+//! - [`ttl`]: [`StateTtl`], how long an untouched key's state lives, and its expiry queue.
 //!
 //! May use: the crate root only. Everything above it (operators, the runtime, checkpoints)
 //! uses it.
@@ -26,6 +27,7 @@ pub mod key_group;
 pub mod keyed;
 pub mod snapshot;
 pub mod timers;
+pub mod ttl;
 
 pub use key::{encoded_key, EncodeKey, KeyWriter, StateKey};
 pub use key_group::{
@@ -37,3 +39,4 @@ pub use snapshot::{
     StateValue, WorkerBlob,
 };
 pub use timers::{TimeDomain, TimerQueue};
+pub use ttl::StateTtl;
