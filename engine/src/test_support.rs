@@ -91,3 +91,39 @@ impl<T> crate::Emit<T> for CountEmitted {
         false
     }
 }
+
+/// An [`Emit`](crate::Emit) that keeps what it is given, records and watermarks in order,
+/// and panics on a failure: for driving an operator by hand in a test.
+#[derive(Debug)]
+pub struct Collected<T>(pub Vec<Result<T, crate::EventTime>>);
+
+impl<T> Default for Collected<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Collected<T> {
+    /// The records, without the watermarks, leaving it empty.
+    pub fn take_records(&mut self) -> Vec<T> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
+    }
+}
+
+impl<T> crate::Emit<T> for Collected<T> {
+    fn emit(&mut self, item: T) {
+        self.0.push(Ok(item));
+    }
+    fn fail(&mut self, failure: crate::Failure) {
+        panic!("no failure expected: {failure:?}");
+    }
+    fn should_yield(&self) -> bool {
+        false
+    }
+    fn watermark(&mut self, watermark: crate::EventTime) {
+        self.0.push(Err(watermark));
+    }
+}

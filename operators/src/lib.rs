@@ -13,6 +13,8 @@
 //! | [`count`](CountExt::count) | `KeyedStream<(K, V)>` | `(key, running count)` per record (update mode) |
 //! | [`reduce`](ReduceExt::reduce) | `KeyedStream<(K, V)>` | `(key, running reduction)` per record |
 //! | [`aggregate`](AggregateExt::aggregate) | `KeyedStream<(K, V)>` | `(key, running accumulator)` per record |
+//! | [`flat_map_groups_with_state`](GroupsWithStateExt::flat_map_groups_with_state) | `KeyedStream<(K, V)>` | every output of `f(key, values, state)`, per record (continuous) or per key and batch (micro-batch), and on timeouts |
+//! | [`map_groups_with_state`](GroupsWithStateExt::map_groups_with_state) | `KeyedStream<(K, V)>` | `f(key, values, state)`, one output per call |
 //! | [`with_watermark`](WithWatermarkExt::with_watermark) | `Stream<T>` | every record; event time and watermarks from here on |
 //! | [`window`](WindowExt::window) | `KeyedStream<(K, V)>` | per key and event-time window: a count, reduction or accumulator; late records apart |
 //! | [`interval_join`](IntervalJoinExt::interval_join) | `KeyedStream<(K, L)>` and `KeyedStream<(K, R)>` | `Joined { key, left, right }` for equal keys and event times within an interval; inner or left outer; late records apart |
@@ -25,6 +27,8 @@ mod dead_letters;
 mod decode;
 mod filter;
 mod flat_map;
+mod group_state;
+mod groups_with_state;
 mod inspect;
 mod interval_join;
 mod latest_per_key;
@@ -40,6 +44,8 @@ pub use dead_letters::{DeadLetters, DeadLettersExt, RoutedAway};
 pub use decode::{Decode, DecodeExt};
 pub use filter::{Filter, FilterExt};
 pub use flat_map::{FlatMap, FlatMapExt};
+pub use group_state::{GroupState, GroupTimeout, Values};
+pub use groups_with_state::{GroupsWithState, GroupsWithStateExt};
 pub use inspect::{Inspect, InspectExt};
 pub use interval_join::{
     Inner, Interval, IntervalJoin, IntervalJoinExt, IntervalJoinOperator, JoinKind, JoinOutput,

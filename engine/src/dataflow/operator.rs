@@ -81,6 +81,15 @@ pub trait Operator<I> {
     /// costs nothing in chains without such operators.
     const USES_CLOCK: bool = false;
 
+    /// Called once on each worker when the chain is built, before
+    /// [`restore`](Self::restore) and the first record: tells the operator whether the job
+    /// runs in micro-batch mode, where time moves at batch boundaries and an operator may
+    /// hold a batch's records to process them together (Spark's `mapGroupsWithState` calls
+    /// its function once per key per batch).
+    fn on_open(&mut self, micro_batch: bool) {
+        let _ = micro_batch;
+    }
+
     /// Processes one record, emitting zero or more records.
     fn on_record<E: Emit<Self::Out>>(&mut self, item: I, out: &mut E);
 

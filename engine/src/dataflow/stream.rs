@@ -499,6 +499,7 @@ where
     fn build(&self, ctx: &BuildCtx) -> Result<Self::Flow, JobError> {
         let name = ctx.node_name(self.node);
         let mut op = self.op.clone();
+        op.on_open(ctx.micro_batch);
         if let Some(state) = ctx.restored_state(self.node, &name) {
             op.restore(&state).map_err(|e| {
                 JobError::Restore(format!(
