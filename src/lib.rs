@@ -26,7 +26,10 @@ pub mod prelude {
         CollectSink, DiscardSink, FileLines, Generated, Generator, LatencySink, MemorySource,
         Pacing, StdinLines, StdoutLines,
     };
-    pub use rill_engine::state::{decode, encode, EncodeKey, KeyWriter, RestoredState, StateError};
+    pub use rill_engine::state::{
+        decode, encode, EncodeKey, KeyWriter, RestoredState, StateError, StateTtl,
+    };
+    pub use rill_engine::time::{ManualClock, ProcessingClock};
     pub use rill_engine::{
         BoxError, Branch, CheckpointConfig, CheckpointLog, CheckpointStats, Committer, Config,
         DeadLetter, Emit, Epoch, EventTime, Failure, FlowBuilder, IdleStrategy, Job, JobError,
@@ -34,9 +37,9 @@ pub mod prelude {
         SinkWriter, Source, SourceReader, StopHandle, Stream, Trigger, Waker, WorkerContext,
     };
     pub use rill_operators::{
-        AggregateExt, CountExt, DeadLettersExt, DecodeExt, FilterExt, FlatMapExt, InspectExt,
-        Interval, IntervalJoinExt, JoinSide, Joined, LatestPerKeyExt, MapExt, OutputMode,
-        ReduceExt, TryMapExt, WatermarkStrategy, Window, WindowExt, WindowResult, Windows,
-        WithWatermarkExt,
+        AggregateExt, CountExt, DeadLettersExt, DecodeExt, FilterExt, FlatMapExt, GroupState,
+        GroupTimeout, GroupsWithStateExt, InspectExt, Interval, IntervalJoinExt, JoinSide, Joined,
+        LatestPerKeyExt, MapExt, OutputMode, ReduceExt, TryMapExt, Values, WatermarkStrategy,
+        Window, WindowExt, WindowResult, Windows, WithWatermarkExt,
     };
 }

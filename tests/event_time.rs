@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use common::finish;
+use common::gated::{temp_dir, wait_until, Click, GatedClicks};
 use common::published::Published;
 use rill::prelude::*;
-
-/// One click: (key, event time in ms).
-type Click = (u8, i64);
 
 /// (key, window start, window end) -> aggregate.
 type Table = BTreeMap<(u8, i64, i64), u64>;
@@ -458,111 +456,6 @@ proptest! {
         }
         let (left, right) = (without(&left, &run.late_left), without(&right, &run.late_right));
         prop_assert_eq!(run.pairs, join_reference(&left, &right, lower, upper, outer));
-    }
-}
-
-/// A source whose worker 0 emits `clicks` up to a limit the test raises; its position
-/// restores at any parallelism. The other workers' instances have nothing at all (more
-/// workers than partitions). An endless one never ends, not even on the workers without input.
-#[derive(Clone)]
-struct GatedClicks {
-    clicks: Arc<Vec<Click>>,
-    limit: Arc<AtomicU64>,
-    ends: bool,
-}
-
-impl GatedClicks {
-    /// All of `clicks` at once, and then nothing, for ever.
-    fn endless(clicks: Vec<Click>) -> Self {
-        Self {
-            clicks: Arc::new(clicks),
-            limit: Arc::new(AtomicU64::new(u64::MAX)),
-            ends: false,
-        }
-    }
-}
-
-struct GatedClicksReader {
-    source: GatedClicks,
-    next: usize,
-    active: bool,
-}
-
-impl Source for GatedClicks {
-    type Reader = GatedClicksReader;
-    fn create(&self, ctx: &WorkerContext) -> Result<GatedClicksReader, rill::BoxError> {
-        Ok(GatedClicksReader {
-            source: self.clone(),
-            next: 0,
-            active: ctx.worker() == 0,
-        })
-    }
-    fn name(&self) -> &str {
-        "gated-clicks"
-    }
-}
-
-impl SourceReader for GatedClicksReader {
-    type Out = Click;
-    fn poll<E: Emit<Click>>(
-        &mut self,
-        out: &mut E,
-        budget: usize,
-    ) -> Result<Progress, rill::BoxError> {
-        let end = self.source.clicks.len();
-        if !self.active || self.next >= end {
-            return Ok(if self.source.ends {
-                Progress::Done
-            } else {
-                Progress::Idle {
-                    deadline: Some(Instant::now() + Duration::from_millis(5)),
-                }
-            });
-        }
-        let limit = (self.source.limit.load(Ordering::Acquire) as usize).min(end);
-        let mut n = 0;
-        while self.next < limit && n < budget && !out.should_yield() {
-            out.emit(self.source.clicks[self.next]);
-            self.next += 1;
-            n += 1;
-        }
-        Ok(if n > 0 {
-            Progress::Busy
-        } else {
-            Progress::Idle {
-                deadline: Some(Instant::now() + Duration::from_millis(1)),
-            }
-        })
-    }
-    fn position(&mut self) -> Result<Option<Vec<u8>>, rill::BoxError> {
-        Ok(self.active.then(|| encode(&self.next)).transpose()?)
-    }
-    fn restore(&mut self, state: &RestoredState<'_>) -> Result<(), rill::BoxError> {
-        for blob in state.worker_blobs().iter().flatten() {
-            self.next = self.next.max(decode::<usize>(blob, state.node())?);
-        }
-        Ok(())
-    }
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "rill-et-{name}-{}-{}",
-        std::process::id(),
-        rill::time::now_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < common::HANG,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -13,6 +13,7 @@ use rill::{JobError, JobHandle, JobMetrics};
 pub(crate) const HANG: Duration = Duration::from_secs(120);
 
 pub(crate) mod broker;
+pub(crate) mod gated;
 pub(crate) mod kafka;
 pub(crate) mod published;
 
