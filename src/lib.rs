@@ -6,10 +6,13 @@
 //! - [`operators`] (`rill-operators`): map, filter, flat_map, keyed count/reduce/aggregate, ...
 //! - [`connectors`] (`rill-connectors`): Kafka, files, memory, stdio, generator, latency
 //!   measurement.
+//! - [`tables`] (`rill-tables`): reference tables from files or a Kafka topic, reloaded in
+//!   the background, for stream-static joins.
 
 pub use rill_connectors as connectors;
 pub use rill_engine as engine;
 pub use rill_operators as operators;
+pub use rill_tables as tables;
 
 pub use rill_engine::{
     time, BoxError, CheckpointConfig, CheckpointLog, CheckpointStats, Config, ErrorChain,
@@ -42,4 +45,5 @@ pub mod prelude {
         LatestPerKeyExt, MapExt, OutputMode, ReduceExt, TryMapExt, Values, WatermarkStrategy,
         Window, WindowExt, WindowResult, Windows, WithWatermarkExt,
     };
+    pub use rill_tables::{JoinTableExt, Refresh, Table, TableBuilder, TableSource};
 }
