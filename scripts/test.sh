@@ -15,9 +15,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== benches, one quick pass each (criterion's test mode)"
 cargo test --workspace --benches
 
-echo "== loom models: worker park/unpark handshake, barrier alignment, epoch handshake"
+echo "== loom models: worker park/unpark handshake, barrier alignment, epoch handshake, versioned swap"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test -p rill-engine --release --test loom_signal --test loom_barrier --test loom_epoch
+    cargo test -p rill-engine --release --test loom_signal --test loom_barrier --test loom_epoch --test loom_versioned
 
 echo "== unit, integration, example, doc and README tests"
 cargo test --workspace

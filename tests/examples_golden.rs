@@ -171,7 +171,15 @@ fn wordcount_on_kafka_emits_every_update_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn the_kafka_demos_match_golden_output() {
-    for name in ["relay", "union", "ad_clicks", "attribution"] {
+    for name in [
+        "relay",
+        "union",
+        "ad_clicks",
+        "attribution",
+        "sessions",
+        "enrich",
+        "user_profile",
+    ] {
         let out = run_example(name, &[], b"");
         assert!(
             out.status.success(),
