@@ -492,3 +492,252 @@ fn attribution_on_kafka_joins_within_five_minutes_and_routes_late_and_bad_record
     );
     assert_eq!(all.len(), 12, "nothing but the pairs: {all:?}");
 }
+
+fn example_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "rill-{name}-{}-{}",
+        std::process::id(),
+        rill::time::now_nanos()
+    ))
+}
+
+#[test]
+fn sessions_on_kafka_closes_each_session_when_the_watermark_passes_its_gap() {
+    let dir = example_dir("sessions");
+    let (_kafka, brokers, child) = start_on_kafka(
+        "sessions",
+        &[
+            "client-event",
+            "sessions",
+            "client-event-late",
+            "client-event-dlq",
+        ],
+        &[
+            "--input",
+            "client-event",
+            "--output",
+            "sessions",
+            "--gap",
+            "30m",
+            "--idle-timeout",
+            "60s",
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            dir.to_str().expect("UTF-8 path"),
+            "--exactly-once",
+        ],
+    );
+    let minute = 60_000;
+    let event = |user: &str, m: i64| {
+        (
+            user.as_bytes().to_vec(),
+            format!(
+                r#"{{"user_id":"{user}","event":"click","ts":{}}}"#,
+                m * minute
+            )
+            .into_bytes(),
+        )
+    };
+    // Events at 100 min on every partition (ten users cover both) move the watermark past
+    // u1's and u2's sessions plus the gap; theirs close, the ten stay open.
+    let mut events = vec![
+        event("u1", 0),
+        event("u1", 5),
+        event("u2", 10),
+        event("u1", 29),
+    ];
+    events.extend((0..10).map(|i| event(&format!("f{i}"), 100)));
+    common::kafka::produce(&brokers, "client-event", &events);
+    let timeout = std::time::Duration::from_secs(60);
+    let mut got: Vec<(String, String)> = common::kafka::read(&brokers, "sessions", 2, timeout)
+        .into_iter()
+        .map(|(k, v, _)| (text(k), text(v)))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "u1".into(),
+                r#"{"user_id":"u1","session_start":0,"session_end":1740000,"events":3}"#.into()
+            ),
+            (
+                "u2".into(),
+                r#"{"user_id":"u2","session_start":600000,"session_end":600000,"events":1}"#.into()
+            ),
+        ]
+    );
+    // An event behind the watermark is late, kept as it came; a bad value is a dead letter.
+    let late = event("u3", 50);
+    common::kafka::produce(
+        &brokers,
+        "client-event",
+        &[late.clone(), (b"k".to_vec(), b"{oops".to_vec())],
+    );
+    let late_out = common::kafka::read(&brokers, "client-event-late", 1, timeout);
+    assert_eq!(late_out.len(), 1, "one late event");
+    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
+    let dead = common::kafka::read(&brokers, "client-event-dlq", 1, timeout);
+    assert_eq!(dead.len(), 1, "one dead letter");
+    common::stop_with_sigterm(child);
+    let all = common::kafka::read(&brokers, "sessions", 3, std::time::Duration::from_secs(3));
+    assert_eq!(
+        all.len(),
+        2,
+        "open sessions wait in the checkpoint: {all:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn enrich_on_kafka_joins_with_the_table_current_when_each_event_is_processed() {
+    let dir = example_dir("enrich");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let products = dir.join("products.jsonl");
+    std::fs::write(
+        &products,
+        "{\"product_id\":\"p1\",\"name\":\"kettle\",\"price\":25.5}\n",
+    )
+    .expect("write");
+    let checkpoints = dir.join("checkpoints");
+    let (_kafka, brokers, child) = start_on_kafka(
+        "enrich",
+        &["product-event", "enriched", "product-event-dlq"],
+        &[
+            "--input",
+            "product-event",
+            "--products",
+            products.to_str().expect("UTF-8 path"),
+            "--output",
+            "enriched",
+            "--refresh",
+            "100ms",
+            "--checkpoint-dir",
+            checkpoints.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let event = |p: &str, ts: i64| {
+        (
+            p.as_bytes().to_vec(),
+            format!(r#"{{"product_id":"{p}","user_id":"u1","ts":{ts}}}"#).into_bytes(),
+        )
+    };
+    let timeout = std::time::Duration::from_secs(60);
+    common::kafka::produce(&brokers, "product-event", &[event("p1", 1), event("p3", 2)]);
+    let mut first: Vec<String> = common::kafka::read(&brokers, "enriched", 2, timeout)
+        .into_iter()
+        .map(|(_, v, _)| text(v))
+        .collect();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            r#"{"name":"kettle","price":25.5,"product_id":"p1","ts":1,"user_id":"u1"}"#,
+            r#"{"name":null,"price":null,"product_id":"p3","ts":2,"user_id":"u1"}"#,
+        ]
+    );
+    // A new version of the file, written in place: later events see it.
+    std::fs::write(
+        &products,
+        "{\"product_id\":\"p1\",\"name\":\"kettle v2\",\"price\":27}\n\
+         {\"product_id\":\"p3\",\"name\":\"mug\",\"price\":4}\n",
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    common::kafka::produce(&brokers, "product-event", &[event("p1", 3), event("p3", 4)]);
+    let all: Vec<String> = common::kafka::read(&brokers, "enriched", 4, timeout)
+        .into_iter()
+        .map(|(_, v, _)| text(v))
+        .collect();
+    for line in [
+        r#"{"name":"kettle v2","price":27,"product_id":"p1","ts":3,"user_id":"u1"}"#,
+        r#"{"name":"mug","price":4,"product_id":"p3","ts":4,"user_id":"u1"}"#,
+    ] {
+        assert!(all.iter().any(|l| l == line), "{line} missing from {all:?}");
+    }
+    let out = common::stop_with_sigterm(child);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("version 2, 2 rows"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn enrich_refuses_to_start_without_its_table() {
+    let out = Command::new(example_binary("enrich"))
+        .args([
+            "--brokers",
+            "127.0.0.1:9",
+            "--products",
+            "/nonexistent/products.jsonl",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("table `products`") && err.contains("/nonexistent/products.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn user_profile_on_kafka_writes_each_users_last_ten_events_in_time_order() {
+    let dir = example_dir("user-profile");
+    let (_kafka, brokers, child) = start_on_kafka(
+        "user_profile",
+        &["client-event", "user-profiles", "client-event-dlq"],
+        &[
+            "--input",
+            "client-event",
+            "--output",
+            "user-profiles",
+            "--checkpoint-dir",
+            dir.to_str().expect("UTF-8 path"),
+        ],
+    );
+    // Twelve events of u1, the last two out of order, and one of u2.
+    let mut times: Vec<i64> = (1..=10).map(|i| i * 1_000).collect();
+    times.extend([500, 10_500]);
+    let mut events: Vec<(Vec<u8>, Vec<u8>)> = times
+        .iter()
+        .map(|ts| {
+            (
+                b"u1".to_vec(),
+                format!(r#"{{"user_id":"u1","event":"e{ts}","ts":{ts}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    events.push((
+        b"u2".to_vec(),
+        br#"{"user_id":"u2","event":"open","ts":7}"#.to_vec(),
+    ));
+    common::kafka::produce(&brokers, "client-event", &events);
+    let got = common::kafka::read(
+        &brokers,
+        "user-profiles",
+        13,
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(got.len(), 13, "one profile per event");
+    let last_u1 = got
+        .iter()
+        .rev()
+        .find(|(k, _, _)| k.as_deref() == Some(&b"u1"[..]))
+        .map(|(_, v, _)| text(v.clone()))
+        .expect("u1's profiles");
+    let profile: serde_json::Value = serde_json::from_str(&last_u1).expect("JSON");
+    let ts: Vec<i64> = profile["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["ts"].as_i64().expect("ts"))
+        .collect();
+    // The newest ten by event time: 500 and 1,000 fell out.
+    assert_eq!(
+        ts,
+        [2_000, 3_000, 4_000, 5_000, 6_000, 7_000, 8_000, 9_000, 10_000, 10_500]
+    );
+    common::stop_with_sigterm(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

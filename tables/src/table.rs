@@ -342,6 +342,12 @@ impl<F> Reloader<F> {
                     if Some(&now) == self.fingerprint.as_ref() {
                         return Ok(None);
                     }
+                    // A writer may still be at it (a file rewritten in place): load only
+                    // what has stopped changing, or try again at the next check.
+                    std::thread::sleep(self.interval.min(Duration::from_millis(50)) / 2);
+                    if self.builder.source.fingerprint(name, timeout)? != now {
+                        return Ok(None);
+                    }
                     Some(now)
                 }
                 None => None,
