@@ -56,6 +56,13 @@ pub(crate) enum OperatorArg {
     /// Event time: a watermark on the generator's schedule, and each key's count per 1 s
     /// tumbling window in update mode (every record's window result at once).
     WindowUpdate,
+    /// A state function (`map_groups_with_state`): each key's last 10 records, in time
+    /// order, emitted on every record, under a 1 h processing-time state TTL (the
+    /// `user_profile` example's work).
+    UserProfile,
+    /// A stream-static join: each record looks up a row of a `--table-rows` table loaded
+    /// from a JSON-lines file and reloaded in the background every `--table-reload`.
+    TableJoin,
 }
 
 /// A `--modes` entry.
@@ -125,6 +132,12 @@ pub(crate) struct Args {
     /// What the in-memory pipeline computes per key (`--source memory`).
     #[arg(long, value_enum, default_value_t = OperatorArg::RunningCount)]
     pub(crate) operator: OperatorArg,
+    /// `--operator table-join`: rows of the table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) table_rows: u64,
+    /// `--operator table-join`: how often the table is reloaded while the run measures.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) table_reload: std::time::Duration,
     /// Capacity of each exchange ring, in messages.
     #[arg(long, default_value_t = 1024)]
     pub(crate) ring_capacity: usize,

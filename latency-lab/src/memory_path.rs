@@ -26,6 +26,7 @@ pub(crate) fn run_memory(
     let start_delay = Duration::from_millis(20);
 
     let job = Job::new("latency-lab");
+    let mut tables = Vec::new();
     let sink = LatencySink::new(|(_, (_, scheduled)): &(u64, (u64, u64))| *scheduled)
         .warm_up(start_delay + warmup);
     let keyed = job
@@ -80,6 +81,55 @@ pub(crate) fn run_memory(
                 .sink(sink.clone());
             late.sink(DiscardSink::new());
         }
+        OperatorArg::UserProfile => {
+            keyed
+                .key_by(|(key, _): &(u64, u64)| *key)
+                .state_ttl(StateTtl::processing_time(Duration::from_secs(3_600)))
+                .map_groups_with_state(
+                    |key: &u64,
+                     records: Values<'_, (u64, u64)>,
+                     last: &mut GroupState<'_, Vec<u64>>| {
+                        let mut times = last.remove().unwrap_or_default();
+                        let mut newest = 0;
+                        for (_, scheduled) in records {
+                            let at = times.partition_point(|t| *t <= scheduled);
+                            times.insert(at, scheduled);
+                            newest = newest.max(scheduled);
+                        }
+                        let excess = times.len().saturating_sub(10);
+                        times.drain(..excess);
+                        let n = times.len() as u64;
+                        last.update(times);
+                        (*key, (n, newest))
+                    },
+                )
+                .sink(sink.clone());
+        }
+        OperatorArg::TableJoin => {
+            let (rows, reload) = settings.table;
+            let (table, path) = load_table(rows, reload)?;
+            keyed
+                .key_by(|(key, _): &(u64, u64)| *key)
+                .into_stream()
+                // A row spread over the whole table per record (a hash of the schedule):
+                // lookups miss the cache as a large table's do.
+                .map(move |(key, (_, scheduled)): (u64, (u64, u64))| {
+                    (
+                        key,
+                        scheduled,
+                        (scheduled.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % rows,
+                    )
+                })
+                .join_table(&table, |r: &(u64, u64, u64)| &r.2)
+                .left()
+                .map(
+                    |((key, scheduled, _), row): ((u64, u64, u64), Option<(u64, u64)>)| {
+                        (key, (row.map_or(0, |r| r.1), scheduled))
+                    },
+                )
+                .sink(sink.clone());
+            tables.push((table, path));
+        }
     }
 
     let mut config = settings.job_config().with_mode(mode);
@@ -100,8 +150,40 @@ pub(crate) fn run_memory(
     if let Some(log) = handle.checkpoints() {
         print_checkpoints(&log, settings.checkpoint_interval.is_some());
     }
+    for (table, path) in tables {
+        let _ = std::fs::remove_file(path);
+        let stats = table.stats();
+        eprintln!(
+            "table: {} rows, {} loads during the run, the last in {:.0?}; {} failed",
+            stats.rows, stats.loads, stats.last_load, stats.failures
+        );
+    }
     if let Some(dir) = checkpoint_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(sink.histogram())
+}
+
+/// Row id -> (id, value).
+type LabTable = Table<u64, (u64, u64)>;
+
+/// The `--operator table-join` table: `rows` rows `[id, value]` written to a temporary
+/// JSON-lines file, loaded, and reloaded every `reload` in the background.
+fn load_table(rows: u64, reload: Duration) -> anyhow::Result<(LabTable, std::path::PathBuf)> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("latency-lab-table-{}.jsonl", std::process::id()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for id in 0..rows {
+        writeln!(file, "[{id},{}]", id * 3)?;
+    }
+    file.flush()?;
+    let table = TableBuilder::new("latency-lab", TableSource::json_lines(&path))
+        .refresh(Refresh::Every(reload))
+        .load(|r: &(u64, u64)| r.0)?;
+    let stats = table.stats();
+    eprintln!(
+        "table: {} rows loaded in {:.0?}",
+        stats.rows, stats.last_load
+    );
+    Ok((table, path))
 }

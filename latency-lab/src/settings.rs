@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     pub(crate) keys: u64,
     /// The in-memory pipeline's keyed operator.
     pub(crate) operator: OperatorArg,
+    /// `--operator table-join`: rows, and the reload interval.
+    pub(crate) table: (u64, std::time::Duration),
     /// Warm-up per run.
     pub(crate) warmup: Duration,
     /// Measured time per run.
@@ -101,6 +103,7 @@ impl Settings {
             ring_capacity: args.ring_capacity,
             keys: args.keys.max(1),
             operator: args.operator,
+            table: (args.table_rows.max(1), args.table_reload),
             warmup: args
                 .warmup
                 .unwrap_or(Duration::from_secs(if kafka { 1 } else { 2 })),
@@ -147,13 +150,19 @@ impl Settings {
                 "pipeline: generator -> map -> {}key_by ({} keys) -> {} -> latency sink\n\
                  source:   memory (the in-process generator; no Kafka): the engine's own latency",
                 match self.operator {
-                    OperatorArg::RunningCount => "",
                     OperatorArg::WindowUpdate => "with_watermark (1 s) -> ",
+                    _ => "",
                 },
                 self.keys,
                 match self.operator {
-                    OperatorArg::RunningCount => "running count",
-                    OperatorArg::WindowUpdate => "1 s tumbling window count, update mode",
+                    OperatorArg::RunningCount => "running count".to_string(),
+                    OperatorArg::WindowUpdate => "1 s tumbling window count, update mode".into(),
+                    OperatorArg::UserProfile =>
+                        "map_groups_with_state: last 10 per key, 1 h TTL".into(),
+                    OperatorArg::TableJoin => format!(
+                        "join_table ({} rows, reloaded every {:?})",
+                        self.table.0, self.table.1
+                    ),
                 },
             ),
             SourceKind::Kafka => format!(

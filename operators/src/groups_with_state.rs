@@ -448,6 +448,7 @@ mod tests {
     use rill_engine::test_support::Collected;
 
     /// Sessions of a 500 ms gap: counts events, emits `(key, count)` on the timeout.
+    #[allow(clippy::type_complexity)]
     fn sessions(
         micro_batch: bool,
     ) -> GroupsWithState<

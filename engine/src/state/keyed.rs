@@ -641,6 +641,26 @@ mod tests {
     }
 
     #[test]
+    fn keys_written_before_the_clock_starts_live_a_ttl_from_its_first_reading() {
+        let mut state: KeyedState<&str, u64> = KeyedState::default().with_ttl(Some(
+            StateTtl::processing_time(std::time::Duration::from_millis(100)),
+        ));
+        state.insert("early", 1);
+        state.advance_clock(TimeDomain::ProcessingTime, 1_000_000);
+        assert_eq!(state.get("early"), Some(&1));
+        state.advance_clock(TimeDomain::ProcessingTime, 1_000_099);
+        assert_eq!(state.get("early"), Some(&1));
+        assert_eq!(state.len(), 1);
+        state.advance_clock(TimeDomain::ProcessingTime, 1_000_100);
+        assert_eq!(state.get("early"), None);
+        assert_eq!(
+            (state.len(), state.expired()),
+            (0, 1),
+            "removed by the queue"
+        );
+    }
+
+    #[test]
     fn a_changed_state_type_is_refused() {
         let data = NodeRestore {
             type_name: "something else".into(),

@@ -79,6 +79,9 @@ pub(crate) struct Expiry<K> {
     ttl: StateTtl,
     slot: i64,
     now: i64,
+    /// The clock's first reading: keys written before it (stamped `i64::MIN`) count as
+    /// written then.
+    origin: i64,
     queue: BTreeMap<i64, Vec<K>>,
     pub(crate) expired: u64,
 }
@@ -89,6 +92,7 @@ impl<K> Expiry<K> {
             ttl,
             slot: (ttl.millis / 64).max(1),
             now: i64::MIN,
+            origin: i64::MIN,
             queue: BTreeMap::new(),
             expired: 0,
         }
@@ -105,6 +109,9 @@ impl<K> Expiry<K> {
 
     /// Moves the clock to `now` (never back).
     pub(crate) fn advance(&mut self, now: i64) {
+        if self.origin == i64::MIN {
+            self.origin = now;
+        }
         self.now = self.now.max(now);
     }
 
@@ -113,12 +120,19 @@ impl<K> Expiry<K> {
         if self.now == i64::MIN {
             return i64::MIN;
         }
-        self.now.saturating_sub(self.ttl.millis).saturating_add(1)
+        let before = self.now.saturating_sub(self.ttl.millis).saturating_add(1);
+        // Until the TTL has passed since the clock started, nothing has expired, not even
+        // what was written before it started.
+        if before <= self.origin {
+            i64::MIN
+        } else {
+            before
+        }
     }
 
     /// Queues `key`, written at `touched`.
     pub(crate) fn schedule(&mut self, touched: i64, key: K) {
-        let at = touched.saturating_add(self.ttl.millis);
+        let at = touched.max(self.origin).saturating_add(self.ttl.millis);
         let r = at.rem_euclid(self.slot);
         let at = if r == 0 {
             at
@@ -159,6 +173,7 @@ mod tests {
     #[test]
     fn slots_round_up_and_fire_in_order() {
         let mut e = Expiry::new(StateTtl::event_time(Duration::from_millis(640)));
+        e.advance(0); // the clock starts at 0
         e.schedule(0, "a"); // 640, a slot boundary
         e.schedule(1, "b"); // 641 -> 650
         e.schedule(-5, "c"); // 635 -> 640
