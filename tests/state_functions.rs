@@ -321,3 +321,51 @@ fn state_functions_aborted_and_restored_at_another_parallelism_continue_the_same
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn a_checkpoint_of_another_state_type_is_refused_with_a_clear_error() {
+    let dir = temp_dir("groups-type");
+    let clicks: Vec<Click> = (0..100).map(|i| ((i % 5) as u8, i64::from(i))).collect();
+    let run = |as_text: bool| {
+        let job = Job::new("typed");
+        let keyed = job
+            .source(MemorySource::new(clicks.clone()))
+            .key_by(|c: &Click| c.0);
+        if as_text {
+            keyed
+                .map_groups_with_state(
+                    |k: &u8, _: Values<'_, Click>, s: &mut GroupState<'_, String>| {
+                        s.update(k.to_string());
+                        *k
+                    },
+                )
+                .sink(DiscardSink::new());
+        } else {
+            keyed
+                .map_groups_with_state(
+                    |k: &u8, v: Values<'_, Click>, s: &mut GroupState<'_, u64>| {
+                        s.update(s.get().copied().unwrap_or(0) + v.len() as u64);
+                        *k
+                    },
+                )
+                .sink(DiscardSink::new());
+        }
+        job.run(
+            Config::default()
+                .with_workers(2)
+                .with_checkpoints(CheckpointConfig::new(&dir)),
+        )
+        .and_then(|h| {
+            finish(h)?;
+            Ok(())
+        })
+    };
+    run(false).expect("the first run checkpoints u64 states");
+    let err = run(true).expect_err("String states from u64 ones");
+    let text = err.to_string();
+    assert!(
+        text.contains("map_groups_with_state") && text.contains("does not fit"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

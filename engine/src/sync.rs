@@ -115,7 +115,7 @@ pub(crate) fn park_until(_deadline: Option<std::time::Instant>) {
 /// assert_eq!(reader.current().len(), 3);
 /// let old = cell.publish(Arc::new(vec![4]));
 /// assert_eq!(*old, [1, 2, 3]);
-/// assert_eq!(*reader.current(), [4]);
+/// assert_eq!(**reader.current(), [4]);
 /// assert_eq!(cell.version(), 1);
 /// ```
 #[derive(Debug)]
