@@ -78,19 +78,8 @@ struct Args {
     /// Consumer group.
     #[arg(long, default_value = "rill-ad-clicks")]
     group: String,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Checkpoint open windows and input offsets into DIR, and restore from it at start.
-    #[arg(long, value_name = "DIR")]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints.
-    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
-    checkpoint_interval: Duration,
-    /// Exactly-once output: one Kafka transaction per checkpoint, so that a restart after a
-    /// crash writes no result twice (needs --checkpoint-dir; read with read_committed).
-    #[arg(long, requires = "checkpoint_dir")]
-    exactly_once: bool,
+    #[command(flatten)]
+    run: support::Running,
 }
 
 /// The job: decode, watermark per partition, count per ad and window, encode; late clicks and
@@ -125,29 +114,17 @@ fn job(brokers: &str, source: KafkaSource, args: &Args) -> Job {
                 Ok((r.key, value))
             },
         )
-        .sink(support::output_sink(
-            brokers,
-            &args.output,
-            args.exactly_once.then(|| format!("{}-output", args.group)),
-        ));
+        .sink(args.run.output_sink(brokers, &args.output, &args.group));
     late.map(|(_, c): (String, Decoded<Click>)| c.raw)
         .sink(KafkaSink::<Vec<u8>>::new(brokers).topic(args.late.clone()));
     job
-}
-
-fn config(args: &Args) -> Config {
-    support::config(
-        args.workers,
-        args.checkpoint_dir.as_deref(),
-        args.checkpoint_interval,
-    )
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(brokers) = &args.brokers {
         let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
-        let handle = job(brokers, source, &args).run(config(&args))?;
+        let handle = job(brokers, source, &args).run(args.run.config())?;
         eprintln!(
             "counting clicks of `{}` per ad and {:?} window into `{}`; SIGTERM or Ctrl-C stops",
             args.input, args.window, args.output
@@ -176,10 +153,6 @@ fn main() -> anyhow::Result<()> {
     let out = support::embedded_demo(&[(args.input.as_str(), clicks)], &args.output, |b| {
         job(b, support::bounded(b, &args.group, &args.input), &args)
     })?;
-    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
-    values.sort();
-    for v in values {
-        println!("{v}");
-    }
+    support::print_sorted_values(out);
     Ok(())
 }

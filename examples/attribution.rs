@@ -82,19 +82,8 @@ struct Args {
     /// Consumer group prefix (`-impressions`, `-clicks`).
     #[arg(long, default_value = "rill-attribution")]
     group: String,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Checkpoint the join's buffers and the offsets into DIR, and restore from it at start.
-    #[arg(long, value_name = "DIR")]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints.
-    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
-    checkpoint_interval: Duration,
-    /// Exactly-once output: one Kafka transaction per checkpoint, so that a restart after a
-    /// crash writes no result twice (needs --checkpoint-dir; read with read_committed).
-    #[arg(long, requires = "checkpoint_dir")]
-    exactly_once: bool,
+    #[command(flatten)]
+    run: support::Running,
 }
 
 type Event = Decoded<AdEvent>;
@@ -142,11 +131,7 @@ fn job(brokers: &str, impressions: KafkaSource, clicks: KafkaSource, args: &Args
                 Ok((j.key.0, value))
             },
         )
-        .sink(support::output_sink(
-            brokers,
-            &args.output,
-            args.exactly_once.then(|| format!("{}-output", args.group)),
-        ));
+        .sink(args.run.output_sink(brokers, &args.output, &args.group));
     late.map(
         |(_, side): ((String, String), JoinSide<Event, Event>)| match side {
             JoinSide::Left(e) | JoinSide::Right(e) => e.raw,
@@ -154,14 +139,6 @@ fn job(brokers: &str, impressions: KafkaSource, clicks: KafkaSource, args: &Args
     )
     .sink(KafkaSink::<Vec<u8>>::new(brokers).topic(args.late.clone()));
     job
-}
-
-fn config(args: &Args) -> Config {
-    support::config(
-        args.workers,
-        args.checkpoint_dir.as_deref(),
-        args.checkpoint_interval,
-    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -174,7 +151,7 @@ fn main() -> anyhow::Result<()> {
         let impressions =
             KafkaSource::new(brokers, impressions_group).topics([args.impressions.clone()]);
         let clicks = KafkaSource::new(brokers, clicks_group).topics([args.clicks.clone()]);
-        let handle = job(brokers, impressions, clicks, &args).run(config(&args))?;
+        let handle = job(brokers, impressions, clicks, &args).run(args.run.config())?;
         eprintln!(
             "attributing clicks of `{}` to impressions of `{}` into `{}`; SIGTERM or Ctrl-C stops",
             args.clicks, args.impressions, args.output
@@ -215,10 +192,6 @@ fn main() -> anyhow::Result<()> {
             )
         },
     )?;
-    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
-    values.sort();
-    for v in values {
-        println!("{v}");
-    }
+    support::print_sorted_values(out);
     Ok(())
 }

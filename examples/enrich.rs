@@ -74,18 +74,8 @@ struct Args {
     /// Consumer group.
     #[arg(long, default_value = "rill-enrich")]
     group: String,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Checkpoint input offsets into DIR, and restore from it at start.
-    #[arg(long, value_name = "DIR")]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints.
-    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
-    checkpoint_interval: Duration,
-    /// Exactly-once output: one Kafka transaction per checkpoint (needs --checkpoint-dir).
-    #[arg(long, requires = "checkpoint_dir")]
-    exactly_once: bool,
+    #[command(flatten)]
+    run: support::Running,
 }
 
 /// The event with the product's name and price (`null` without a product).
@@ -111,11 +101,7 @@ fn job(brokers: &str, source: KafkaSource, products: &Table<String, Product>, ar
         .left()
         .map(|(e, p): (ProductEvent, Option<Product>)| enriched(e, p))
         .try_map(|(k, v): (String, Value)| serde_json::to_string(&v).map(|v| (k, v)))
-        .sink(support::output_sink(
-            brokers,
-            &args.output,
-            args.exactly_once.then(|| format!("{}-output", args.group)),
-        ));
+        .sink(args.run.output_sink(brokers, &args.output, &args.group));
     job
 }
 
@@ -127,11 +113,7 @@ fn load(path: &std::path::Path, refresh: Duration) -> anyhow::Result<Table<Strin
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = support::config(
-        args.workers,
-        args.checkpoint_dir.as_deref(),
-        args.checkpoint_interval,
-    );
+    let config = args.run.config();
     if let Some(brokers) = &args.brokers {
         let Some(path) = &args.products else {
             anyhow::bail!("--products PATH is required with --brokers");
@@ -188,10 +170,6 @@ fn main() -> anyhow::Result<()> {
         )
     })?;
     let _ = std::fs::remove_dir_all(&dir);
-    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
-    values.sort();
-    for v in values {
-        println!("{v}");
-    }
+    support::print_sorted_values(out);
     Ok(())
 }

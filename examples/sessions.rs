@@ -95,18 +95,8 @@ struct Args {
     /// Consumer group.
     #[arg(long, default_value = "rill-sessions")]
     group: String,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Checkpoint open sessions and input offsets into DIR, and restore from it at start.
-    #[arg(long, value_name = "DIR")]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints.
-    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
-    checkpoint_interval: Duration,
-    /// Exactly-once output: one Kafka transaction per checkpoint (needs --checkpoint-dir).
-    #[arg(long, requires = "checkpoint_dir")]
-    exactly_once: bool,
+    #[command(flatten)]
+    run: support::Running,
 }
 
 /// The session function: events within `gap` of the open session extend it; an event a gap
@@ -193,22 +183,14 @@ fn job(brokers: &str, source: KafkaSource, args: &Args) -> Job {
                 Ok((user, value))
             },
         )
-        .sink(support::output_sink(
-            brokers,
-            &args.output,
-            args.exactly_once.then(|| format!("{}-output", args.group)),
-        ));
+        .sink(args.run.output_sink(brokers, &args.output, &args.group));
     late.sink(KafkaSink::<Vec<u8>>::new(brokers).topic(args.late.clone()));
     job
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = support::config(
-        args.workers,
-        args.checkpoint_dir.as_deref(),
-        args.checkpoint_interval,
-    );
+    let config = args.run.config();
     if let Some(brokers) = &args.brokers {
         let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
         let handle = job(brokers, source, &args).run(config)?;
@@ -242,10 +224,6 @@ fn main() -> anyhow::Result<()> {
     let out = support::embedded_demo(&[(args.input.as_str(), events)], &args.output, |b| {
         job(b, support::bounded(b, &args.group, &args.input), &args)
     })?;
-    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
-    values.sort();
-    for v in values {
-        println!("{v}");
-    }
+    support::print_sorted_values(out);
     Ok(())
 }

@@ -122,10 +122,6 @@ fn main() -> anyhow::Result<()> {
             job(b, web, app, args.web.clone(), &args.output)
         },
     )?;
-    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
-    values.sort();
-    for v in values {
-        println!("{v}");
-    }
+    support::print_sorted_values(out);
     Ok(())
 }

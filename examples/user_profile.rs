@@ -77,18 +77,8 @@ struct Args {
     /// Consumer group.
     #[arg(long, default_value = "rill-user-profile")]
     group: String,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Checkpoint profiles and input offsets into DIR, and restore from it at start.
-    #[arg(long, value_name = "DIR")]
-    checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints.
-    #[arg(long, default_value = "1s", value_parser = support::parse_duration)]
-    checkpoint_interval: Duration,
-    /// Exactly-once output: one Kafka transaction per checkpoint (needs --checkpoint-dir).
-    #[arg(long, requires = "checkpoint_dir")]
-    exactly_once: bool,
+    #[command(flatten)]
+    run: support::Running,
 }
 
 /// Adds `events` to `profile` in time order (a later event of equal time after the earlier
@@ -132,21 +122,13 @@ fn job(brokers: &str, source: KafkaSource, args: &Args) -> Job {
             },
         )
         .try_map(|(user, value): (String, serde_json::Result<String>)| value.map(|v| (user, v)))
-        .sink(support::output_sink(
-            brokers,
-            &args.output,
-            args.exactly_once.then(|| format!("{}-output", args.group)),
-        ));
+        .sink(args.run.output_sink(brokers, &args.output, &args.group));
     job
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = support::config(
-        args.workers,
-        args.checkpoint_dir.as_deref(),
-        args.checkpoint_interval,
-    );
+    let config = args.run.config();
     if let Some(brokers) = &args.brokers {
         let source = KafkaSource::new(brokers, args.group.clone()).topics([args.input.clone()]);
         let handle = job(brokers, source, &args).run(config)?;

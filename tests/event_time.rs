@@ -4,14 +4,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
 use common::finish;
-use common::gated::{temp_dir, wait_until, Click, GatedClicks};
+use common::gated::{interrupt_and_restore, restore_config, temp_dir, Click, GatedClicks};
 use common::published::Published;
 use rill::prelude::*;
 
@@ -497,40 +497,11 @@ fn a_windowed_job_aborted_or_stopped_and_restored_at_another_parallelism_publish
                 .count();
             counted.sink(out.clone());
             too_late.sink(CollectSink::default());
-            let mode = if micro_batch {
-                Mode::MicroBatch(Trigger::ProcessingTime(Duration::from_millis(10)))
-            } else {
-                Mode::Continuous
-            };
-            job.run(
-                Config::default()
-                    .with_workers(workers)
-                    .with_mode(mode)
-                    .with_checkpoints(
-                        CheckpointConfig::new(&dir).with_interval(Duration::from_millis(10)),
-                    ),
-            )
-            .expect("starts")
+            job.run(restore_config(&dir, workers, micro_batch))
+                .expect("starts")
         };
-        let handle = run(2);
-        wait_until("windows published", || out.published().len() >= 20);
-        limit.store(1_500, Ordering::Release);
-        let done = handle.checkpoints().expect("checkpoints").completed.len();
-        wait_until("two more checkpoints", || {
-            handle.checkpoints().expect("checkpoints").completed.len() >= done + 2
-        });
-        if stop {
-            handle.stop();
-            finish(handle).expect("stops");
-        } else {
-            drop(handle); // abort: no final checkpoint, output since the last commit is lost
-        }
-        let before = out.published().len();
+        let before = interrupt_and_restore(&limit, || out.published().len(), 20, stop, run);
         assert!(before < expected.len(), "the first run did not finish");
-        limit.store(u64::MAX, Ordering::Release);
-        let handle = run(3);
-        assert!(handle.checkpoints().expect("log").restored_from.is_some());
-        finish(handle).expect("the restored run finishes");
         assert_eq!(
             table_of(&out.published()),
             expected,

@@ -13,7 +13,9 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use common::finish;
-use common::gated::{temp_dir, wait_until, Click, GatedClicks};
+use common::gated::{
+    interrupt_and_restore, restore_config, temp_dir, wait_until, Click, GatedClicks,
+};
 use common::published::Published;
 use rill::prelude::*;
 
@@ -284,34 +286,10 @@ fn state_functions_aborted_and_restored_at_another_parallelism_continue_the_same
                 .key_by(|c: &Click| c.0)
                 .flat_map_groups_with_state(recent)
                 .sink(out.clone());
-            let mode = if micro_batch {
-                Mode::MicroBatch(Trigger::ProcessingTime(Duration::from_millis(10)))
-            } else {
-                Mode::Continuous
-            };
-            job.run(
-                Config::default()
-                    .with_workers(workers)
-                    .with_mode(mode)
-                    .with_checkpoints(
-                        CheckpointConfig::new(&dir).with_interval(Duration::from_millis(10)),
-                    ),
-            )
-            .expect("starts")
+            job.run(restore_config(&dir, workers, micro_batch))
+                .expect("starts")
         };
-        let handle = run(2);
-        wait_until("steps published", || out.published().len() >= 500);
-        limit.store(1_500, Ordering::Release);
-        let done = handle.checkpoints().expect("checkpoints").completed.len();
-        wait_until("two more checkpoints", || {
-            handle.checkpoints().expect("checkpoints").completed.len() >= done + 2
-        });
-        drop(handle); // abort: output since the last commit is lost, and redone
-        let before = out.published().len();
-        limit.store(u64::MAX, Ordering::Release);
-        let handle = run(3);
-        assert!(handle.checkpoints().expect("log").restored_from.is_some());
-        finish(handle).expect("the restored run finishes");
+        let before = interrupt_and_restore(&limit, || out.published().len(), 500, false, run);
         let mut got = out.published();
         got.sort();
         assert_eq!(

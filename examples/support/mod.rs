@@ -37,6 +37,59 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 250ms, 2s or 1m: {e}"))
 }
 
+/// How a Kafka example's job runs: the flags every one of them takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Running {
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Checkpoint the job's state and input offsets into DIR, and restore from it at start.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) checkpoint_dir: Option<std::path::PathBuf>,
+    /// Time between checkpoints.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) checkpoint_interval: std::time::Duration,
+    /// Exactly-once output: one Kafka transaction per checkpoint, so that a restart after a
+    /// crash writes no result twice (needs --checkpoint-dir; read with read_committed).
+    #[arg(long, requires = "checkpoint_dir")]
+    pub(crate) exactly_once: bool,
+}
+
+impl Running {
+    /// The job's configuration.
+    pub(crate) fn config(&self) -> Config {
+        config(
+            self.workers,
+            self.checkpoint_dir.as_deref(),
+            self.checkpoint_interval,
+        )
+    }
+
+    /// The results' sink on `topic`: exactly-once under the transactional id
+    /// `{group}-output` with `--exactly-once`.
+    pub(crate) fn output_sink(
+        &self,
+        brokers: &str,
+        topic: &str,
+        group: &str,
+    ) -> KafkaSink<(String, String)> {
+        output_sink(
+            brokers,
+            topic,
+            self.exactly_once.then(|| format!("{group}-output")),
+        )
+    }
+}
+
+/// Prints the values of a demo's output records, sorted (the golden files' order).
+pub(crate) fn print_sorted_values(out: Vec<(String, String)>) {
+    let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();
+    values.sort();
+    for v in values {
+        println!("{v}");
+    }
+}
+
 /// The job configuration of a Kafka example: `workers` if given, and checkpoints every
 /// `interval` into `dir` if given.
 pub(crate) fn config(

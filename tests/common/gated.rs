@@ -114,3 +114,50 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The configuration of a restore test's runs: `workers`, micro-batch (a 10 ms trigger) or
+/// continuous, a checkpoint every 10 ms into `dir`.
+pub(crate) fn restore_config(dir: &std::path::Path, workers: usize, micro_batch: bool) -> Config {
+    let mode = if micro_batch {
+        Mode::MicroBatch(Trigger::ProcessingTime(Duration::from_millis(10)))
+    } else {
+        Mode::Continuous
+    };
+    Config::default()
+        .with_workers(workers)
+        .with_mode(mode)
+        .with_checkpoints(CheckpointConfig::new(dir).with_interval(Duration::from_millis(10)))
+}
+
+/// Interrupts a job and restores it at another worker count: `run(2)` until `published()`
+/// reaches `first`, then lets the gated source go on to 1,500 clicks, waits for two more
+/// checkpoints, and aborts the job (or, with `stop`, stops it gracefully); then `run(3)`
+/// restores from the checkpoint and runs to the end of the input. Returns how many records
+/// were published before the restore.
+pub(crate) fn interrupt_and_restore(
+    limit: &AtomicU64,
+    published: impl Fn() -> usize,
+    first: usize,
+    stop: bool,
+    run: impl Fn(usize) -> JobHandle,
+) -> usize {
+    let handle = run(2);
+    wait_until("output published", || published() >= first);
+    limit.store(1_500, Ordering::Release);
+    let done = handle.checkpoints().expect("checkpoints").completed.len();
+    wait_until("two more checkpoints", || {
+        handle.checkpoints().expect("checkpoints").completed.len() >= done + 2
+    });
+    if stop {
+        handle.stop();
+        super::finish(handle).expect("stops");
+    } else {
+        drop(handle); // abort: output since the last commit is lost, and redone
+    }
+    let before = published();
+    limit.store(u64::MAX, Ordering::Release);
+    let handle = run(3);
+    assert!(handle.checkpoints().expect("log").restored_from.is_some());
+    super::finish(handle).expect("the restored run finishes");
+    before
+}
