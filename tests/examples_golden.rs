@@ -294,6 +294,27 @@ fn start_on_kafka(
     (kafka, brokers, child)
 }
 
+/// Writes `late` (a record behind the watermark) and a value that is not JSON to `input`,
+/// and checks that the first arrives on `late_topic` as it came, the second on `dlq`.
+fn late_and_bad_records_go_to_their_topics(
+    brokers: &str,
+    [input, late_topic, dlq]: [&str; 3],
+    late: (Vec<u8>, Vec<u8>),
+) {
+    let timeout = std::time::Duration::from_secs(60);
+    common::kafka::produce(
+        brokers,
+        input,
+        &[late.clone(), (b"k".to_vec(), b"{oops".to_vec())],
+    );
+    let late_out = common::kafka::read(brokers, late_topic, 1, timeout);
+    assert_eq!(late_out.len(), 1, "one late record");
+    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
+    let dead = common::kafka::read(brokers, dlq, 1, timeout);
+    assert_eq!(dead.len(), 1, "one dead letter");
+    assert_eq!(dead[0].1.as_deref(), Some(&b"{oops"[..]));
+}
+
 fn text(b: Option<Vec<u8>>) -> String {
     String::from_utf8(b.unwrap_or_default()).expect("UTF-8")
 }
@@ -365,18 +386,11 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
         ]
     );
     // Now a click for a final window is late, kept as it came; a bad value is a dead letter.
-    let late = click("a1", 30);
-    common::kafka::produce(
+    late_and_bad_records_go_to_their_topics(
         &brokers,
-        "clicks",
-        &[late.clone(), (b"k".to_vec(), b"{oops".to_vec())],
+        ["clicks", "clicks-late", "clicks-dlq"],
+        click("a1", 30),
     );
-    let late_out = common::kafka::read(&brokers, "clicks-late", 1, timeout);
-    assert_eq!(late_out.len(), 1, "one late click");
-    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
-    let dead = common::kafka::read(&brokers, "clicks-dlq", 1, timeout);
-    assert_eq!(dead.len(), 1, "one dead letter");
-    assert_eq!(dead[0].1.as_deref(), Some(&b"{oops"[..]));
     common::stop_with_sigterm(child);
     // Nothing more was emitted: the open window waits (a stop is not the input's end).
     let all = common::kafka::read(
@@ -569,17 +583,11 @@ fn sessions_on_kafka_closes_each_session_when_the_watermark_passes_its_gap() {
         ]
     );
     // An event behind the watermark is late, kept as it came; a bad value is a dead letter.
-    let late = event("u3", 50);
-    common::kafka::produce(
+    late_and_bad_records_go_to_their_topics(
         &brokers,
-        "client-event",
-        &[late.clone(), (b"k".to_vec(), b"{oops".to_vec())],
+        ["client-event", "client-event-late", "client-event-dlq"],
+        event("u3", 50),
     );
-    let late_out = common::kafka::read(&brokers, "client-event-late", 1, timeout);
-    assert_eq!(late_out.len(), 1, "one late event");
-    assert_eq!(late_out[0].1.as_deref(), Some(late.1.as_slice()));
-    let dead = common::kafka::read(&brokers, "client-event-dlq", 1, timeout);
-    assert_eq!(dead.len(), 1, "one dead letter");
     common::stop_with_sigterm(child);
     let all = common::kafka::read(&brokers, "sessions", 3, std::time::Duration::from_secs(3));
     assert_eq!(
