@@ -16,7 +16,7 @@ use common::gated::{temp_dir, wait_until};
 use rill::connectors::kafka::EmbeddedKafka;
 use rill::connectors::FileLine;
 use rill::prelude::*;
-use rill::tables::TableError;
+use rill::tables::{Pacing, TableError};
 
 /// A row: its key, and the version of the file it was written in.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,6 +51,8 @@ fn every_record_sees_one_whole_version_while_the_table_reloads_under_it() {
     write_version(&path, ROWS, 1);
     let table: Table<u32, Row> = TableBuilder::new("rows", TableSource::json_lines(&path))
         .refresh(Refresh::OnChange(Duration::from_millis(1)))
+        // As many versions as it can while the job runs (the swap is the same paced).
+        .reload_pacing(Pacing::Unpaced)
         .load(|r: &Row| r.id)
         .expect("loads");
     // A writer publishes versions 2, 3, ... while two workers join a stream that walks

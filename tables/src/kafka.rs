@@ -10,6 +10,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
 use crate::error::TableError;
+use crate::pace::Pacer;
 
 fn consumer(table: &str, brokers: &str, topic: &str) -> Result<BaseConsumer, TableError> {
     ClientConfig::new()
@@ -78,6 +79,7 @@ pub(crate) fn read_topic<R: DeserializeOwned>(
     brokers: &str,
     topic: &str,
     timeout: Duration,
+    pacer: &mut Pacer,
 ) -> Result<Vec<R>, TableError> {
     let consumer = consumer(table, brokers, topic)?;
     let ends = partition_ends(&consumer, table, topic, timeout)?;
@@ -156,6 +158,7 @@ pub(crate) fn read_topic<R: DeserializeOwned>(
         }
         index.insert((p, offset), rows.len());
         rows.push(row);
+        pacer.step();
     }
     Ok(rows.into_iter().flatten().collect())
 }

@@ -16,15 +16,18 @@
 //! | `kafka` | reading a topic to its end |
 //! | `table` | the shared, versioned table, its builder, its reloader, its statistics |
 //! | `join` | the join operator |
+//! | `pace` | pacing of background work next to busy workers |
 //! | `error` | [`TableError`] |
 
 mod error;
 mod join;
 mod kafka;
+mod pace;
 mod source;
 mod table;
 
 pub use error::TableError;
 pub use join::{Inner, JoinTableExt, Left, TableJoin, TableJoinBuilder};
+pub use pace::Pacing;
 pub use source::TableSource;
 pub use table::{Refresh, Table, TableBuilder, TableStats, TableVersion};

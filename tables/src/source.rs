@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::TableError;
 use crate::kafka::{end_offsets, read_topic};
+use crate::pace::Pacer;
 
 /// Where a [`Table`](crate::Table)'s rows are read from.
 ///
@@ -53,28 +54,34 @@ impl TableSource {
         }
     }
 
-    /// Every row, in order (files by name, lines in order; Kafka: latest per key).
+    /// Every row, in order (files by name, lines in order; Kafka: latest per key). About
+    /// `expected` rows (the last version's): room for them is made at once, not by
+    /// doubling, which would copy the rows in bursts.
     pub(crate) fn read<R: DeserializeOwned>(
         &self,
         table: &str,
         timeout: Duration,
+        pacer: &mut Pacer,
+        expected: usize,
     ) -> Result<Vec<R>, TableError> {
         match self {
             TableSource::JsonLines(path) => {
-                let mut rows = Vec::new();
+                let mut rows = Vec::with_capacity(expected);
                 for file in files(table, path)? {
-                    read_json_lines(table, &file, &mut rows)?;
+                    read_json_lines(table, &file, &mut rows, pacer)?;
                 }
                 Ok(rows)
             }
             TableSource::Csv(path) => {
-                let mut rows = Vec::new();
+                let mut rows = Vec::with_capacity(expected);
                 for file in files(table, path)? {
-                    read_csv(table, &file, &mut rows)?;
+                    read_csv(table, &file, &mut rows, pacer)?;
                 }
                 Ok(rows)
             }
-            TableSource::Kafka { brokers, topic } => read_topic(table, brokers, topic, timeout),
+            TableSource::Kafka { brokers, topic } => {
+                read_topic(table, brokers, topic, timeout, pacer)
+            }
         }
     }
 
@@ -149,31 +156,43 @@ fn read_json_lines<R: DeserializeOwned>(
     table: &str,
     file: &Path,
     rows: &mut Vec<R>,
+    pacer: &mut Pacer,
 ) -> Result<(), TableError> {
-    let text = std::fs::read_to_string(file).map_err(|source| TableError::Read {
+    use std::io::BufRead;
+    let read_err = |source| TableError::Read {
         table: table.to_string(),
         path: file.to_path_buf(),
         source,
-    })?;
-    for (i, line) in text.lines().enumerate() {
+    };
+    // Line by line (not the whole file at once): a paced reload reads in slices too.
+    let mut reader = std::io::BufReader::new(std::fs::File::open(file).map_err(read_err)?);
+    let mut line = String::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(read_err)? == 0 {
+            return Ok(());
+        }
+        number += 1;
         if line.trim().is_empty() {
             continue;
         }
-        let row = serde_json::from_str(line).map_err(|e| TableError::Parse {
+        let row = serde_json::from_str(&line).map_err(|e| TableError::Parse {
             table: table.to_string(),
             path: file.to_path_buf(),
-            line: i as u64 + 1,
+            line: number,
             message: e.to_string(),
         })?;
         rows.push(row);
+        pacer.step();
     }
-    Ok(())
 }
 
 fn read_csv<R: DeserializeOwned>(
     table: &str,
     file: &Path,
     rows: &mut Vec<R>,
+    pacer: &mut Pacer,
 ) -> Result<(), TableError> {
     let mut reader = csv::Reader::from_path(file).map_err(|e| TableError::Parse {
         table: table.to_string(),
@@ -189,6 +208,7 @@ fn read_csv<R: DeserializeOwned>(
             message: e.to_string(),
         })?;
         rows.push(row);
+        pacer.step();
     }
     Ok(())
 }
