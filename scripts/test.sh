@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Servers the tests start themselves: Debian's redis-server, installed when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "== installing redis-server (Debian's package, for the Redis sink tests)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -q redis-server >/dev/null \
+        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
+    command -v redis-server >/dev/null || { echo "redis-server could not be installed" >&2; exit 1; }
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

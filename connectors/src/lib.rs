@@ -11,6 +11,7 @@
 //! | [`LatencySink`] | sink | per-record latency from the scheduled time into an HdrHistogram |
 //! | [`kafka::KafkaSource`] / [`kafka::KafkaSink`] | source / sink | Kafka over its wire protocol (librdkafka), feature `kafka` |
 //! | [`kafka::EmbeddedKafka`] | | librdkafka's in-process mock cluster, for zero-setup runs and tests |
+//! | [`redis::RedisSink`] | sink | per-key upserts into Redis (pipelined, coalesced), feature `redis` |
 
 mod collect;
 mod discard;
@@ -21,6 +22,8 @@ pub mod kafka;
 mod latency;
 mod lines;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod stdio;
 
 pub use collect::{CollectSink, CollectWriter};

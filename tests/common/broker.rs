@@ -54,7 +54,7 @@ fn binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -171,7 +171,7 @@ impl Drop for Broker {
 /// Sends `signal` to every process of process group `group` (the broker and anything it
 /// started), one pid at a time: a negative pid on `kill`'s command line is parsed as an
 /// option by some `kill` builds, with far worse effects than a missed signal.
-fn signal_group(group: u32, signal: &str) {
+pub(crate) fn signal_group(group: u32, signal: &str) {
     let listed = Command::new("pgrep")
         .args(["-g", &group.to_string()])
         .output();

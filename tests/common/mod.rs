@@ -16,6 +16,7 @@ pub(crate) mod broker;
 pub(crate) mod gated;
 pub(crate) mod kafka;
 pub(crate) mod published;
+pub(crate) mod redis_server;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].
 pub(crate) fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {
