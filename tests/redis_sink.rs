@@ -173,3 +173,105 @@ fn a_write_redis_refuses_goes_to_the_dead_letter_sink() {
     let _: () = con.del("stock:3").expect("DEL");
     assert_eq!(stored(&mut con, 10), want);
 }
+
+/// Kills `child` at once (a crash: no final checkpoint, no flush).
+fn sigkill(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn inventory_killed_five_times_converges_to_the_uninterrupted_values() {
+    use std::process::{Command, Stdio};
+    let server = RedisServer::start();
+    let kafka = rill::connectors::kafka::EmbeddedKafka::start().expect("mock cluster");
+    let brokers = kafka.bootstrap_servers();
+    for topic in ["stock-changes", "stock-changes-dlq"] {
+        kafka.create_topic(topic, 2).expect("topic");
+    }
+    let dir = common::gated::temp_dir("inventory");
+    let start = || {
+        Command::new(common::example_binary("inventory"))
+            .args(["--brokers", &brokers, "--input", "stock-changes"])
+            .args(["--redis", &server.url(), "--workers", "2"])
+            .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("inventory starts")
+    };
+    // 6 rounds of 2,000 changes over 40 products, each produced over about 1 s while the job
+    // runs; the first 5 runs are killed 0.6 s into their round, after several checkpoints
+    // and offset commits, with records still to come.
+    let mut reference: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut con = server.connection();
+    for round in 0..6i64 {
+        let changes: Vec<(Vec<u8>, Vec<u8>)> = (0..2_000i64)
+            .map(|i| {
+                let n = round * 2_000 + i;
+                let product = format!("p{}", n % 40);
+                let delta = (n * 7919) % 21 - 10;
+                let ts = 1_700_000_000_000 + n;
+                let e = reference.entry(product.clone()).or_insert((0, i64::MIN));
+                e.0 += delta;
+                e.1 = e.1.max(ts);
+                (
+                    product.clone().into_bytes(),
+                    format!(r#"{{"product_id":"{product}","delta":{delta},"ts":{ts}}}"#)
+                        .into_bytes(),
+                )
+            })
+            .collect();
+        let child = start();
+        let producer = {
+            let brokers = brokers.clone();
+            std::thread::spawn(move || {
+                for chunk in changes.chunks(100) {
+                    common::kafka::produce(&brokers, "stock-changes", chunk);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        if round < 5 {
+            std::thread::sleep(Duration::from_millis(600));
+            sigkill(child);
+            producer.join().expect("producer");
+            // The next run restores from a checkpoint of this one (sums and offsets), not
+            // from the beginning of the topic.
+            let completed = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().join("MANIFEST").exists())
+                        .count()
+                })
+                .unwrap_or(0);
+            assert!(
+                completed > 0,
+                "round {round}: no checkpoint completed before the kill"
+            );
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let current = |con: &mut redis::Connection| -> BTreeMap<String, (i64, i64)> {
+                (0..40)
+                    .filter_map(|p| {
+                        let key = format!("stock:p{p}");
+                        let qty: Option<i64> = con.hget(&key, "qty").expect("HGET");
+                        let ts: Option<i64> = con.hget(&key, "updated_ts").expect("HGET");
+                        Some((format!("p{p}"), (qty?, ts?)))
+                    })
+                    .collect()
+            };
+            while current(&mut con) != reference && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(
+                current(&mut con),
+                reference,
+                "after 5 SIGKILLs and a last run"
+            );
+            common::stop_with_sigterm(child);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
