@@ -16,13 +16,25 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port.
+    /// Starts a server on a free port. The port is free when chosen but another process (a
+    /// mock Kafka cluster of a test running alongside) may take it before redis-server binds
+    /// it: then redis-server exits, and another port is tried.
     pub(crate) fn start() -> RedisServer {
-        Self::start_on(free_port())
+        for _ in 0..10 {
+            if let Some(server) = Self::try_start(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server could not bind a free loopback port in 10 tries");
     }
 
     /// Starts a server on `port` (to bring one back where a job expects it).
     pub(crate) fn start_on(port: u16) -> RedisServer {
+        Self::try_start(port).unwrap_or_else(|| panic!("redis-server could not bind port {port}"))
+    }
+
+    /// Starts a server on `port`; `None` if it exits (the port is taken).
+    fn try_start(port: u16) -> Option<RedisServer> {
         use std::os::unix::process::CommandExt;
         let child = Command::new("redis-server")
             .args([
@@ -47,14 +59,33 @@ impl RedisServer {
             });
         let mut server = RedisServer { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("redis-server exited at start: {status}");
+        // Ready when this server answers PING: a connection alone could be another process's.
+        while !server.answers_ping() {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
             }
-            assert!(Instant::now() < deadline, "redis-server did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Some(server)
+    }
+
+    /// True when a PING on the port gets PONG and our server still runs (a PONG from
+    /// another test's server on a port ours could not bind does not count).
+    fn answers_ping(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut answer = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+            && matches!(self.child.try_wait(), Ok(None))
     }
 
     /// `redis://127.0.0.1:PORT`.
