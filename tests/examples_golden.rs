@@ -315,6 +315,21 @@ fn late_and_bad_records_go_to_their_topics(
     assert_eq!(dead[0].1.as_deref(), Some(&b"{oops"[..]));
 }
 
+/// The first `n` records of `topic` (committed ones), as sorted (key, value) strings.
+fn read_sorted(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: std::time::Duration,
+) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = common::kafka::read(brokers, topic, n, timeout)
+        .into_iter()
+        .map(|(k, v, _)| (text(k), text(v)))
+        .collect();
+    got.sort();
+    got
+}
+
 fn text(b: Option<Vec<u8>>) -> String {
     String::from_utf8(b.unwrap_or_default()).expect("UTF-8")
 }
@@ -362,12 +377,7 @@ fn ad_clicks_on_kafka_emits_each_final_window_once_and_routes_late_and_bad_recor
     clicks.extend((0..10).map(|i| click(&format!("f{i}"), 1_000)));
     common::kafka::produce(&brokers, "clicks", &clicks);
     let timeout = std::time::Duration::from_secs(60);
-    let mut got: Vec<(String, String)> =
-        common::kafka::read(&brokers, "clicks-per-minute", 3, timeout)
-            .into_iter()
-            .map(|(k, v, _)| (text(k), text(v)))
-            .collect();
-    got.sort();
+    let got = read_sorted(&brokers, "clicks-per-minute", 3, timeout);
     assert_eq!(
         got,
         [
@@ -563,12 +573,7 @@ fn sessions_on_kafka_closes_each_session_when_the_watermark_passes_its_gap() {
     ];
     events.extend((0..10).map(|i| event(&format!("f{i}"), 100)));
     common::kafka::produce(&brokers, "client-event", &events);
-    let timeout = std::time::Duration::from_secs(60);
-    let mut got: Vec<(String, String)> = common::kafka::read(&brokers, "sessions", 2, timeout)
-        .into_iter()
-        .map(|(k, v, _)| (text(k), text(v)))
-        .collect();
-    got.sort();
+    let got = read_sorted(&brokers, "sessions", 2, std::time::Duration::from_secs(60));
     assert_eq!(
         got,
         [

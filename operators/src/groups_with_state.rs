@@ -222,8 +222,7 @@ where
         }
         self.batch = batch;
         self.now = self.now.max(rill_engine::time::wall_millis());
-        self.groups
-            .advance_clock(TimeDomain::ProcessingTime, self.now);
+        self.groups.tick_at(self.now);
         self.fire(TimeDomain::ProcessingTime, self.now, usize::MAX, out);
         if let Some(watermark) = self.held_watermark.take() {
             self.advance_watermark(watermark, out);
@@ -271,7 +270,7 @@ where
 
     fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, out: &mut E) -> Option<Instant> {
         self.now = self.now.max(rill_engine::time::wall_millis());
-        let ttl = self.groups.tick();
+        let ttl = self.groups.tick_at(self.now);
         let more = self.fire(TimeDomain::ProcessingTime, self.now, TIMEOUTS_PER_POLL, out);
         let next = if more {
             Some(Instant::now())

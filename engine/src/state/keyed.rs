@@ -291,11 +291,19 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// [`wall_millis`](crate::time::wall_millis) and returns when expired keys are due next
     /// (an operator's [`on_poll`](crate::Operator::on_poll) returns it). `None` otherwise.
     pub fn tick(&mut self) -> Option<std::time::Instant> {
-        let ttl = self.ttl()?;
-        if ttl.domain() != TimeDomain::ProcessingTime {
+        if self.ttl()?.domain() != TimeDomain::ProcessingTime {
             return None;
         }
-        self.advance_clock(TimeDomain::ProcessingTime, crate::time::wall_millis());
+        self.tick_at(crate::time::wall_millis())
+    }
+
+    /// [`tick`](Self::tick) with the wall clock already read (`now`, milliseconds since the
+    /// Unix epoch), for an operator that reads it anyway.
+    pub fn tick_at(&mut self, now: i64) -> Option<std::time::Instant> {
+        if self.ttl()?.domain() != TimeDomain::ProcessingTime {
+            return None;
+        }
+        self.advance_clock(TimeDomain::ProcessingTime, now);
         let expiry = self.expiry.as_ref()?;
         let next = expiry.next_due()?;
         Some(if next <= expiry.now() {
