@@ -8,9 +8,12 @@
 //!   measurement.
 //! - [`tables`] (`rill-tables`): reference tables from files or a Kafka topic, reloaded in
 //!   the background, for stream-static joins.
+//! - [`files`] (`rill-files`): an exactly-once file sink (JSON lines, Parquet) and a bounded
+//!   file source, on local disk, S3 or any `object_store` backend.
 
 pub use rill_connectors as connectors;
 pub use rill_engine as engine;
+pub use rill_files as files;
 pub use rill_operators as operators;
 pub use rill_tables as tables;
 

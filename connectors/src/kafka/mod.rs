@@ -16,6 +16,7 @@
 //! (librdkafka's default is 5). Every librdkafka property can be overridden with `set`.
 
 mod admin;
+mod archived;
 mod embedded;
 mod error;
 mod output;
@@ -27,6 +28,7 @@ mod source;
 mod transaction;
 
 pub use admin::create_topics;
+pub use archived::{ArchivedBytes, ArchivedBytesError, ArchivedRecord};
 pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use output::{dead_letter_headers, KafkaOutput, ToKafka};

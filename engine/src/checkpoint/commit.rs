@@ -127,4 +127,13 @@ pub trait Committer: Send + Sync + 'static {
 
     /// A short name for errors.
     fn name(&self) -> &str;
+
+    /// Whether the sink needs checkpoints at all. `true` (the default): a job without
+    /// checkpoints is refused, because the sink's output would never be committed. A sink
+    /// that can also publish on its own, at-least-once, returns `false`: without checkpoints
+    /// the job then runs without this committer, and the sink's writers see
+    /// [`WorkerContext::checkpointing`](crate::WorkerContext::checkpointing) `false`.
+    fn needs_checkpoints(&self) -> bool {
+        true
+    }
 }

@@ -37,12 +37,15 @@ pub(crate) fn recover(
     graph: &Graph,
     config: &Config,
 ) -> Result<Option<Recovery>, JobError> {
-    if graph.committers.len() > 1 {
-        let names: Vec<_> = graph
-            .committers
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
+    // Without checkpoints, a committer that can do without them is left out (its sink
+    // publishes at-least-once); one that cannot refuses the job below.
+    let committers: Vec<_> = graph
+        .committers
+        .iter()
+        .filter(|(_, c)| config.checkpoint.is_some() || c.needs_checkpoints())
+        .collect();
+    if committers.len() > 1 {
+        let names: Vec<_> = committers.iter().map(|(n, _)| n.to_string()).collect();
         return Err(JobError::Invalid(format!(
             "a job can have one transactional sink; this one has {}: {}",
             names.len(),
@@ -50,7 +53,7 @@ pub(crate) fn recover(
         )));
     }
     let Some(cc) = config.checkpoint.clone() else {
-        if let Some((name, _)) = graph.committers.first() {
+        if let Some((name, _)) = committers.first() {
             return Err(JobError::Invalid(format!(
                 "sink `{name}` is transactional (exactly-once): it commits at checkpoints, \
                      so the job needs Config::with_checkpoints"
@@ -91,7 +94,7 @@ pub(crate) fn recover(
         LockError::Held { location, holder } => JobError::LocationInUse { location, holder },
         LockError::Io { .. } => JobError::Restore(ErrorChain(&e).to_string()),
     })?;
-    let committer = graph.committers.first().map(|(_, c)| c.clone());
+    let committer = committers.first().map(|(_, c)| c.clone());
     let mut warnings = Vec::new();
     let at_most = match &committer {
         Some(c) => {
