@@ -60,7 +60,10 @@ fn archive_killed_five_times_holds_every_record_exactly_once() {
         Command::new(common::example_binary("archive"))
             .args(["--brokers", &brokers, "--input", "events", "--to"])
             .arg(&out_dir)
-            .args(["--workers", "2", "--checkpoint-interval", "100ms"])
+            // Files roll every few KB, so at any instant some are staged for a checkpoint
+            // still to come: a kill then always catches uncommitted output.
+            .args(["--workers", "2", "--roll-bytes", "3000"])
+            .args(["--checkpoint-interval", "300ms"])
             .arg("--checkpoint-dir")
             .arg(dir.join("checkpoints"))
             .stdout(Stdio::null())
@@ -92,7 +95,7 @@ fn archive_killed_five_times_holds_every_record_exactly_once() {
             })
         };
         if round < 5 {
-            std::thread::sleep(Duration::from_millis(600));
+            std::thread::sleep(Duration::from_millis(800));
             sigkill(child);
             producer.join().expect("producer");
         } else {
