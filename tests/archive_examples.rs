@@ -145,8 +145,11 @@ fn archive_killed_five_times_holds_every_record_exactly_once() {
     assert!(parquet > 5, "{parquet} files");
 }
 
+/// A dead letter to produce: key, value, and the offset it had in its origin topic.
+type Letter = (Option<Vec<u8>>, Vec<u8>, i64);
+
 /// Dead letters as a rill job writes them: original key and value, provenance in headers.
-fn produce_dead_letters(brokers: &str, letters: &[(Option<Vec<u8>>, Vec<u8>, i64)]) {
+fn produce_dead_letters(brokers: &str, letters: &[Letter]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -195,7 +198,7 @@ fn dead_letters_round_trip_through_an_s3_archive_byte_for_byte() {
         kafka.create_topic(topic, 1).expect("topic");
     }
     // Text, binary (not UTF-8), empty and key-less letters.
-    let letters: Vec<(Option<Vec<u8>>, Vec<u8>, i64)> = (0..300i64)
+    let letters: Vec<Letter> = (0..300i64)
         .map(|i| {
             let key = (i % 5 != 0).then(|| format!("order-{i}").into_bytes());
             let value = match i % 3 {

@@ -132,11 +132,9 @@ impl Format {
     pub(crate) fn encoder<T: Serialize>(&self) -> Result<Encoder<T>, FileError> {
         Ok(match &self.kind {
             Kind::JsonLines => Encoder::JsonLines(JsonLinesEncoder::new(self.compression)?),
-            Kind::Parquet { fields, batch_rows } => Encoder::Parquet(ParquetEncoder::new(
-                fields.clone(),
-                *batch_rows,
-                self.compression,
-            )?),
+            Kind::Parquet { fields, batch_rows } => Encoder::Parquet(Box::new(
+                ParquetEncoder::new(fields.clone(), *batch_rows, self.compression)?,
+            )),
         })
     }
 
@@ -169,7 +167,7 @@ pub(crate) enum Decoded<T> {
 #[derive(Debug)]
 pub(crate) enum Encoder<T> {
     JsonLines(JsonLinesEncoder),
-    Parquet(ParquetEncoder<T>),
+    Parquet(Box<ParquetEncoder<T>>),
 }
 
 impl<T: Serialize> Encoder<T> {
@@ -192,7 +190,7 @@ impl<T: Serialize> Encoder<T> {
     pub(crate) fn finish(self) -> Result<Vec<u8>, FileError> {
         match self {
             Encoder::JsonLines(e) => e.finish(),
-            Encoder::Parquet(e) => e.finish(),
+            Encoder::Parquet(e) => (*e).finish(),
         }
     }
 }
