@@ -25,7 +25,7 @@ use std::sync::Arc;
 use clap::Parser;
 use rill::connectors::kafka::{KafkaRecord, KafkaSource};
 use rill::files::arrow_schema::{DataType, Field, Schema};
-use rill::files::{FileSink, Format, S3Settings, StoreLocation};
+use rill::files::{FileSink, Format};
 use rill::prelude::*;
 use serde::Serialize;
 
@@ -87,12 +87,7 @@ fn schema() -> Schema {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = S3Settings {
-        endpoint: args.s3_endpoint.clone(),
-        ..S3Settings::default()
-    };
-    let location = StoreLocation::parse_with(&args.to, &settings)?;
-    location.check()?;
+    let location = support::open_location(&args.to, args.s3_endpoint.as_deref())?;
     let job = Job::new("archive");
     job.source(KafkaSource::new(&args.brokers, args.group.clone()).topics([args.input.clone()]))
         .map(|r: KafkaRecord| Row {

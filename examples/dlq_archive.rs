@@ -23,7 +23,7 @@ mod support;
 
 use clap::Parser;
 use rill::connectors::kafka::{ArchivedRecord, KafkaRecord, KafkaSource};
-use rill::files::{FileSink, Format, S3Settings, StoreLocation};
+use rill::files::{FileSink, Format};
 use rill::prelude::*;
 
 #[global_allocator]
@@ -70,12 +70,7 @@ fn partition(r: &ArchivedRecord) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = S3Settings {
-        endpoint: args.s3_endpoint.clone(),
-        ..S3Settings::default()
-    };
-    let location = StoreLocation::parse_with(&args.to, &settings)?;
-    location.check()?;
+    let location = support::open_location(&args.to, args.s3_endpoint.as_deref())?;
     let job = Job::new("dlq-archive");
     job.source(KafkaSource::new(&args.brokers, args.group.clone()).topics([args.input.clone()]))
         .map(|r: KafkaRecord| ArchivedRecord::from_record(&r))

@@ -17,7 +17,7 @@ mod support;
 
 use clap::Parser;
 use rill::connectors::kafka::{ArchivedRecord, KafkaOutput, KafkaSink};
-use rill::files::{FileSource, Format, S3Settings, StoreLocation};
+use rill::files::{FileSource, Format};
 use rill::prelude::*;
 
 #[global_allocator]
@@ -48,12 +48,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = S3Settings {
-        endpoint: args.s3_endpoint.clone(),
-        ..S3Settings::default()
-    };
-    let location = StoreLocation::parse_with(&args.from, &settings)?;
-    location.check()?;
+    let location = support::open_location(&args.from, args.s3_endpoint.as_deref())?;
     let output = args.output.clone();
     let replayed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = replayed.clone();

@@ -81,6 +81,22 @@ impl Running {
     }
 }
 
+/// Where an example's files are: `url` (file:///DIR, a path, or s3://BUCKET/PREFIX), through
+/// `s3_endpoint` for an S3-compatible server; checked (the bucket exists, the store answers)
+/// before the job starts.
+pub(crate) fn open_location(
+    url: &str,
+    s3_endpoint: Option<&str>,
+) -> anyhow::Result<rill::files::StoreLocation> {
+    let settings = rill::files::S3Settings {
+        endpoint: s3_endpoint.map(str::to_string),
+        ..rill::files::S3Settings::default()
+    };
+    let location = rill::files::StoreLocation::parse_with(url, &settings)?;
+    location.check()?;
+    Ok(location)
+}
+
 /// Prints the values of a demo's output records, sorted (the golden files' order).
 pub(crate) fn print_sorted_values(out: Vec<(String, String)>) {
     let mut values: Vec<String> = out.into_iter().map(|(_, v)| v).collect();

@@ -5,53 +5,20 @@
 //! directory, and killed when the handle drops. If it cannot be installed or started, the test
 //! fails with the reason: it never silently skips.
 
-use rill::engine::sync::Lock;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const VERSION: &str = "0.2.3";
 
-/// Serializes installs between the tests of one binary (cargo runs binaries one at a time).
-static INSTALL: Mutex<()> = Mutex::new(());
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("tools")
-        .join(format!("noida-db-{VERSION}"))
-}
-
 /// The broker binary, installed on first use.
 fn binary() -> PathBuf {
-    let _guard = INSTALL.locked();
-    let dir = tools_dir();
-    let bin = dir.join("noida_db").join("noida-db");
-    if bin.exists() {
-        return bin;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-warn-script-location", "--target"])
-        .arg(&dir)
-        .arg(format!("noida-db=={VERSION}"))
-        .output()
-        .expect("python3 runs (needed to install the test broker)");
-    assert!(
-        out.status.success() && bin.exists(),
-        "installing noida-db {VERSION} into {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let dir = super::tools::pip_install(
+        &format!("noida-db-{VERSION}"),
+        &[&format!("noida-db=={VERSION}")],
     );
-    bin
+    dir.join("noida_db").join("noida-db")
 }
 
 pub(crate) fn free_port() -> u16 {

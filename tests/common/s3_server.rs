@@ -9,58 +9,19 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use rill::engine::sync::Lock;
 
 use super::broker::{free_port, signal_group};
 
 const VERSION: &str = "5.2.5";
 
-static INSTALL: Mutex<()> = Mutex::new(());
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("tools")
-        .join(format!("moto-{VERSION}"))
-}
-
-/// The directory moto is installed in (its `PYTHONPATH`), installed on first use.
+/// The directory moto is installed in (its `PYTHONPATH`): only S3 and the server's web
+/// stack, as `moto[server]` would pull every AWS service's dependencies.
 fn installed() -> PathBuf {
-    let _guard = INSTALL.locked();
-    let dir = tools_dir();
-    let marker = dir.join(".installed");
-    if marker.exists() {
-        return dir;
-    }
-    // Only S3 and the server's web stack: moto[server] would pull every AWS service's deps.
-    let out = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args([
-            "--no-warn-script-location",
-            "--no-warn-conflicts",
-            "--target",
-        ])
-        .arg(&dir)
-        .args([&format!("moto[s3]=={VERSION}"), "flask<4", "flask-cors<7"])
-        .output()
-        .expect("python3 runs (needed to install the test S3 server)");
-    assert!(
-        out.status.success(),
-        "installing moto {VERSION} into {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&marker, VERSION).expect("install marker");
-    dir
+    super::tools::pip_install(
+        &format!("moto-{VERSION}"),
+        &[&format!("moto[s3]=={VERSION}"), "flask<4", "flask-cors<7"],
+    )
 }
 
 /// A running moto S3 server; killed on drop.
