@@ -13,7 +13,9 @@
 //! `dt=YYYY-MM-DD/hour=HH/` of the record's timestamp (UTC). Spark, DuckDB or Trino read
 //! the directory as a table with `dt` and `hour` columns.
 //!
-//! With `--checkpoint-dir` files are staged and published when a checkpoint completes
+//! `--checkpoint-dir` may be an object-store URL too (`s3://bucket/checkpoints`, through
+//! `--s3-endpoint`), so the job can restart on another machine. With `--checkpoint-dir` files
+//! are staged and published when a checkpoint completes
 //! (every `--checkpoint-interval`), so readers see each record exactly once, even across
 //! crashes; without it, at least once.
 
@@ -104,7 +106,10 @@ fn main() -> anyhow::Result<()> {
                 .roll_size(args.roll_bytes)
                 .roll_interval(args.roll_interval),
         );
-    let handle = job.run(args.running.config())?;
+    let handle = job.run(
+        args.running
+            .config_with_endpoint(args.s3_endpoint.as_deref())?,
+    )?;
     eprintln!(
         "archiving `{}` into Parquet under {} ({}); SIGTERM or Ctrl-C stops",
         args.input,

@@ -13,7 +13,8 @@
 //! bytes kept exactly (a string when UTF-8, else `{"base64": ...}`). Files are partitioned
 //! by the letter's origin topic and day (`topic=orders/dt=2026-11-30/`).
 //!
-//! With `--checkpoint-dir` the archive is exactly once: files are staged and published when
+//! `--checkpoint-dir` may be an object-store URL too (`s3://bucket/checkpoints`, through
+//! `--s3-endpoint`), so the job can restart on another machine. With `--checkpoint-dir` the archive is exactly once: files are staged and published when
 //! a checkpoint completes, and a restart after a crash neither loses nor repeats a letter.
 //! Without it, at least once. S3 credentials and region come from `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`. `dlq_replay` writes an archive back to Kafka.
@@ -79,7 +80,10 @@ fn main() -> anyhow::Result<()> {
                 .partition_by(partition)
                 .roll_interval(args.roll_interval),
         );
-    let handle = job.run(args.running.config())?;
+    let handle = job.run(
+        args.running
+            .config_with_endpoint(args.s3_endpoint.as_deref())?,
+    )?;
     eprintln!(
         "archiving `{}` into {} ({}); SIGTERM or Ctrl-C stops",
         args.input,

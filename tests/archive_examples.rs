@@ -211,7 +211,6 @@ fn dead_letters_round_trip_through_an_s3_archive_byte_for_byte() {
         .collect();
     produce_dead_letters(&brokers, &letters);
 
-    let dir = common::gated::temp_dir("dlq-archive");
     let archive = Command::new(common::example_binary("dlq_archive"))
         .args(["--brokers", &brokers, "--input", "orders-dlq"])
         .args([
@@ -220,8 +219,9 @@ fn dead_letters_round_trip_through_an_s3_archive_byte_for_byte() {
             "--s3-endpoint",
             &s3.endpoint(),
         ])
-        .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
-        .arg(&dir)
+        // The checkpoints go to the object store too.
+        .args(["--checkpoint-interval", "100ms"])
+        .args(["--checkpoint-dir", "s3://dlq-archive/checkpoints"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -248,6 +248,19 @@ fn dead_letters_round_trip_through_an_s3_archive_byte_for_byte() {
         archived().len() >= letters.len()
     });
     common::stop_with_sigterm(archive);
+    let checkpoints = rill::files::ObjectStoreCheckpoints::new(
+        StoreLocation::parse_with(
+            "s3://dlq-archive/checkpoints",
+            &s3.settings(Duration::from_secs(10)),
+        )
+        .expect("location"),
+    );
+    let manifests = rill::engine::CheckpointStorage::list(&checkpoints, "")
+        .expect("list")
+        .into_iter()
+        .filter(|n| n.ends_with("/MANIFEST"))
+        .count();
+    assert!(manifests > 0, "no checkpoint in s3://dlq-archive/checkpoints");
     let records = archived();
     assert_eq!(records.len(), letters.len(), "exactly once");
     let first = records

@@ -380,3 +380,93 @@ fn a_bad_json_line_goes_to_the_dead_letter_sink_with_its_file_and_line() {
     assert_eq!(origin.offset, 2);
     assert_eq!(letters[0].value.as_deref(), Some(&b"not json"[..]));
 }
+
+#[test]
+fn checkpoints_on_s3_restore_at_another_worker_count_and_skip_a_corrupt_newest() {
+    use common::gated::{interrupt_and_restore, Click, GatedClicks};
+    use rill::engine::CheckpointStorage;
+    use rill::files::ObjectStoreCheckpoints;
+    use std::sync::atomic::AtomicU64;
+
+    let mut s3 = S3Server::start();
+    s3.create_bucket("checkpoints");
+    let location = StoreLocation::parse_with(
+        "s3://checkpoints/jobs/count",
+        &s3.settings(Duration::from_secs(10)),
+    )
+    .expect("location");
+    let storage = ObjectStoreCheckpoints::new(location.clone());
+    let clicks: Vec<Click> = (0..3_000i64)
+        .map(|i| ((i * 7 % 11) as u8, i * 10))
+        .collect();
+    let mut expected: BTreeMap<u8, u64> = BTreeMap::new();
+    for (k, _) in &clicks {
+        *expected.entry(*k).or_default() += 1;
+    }
+    let clicks = Arc::new(clicks);
+    let limit = Arc::new(AtomicU64::new(1_000));
+    let out = CollectSink::default();
+    let corrupted = Arc::new(std::sync::Mutex::new(None));
+    let run = |workers: usize| {
+        if workers == 3 {
+            // The newest checkpoint's manifest is torn: the restore must skip it.
+            let newest = storage
+                .list("")
+                .expect("list")
+                .iter()
+                .filter(|n| n.ends_with("/MANIFEST"))
+                .filter_map(|n| {
+                    n.strip_prefix("chk-")?
+                        .split('/')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max()
+                .expect("a checkpoint");
+            let name = format!("chk-{newest:020}/MANIFEST");
+            let bytes = storage.get(&name).expect("manifest");
+            storage
+                .put(&name, bytes[..bytes.len() / 2].to_vec())
+                .expect("tear it");
+            *corrupted.lock().expect("lock") = Some(newest);
+        }
+        let job = Job::new("count-on-s3");
+        job.source(GatedClicks {
+            clicks: clicks.clone(),
+            limit: limit.clone(),
+            ends: true,
+        })
+        .key_by(|c: &Click| c.0)
+        .count()
+        .sink(out.clone());
+        let checkpoints = ObjectStoreCheckpoints::config(location.clone())
+            .with_interval(Duration::from_millis(50));
+        let handle = job
+            .run(
+                Config::default()
+                    .with_workers(workers)
+                    .with_checkpoints(checkpoints),
+            )
+            .expect("starts");
+        if workers == 3 {
+            let log = handle.checkpoints().expect("log");
+            let torn = corrupted.lock().expect("lock").expect("corrupted");
+            assert!(
+                log.restored_from.is_some_and(|e| e < torn),
+                "restored from {:?}, torn {torn}",
+                log.restored_from
+            );
+        }
+        handle
+    };
+    interrupt_and_restore(&limit, || out.len(), 300, false, run);
+    // The restored counts went on from the checkpoint's: each key's largest count is its
+    // total (a lost state would start again from zero and end lower).
+    let mut last: BTreeMap<u8, u64> = BTreeMap::new();
+    for (k, n) in out.take() {
+        let e = last.entry(k).or_default();
+        *e = (*e).max(n);
+    }
+    assert_eq!(last, expected);
+}

@@ -43,6 +43,7 @@ pub use checkpoint::commit::Committer;
 pub use checkpoint::config::CheckpointConfig;
 pub use checkpoint::coordinator::{CheckpointLog, CheckpointStats};
 pub use checkpoint::epoch::BarrierReport;
+pub use checkpoint::storage::CheckpointStorage;
 pub use dataflow::config::Config;
 pub use dataflow::graph::FlowBuilder;
 pub use dataflow::job::Job;

@@ -43,7 +43,8 @@ pub(crate) struct Running {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub(crate) workers: Option<usize>,
-    /// Checkpoint the job's state and input offsets into DIR, and restore from it at start.
+    /// Checkpoint the job's state and input offsets into DIR (a directory, or an object-store
+    /// URL such as s3://bucket/prefix), and restore from it at start.
     #[arg(long, value_name = "DIR")]
     pub(crate) checkpoint_dir: Option<std::path::PathBuf>,
     /// Time between checkpoints.
@@ -63,6 +64,28 @@ impl Running {
             self.checkpoint_dir.as_deref(),
             self.checkpoint_interval,
         )
+    }
+
+    /// The job's configuration, where an `s3://` checkpoint location is reached through
+    /// `s3_endpoint` (an S3-compatible server).
+    pub(crate) fn config_with_endpoint(&self, s3_endpoint: Option<&str>) -> anyhow::Result<Config> {
+        let Some(url) = self
+            .checkpoint_dir
+            .as_deref()
+            .and_then(|d| d.to_str())
+            .filter(|d| d.contains("://"))
+        else {
+            return Ok(self.config());
+        };
+        let location = open_location(url, s3_endpoint)?;
+        let mut config = Config::default().with_checkpoints(
+            rill::files::ObjectStoreCheckpoints::config(location)
+                .with_interval(self.checkpoint_interval),
+        );
+        if let Some(workers) = self.workers {
+            config = config.with_workers(workers);
+        }
+        Ok(config)
     }
 
     /// The results' sink on `topic`: exactly-once under the transactional id

@@ -6,6 +6,7 @@
 //! Built on `object_store` (one API for local disk, S3, GCS, Azure), `parquet`/`arrow` and
 //! `serde_arrow` (Parquet schemas from serde types).
 
+mod checkpoints;
 mod error;
 mod format;
 mod location;
@@ -14,6 +15,7 @@ mod sink;
 mod source;
 mod store;
 
+pub use checkpoints::ObjectStoreCheckpoints;
 pub use error::FileError;
 pub use format::{Compression, Format};
 pub use location::{S3Settings, StoreLocation};

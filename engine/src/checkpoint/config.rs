@@ -1,7 +1,10 @@
 //! Where and how often a job checkpoints.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::checkpoint::storage::CheckpointStorage;
 
 /// Where and how often a job checkpoints.
 ///
@@ -26,6 +29,9 @@ pub struct CheckpointConfig {
     /// committed, for the one restart after a transactional sink lost its own record of what
     /// it committed; see [`assume_committed`](Self::assume_committed). Default `None`.
     pub assumed_committed: Option<u64>,
+    /// Where the checkpoints go when they do not go to the directory `location`: an object
+    /// store (see [`CheckpointConfig::on`]). Default `None`.
+    pub storage: Option<Arc<dyn CheckpointStorage>>,
 }
 
 impl CheckpointConfig {
@@ -37,7 +43,17 @@ impl CheckpointConfig {
             retain: 3,
             timeout: Duration::from_secs(60),
             assumed_committed: None,
+            storage: None,
         }
+    }
+
+    /// Checkpoints into `storage` (an object store, `s3://bucket/prefix`) every second,
+    /// keeping three: the same format and guarantees as a directory, on a location every
+    /// process of a job can reach. `location` becomes the storage's URL, for messages.
+    pub fn on(storage: Arc<dyn CheckpointStorage>) -> Self {
+        let mut config = Self::new(storage.url());
+        config.storage = Some(storage);
+        config
     }
     /// Sets the interval between checkpoints.
     pub fn with_interval(mut self, interval: Duration) -> Self {

@@ -12,4 +12,5 @@ pub(crate) mod coordinator;
 pub(crate) mod epoch;
 pub(crate) mod lock;
 pub(crate) mod recovery;
+pub(crate) mod storage;
 pub(crate) mod store;

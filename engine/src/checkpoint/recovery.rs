@@ -90,10 +90,13 @@ pub(crate) fn recover(
         .map(|(n, k)| (n.to_string(), format!("{k:?}")))
         .collect();
     let location = cc.location.display().to_string();
-    let store = CheckpointStore::open(&cc.location, job).map_err(|e| match e {
-        LockError::Held { location, holder } => JobError::LocationInUse { location, holder },
-        LockError::Io { .. } => JobError::Restore(ErrorChain(&e).to_string()),
-    })?;
+    let store = match &cc.storage {
+        Some(storage) => CheckpointStore::remote(storage.clone()),
+        None => CheckpointStore::open(&cc.location, job).map_err(|e| match e {
+            LockError::Held { location, holder } => JobError::LocationInUse { location, holder },
+            LockError::Io { .. } => JobError::Restore(ErrorChain(&e).to_string()),
+        })?,
+    };
     let committer = committers.first().map(|(_, c)| c.clone());
     let mut warnings = Vec::new();
     let at_most = match &committer {

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::checkpoint::lock::{DirectoryLock, LockError};
+use crate::checkpoint::storage::CheckpointStorage;
 use crate::runtime::message::Epoch;
 use crate::state::{decode, encode, EncodedState, NodeRestore};
 
@@ -155,11 +158,18 @@ impl<W: Write> Write for ChecksumWriter<W> {
     }
 }
 
-/// A checkpoint directory, locked for this job while the store (or a clone) lives.
+/// A checkpoint directory, locked for this job while the store (or a clone) lives, or a
+/// remote [`CheckpointStorage`].
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointStore {
     root: PathBuf,
-    _lock: std::sync::Arc<DirectoryLock>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local { _lock: Arc<DirectoryLock> },
+    Remote(Arc<dyn CheckpointStorage>),
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -267,26 +277,69 @@ impl CheckpointStore {
         let lock = DirectoryLock::acquire(root, job)?;
         Ok(Self {
             root: root.to_path_buf(),
-            _lock: std::sync::Arc::new(lock),
+            backend: Backend::Local {
+                _lock: Arc::new(lock),
+            },
         })
     }
 
-    fn epoch_dir(&self, epoch: Epoch) -> PathBuf {
-        self.root.join(format!("chk-{epoch:020}"))
+    /// A store on remote `storage` (not locked: see [`CheckpointStorage`]).
+    pub(crate) fn remote(storage: Arc<dyn CheckpointStorage>) -> Self {
+        Self {
+            root: PathBuf::from(storage.url()),
+            backend: Backend::Remote(storage),
+        }
     }
 
-    /// Epochs that have a directory, newest first.
-    fn epochs(&self) -> io::Result<Vec<Epoch>> {
-        let mut epochs = Vec::new();
-        for entry in fs::read_dir(&self.root)? {
-            let name = entry?.file_name();
-            if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("chk-")) {
-                if let Ok(e) = n.parse::<Epoch>() {
-                    epochs.push(e);
+    fn storage(&self) -> Option<&dyn CheckpointStorage> {
+        match &self.backend {
+            Backend::Local { .. } => None,
+            Backend::Remote(s) => Some(s.as_ref()),
+        }
+    }
+
+    fn epoch_name(epoch: Epoch) -> String {
+        format!("chk-{epoch:020}")
+    }
+
+    fn epoch_dir(&self, epoch: Epoch) -> PathBuf {
+        self.root.join(Self::epoch_name(epoch))
+    }
+
+    /// Deletes everything of `epoch`.
+    fn remove_epoch(&self, epoch: Epoch) -> io::Result<()> {
+        match self.storage() {
+            None => fs::remove_dir_all(self.epoch_dir(epoch)),
+            Some(storage) => {
+                let prefix = Self::epoch_name(epoch);
+                // The manifest first: a half-deleted checkpoint must not look complete.
+                storage.delete(&format!("{prefix}/{MANIFEST}"))?;
+                for name in storage.list(&prefix)? {
+                    storage.delete(&name)?;
                 }
+                Ok(())
             }
         }
+    }
+
+    /// Epochs that have a directory (or objects), newest first.
+    fn epochs(&self) -> io::Result<Vec<Epoch>> {
+        let names: Vec<String> = match self.storage() {
+            None => fs::read_dir(&self.root)?
+                .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()?,
+            Some(storage) => storage
+                .list("")?
+                .into_iter()
+                .filter_map(|n| n.split('/').next().map(str::to_string))
+                .collect(),
+        };
+        let mut epochs: Vec<Epoch> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("chk-")?.parse::<Epoch>().ok())
+            .collect();
         epochs.sort_unstable_by(|a, b| b.cmp(a));
+        epochs.dedup();
         Ok(epochs)
     }
 
@@ -298,9 +351,23 @@ impl CheckpointStore {
         worker: usize,
         nodes: Vec<StoredNode>,
     ) -> io::Result<FileEntry> {
+        let name = format!("t{task}-w{worker}.state");
+        if let Some(storage) = self.storage() {
+            let bytes = bincode::serde::encode_to_vec(
+                &StateFile { worker, nodes },
+                bincode::config::standard(),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let entry = FileEntry {
+                name: name.clone(),
+                len: bytes.len() as u64,
+                crc32: crc(&bytes),
+            };
+            storage.put(&format!("{}/{name}", Self::epoch_name(epoch)), bytes)?;
+            return Ok(entry);
+        }
         let dir = self.epoch_dir(epoch);
         create_dir_synced(&self.root, &dir)?;
-        let name = format!("t{task}-w{worker}.state");
         // Streamed through a small buffer rather than encoded into one large one: a
         // multi-megabyte buffer allocated and freed every checkpoint makes the allocator hand
         // pages back to the OS, and the TLB shootdowns that follow stall the spinning workers
@@ -340,6 +407,19 @@ impl CheckpointStore {
     /// and 5.3 s; on tmpfs the same checkpoints took 2 ms).
     pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         let body = encode(manifest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some(storage) = self.storage() {
+            let name = format!("{}/{MANIFEST}", Self::epoch_name(manifest.epoch));
+            if !storage.put_new(&name, frame(MAGIC, &body))? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{}/{name} already exists: another instance of this job checkpoints here",
+                        storage.url()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         let dir = self.epoch_dir(manifest.epoch);
         create_dir_synced(&self.root, &dir)?;
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
@@ -361,6 +441,10 @@ impl CheckpointStore {
     /// Logs a batch's plan durably (before the batch reads input).
     pub(crate) fn write_plan(&self, plan: &BatchPlan) -> io::Result<()> {
         let body = encode(plan).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some(storage) = self.storage() {
+            let name = format!("{BATCHES}/{}", Self::plan_name(plan.epoch));
+            return storage.put(&name, frame(PLAN_MAGIC, &body));
+        }
         replace_synced(
             &self.root,
             &self.root.join(BATCHES),
@@ -373,7 +457,11 @@ impl CheckpointStore {
     /// the caller) if it is unreadable.
     pub(crate) fn load_plan(&self, epoch: Epoch) -> Result<Option<BatchPlan>, String> {
         let path = self.root.join(BATCHES).join(Self::plan_name(epoch));
-        let bytes = match fs::read(&path) {
+        let read = match self.storage() {
+            None => fs::read(&path),
+            Some(storage) => storage.get(&format!("{BATCHES}/{}", Self::plan_name(epoch))),
+        };
+        let bytes = match read {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -391,6 +479,20 @@ impl CheckpointStore {
 
     /// Deletes the plans of batches for which `keep` is false.
     fn remove_plans(&self, keep: impl Fn(Epoch) -> bool) -> io::Result<()> {
+        let plan_epoch = |name: &str| {
+            name.rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".plan"))
+                .and_then(|n| n.parse::<Epoch>().ok())
+        };
+        if let Some(storage) = self.storage() {
+            for name in storage.list(BATCHES)? {
+                if plan_epoch(&name).is_some_and(|e| !keep(e)) {
+                    storage.delete(&name)?;
+                }
+            }
+            return Ok(());
+        }
         let dir = self.root.join(BATCHES);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -413,8 +515,16 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Reads `name` of `epoch`'s checkpoint.
+    fn read_file(&self, epoch: Epoch, name: &str) -> io::Result<Vec<u8>> {
+        match self.storage() {
+            None => fs::read(self.epoch_dir(epoch).join(name)),
+            Some(storage) => storage.get(&format!("{}/{name}", Self::epoch_name(epoch))),
+        }
+    }
+
     fn read_manifest(&self, epoch: Epoch) -> Result<Manifest, Invalid> {
-        let bytes = fs::read(self.epoch_dir(epoch).join(MANIFEST))?;
+        let bytes = self.read_file(epoch, MANIFEST)?;
         let body = unframe(MAGIC, &bytes, "manifest")?;
         // The format comes first in every format's manifest: read it alone, so that a
         // manifest of another format is refused as such, not reported as corrupt.
@@ -440,10 +550,9 @@ impl CheckpointStore {
 
     fn load_epoch(&self, epoch: Epoch) -> Result<Loaded, Invalid> {
         let manifest = self.read_manifest(epoch)?;
-        let dir = self.epoch_dir(epoch);
         let mut nodes: Vec<NodeRestore> = vec![NodeRestore::default(); manifest.nodes.len()];
         for entry in &manifest.files {
-            let body = fs::read(dir.join(&entry.name))?;
+            let body = self.read_file(epoch, &entry.name)?;
             if body.len() as u64 != entry.len || crc(&body) != entry.crc32 {
                 return Err(Invalid::Corrupt(format!(
                     "{} does not match the manifest (length or checksum)",
@@ -539,7 +648,7 @@ impl CheckpointStore {
     pub(crate) fn remove_after(&self, epoch: Epoch) -> io::Result<()> {
         for e in self.epochs()? {
             if e > epoch {
-                fs::remove_dir_all(self.epoch_dir(e))?;
+                self.remove_epoch(e)?;
             }
         }
         self.remove_plans(|e| e == epoch + 1)
@@ -559,7 +668,7 @@ impl CheckpointStore {
             if complete && kept < retain {
                 kept += 1;
             } else if e != newest {
-                fs::remove_dir_all(self.epoch_dir(e))?;
+                self.remove_epoch(e)?;
             }
         }
         // A committed batch is never replayed: only later plans matter.
