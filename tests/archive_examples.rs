@@ -260,7 +260,10 @@ fn dead_letters_round_trip_through_an_s3_archive_byte_for_byte() {
         .into_iter()
         .filter(|n| n.ends_with("/MANIFEST"))
         .count();
-    assert!(manifests > 0, "no checkpoint in s3://dlq-archive/checkpoints");
+    assert!(
+        manifests > 0,
+        "no checkpoint in s3://dlq-archive/checkpoints"
+    );
     let records = archived();
     assert_eq!(records.len(), letters.len(), "exactly once");
     let first = records

@@ -470,3 +470,96 @@ fn checkpoints_on_s3_restore_at_another_worker_count_and_skip_a_corrupt_newest()
     }
     assert_eq!(last, expected);
 }
+
+#[test]
+fn files_roll_by_time_while_records_trickle_in() {
+    let dir = common::gated::temp_dir("files-roll-time");
+    let out = StoreLocation::parse(dir.to_str().expect("utf-8 path")).expect("dir");
+    let sink =
+        FileSink::new(out.clone(), Format::json_lines()).roll_interval(Duration::from_millis(150));
+    let job = Job::new("roll-by-time");
+    // 40 records over about 1.2 s, no checkpoints: only the clock rolls files.
+    job.source(
+        Generator::new(33.0, |seq| Event {
+            id: seq,
+            user: "u".into(),
+            amount: 0.0,
+            note: None,
+        })
+        .with_count(40)
+        .with_pacing(Pacing::Sleep),
+    )
+    .map(|g: Generated<Event>| g.value)
+    .sink(sink.clone());
+    common::finish(job.run(Config::default().with_workers(1)).expect("job")).expect("run");
+    let files = files_below(&dir);
+    assert!(files.len() >= 4, "rolled every 150 ms: {files:?}");
+    assert_eq!(read_back(out, Format::json_lines()), expected_like(40));
+}
+
+/// What `files_roll_by_time_while_records_trickle_in` writes.
+fn expected_like(n: u64) -> BTreeMap<u64, Event> {
+    (0..n)
+        .map(|id| {
+            (
+                id,
+                Event {
+                    id,
+                    user: "u".into(),
+                    amount: 0.0,
+                    note: None,
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_file_source_restores_its_positions_at_another_worker_count() {
+    use common::published::Published;
+    use std::sync::atomic::AtomicU64;
+
+    let dir = common::gated::temp_dir("files-source-restore");
+    let input = StoreLocation::parse(dir.join("in").to_str().expect("utf-8")).expect("dir");
+    // Nine files of 2,000 records.
+    let job = Job::new("write-input");
+    job.source(MemorySource::new(events(18_000)))
+        .sink(FileSink::new(input.clone(), Format::json_lines()).roll_size(150_000));
+    common::finish(job.run(Config::default().with_workers(3)).expect("job")).expect("run");
+
+    let out: Published<u64> = Published::default();
+    let slow = Arc::new(AtomicU64::new(1));
+    let run = |workers: usize| {
+        let slow = slow.clone();
+        let job = Job::new("read-restored");
+        job.source(FileSource::<Event>::new(
+            input.clone(),
+            Format::json_lines(),
+        ))
+        .map(move |e: Event| {
+            if slow.load(Ordering::Relaxed) == 1 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            e.id
+        })
+        .sink(out.clone());
+        let config = Config::default().with_workers(workers).with_checkpoints(
+            CheckpointConfig::new(dir.join("checkpoints")).with_interval(Duration::from_millis(10)),
+        );
+        job.run(config).expect("starts")
+    };
+    let handle = run(2);
+    common::gated::wait_until("some output committed", || out.published().len() >= 3_000);
+    drop(handle); // abort mid-file
+    let before = out.published().len();
+    assert!(before < 18_000, "the first run was not interrupted");
+    slow.store(0, Ordering::Relaxed);
+    let handle = run(3);
+    assert!(handle.checkpoints().expect("log").restored_from.is_some());
+    common::finish(handle).expect("restored run");
+    let ids = out.published();
+    let distinct: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len() - distinct.len(), 0, "records published twice");
+    assert_eq!(distinct.len(), 18_000, "records missing");
+    assert_eq!(distinct.last(), Some(&17_999));
+}
