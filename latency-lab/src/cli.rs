@@ -46,6 +46,9 @@ pub(crate) enum SourceKind {
     /// Kafka: producer -> topic -> job -> topic -> reader, on an embedded cluster
     /// (librdkafka's mock) or on the one `--brokers` names.
     Kafka,
+    /// Both paths, memory first: what continuous processing buys with the broker out of the
+    /// way, and what is left of it through Kafka.
+    Both,
 }
 
 /// What the in-memory pipeline computes per key (`--operator`).
@@ -78,12 +81,13 @@ pub(crate) enum ModeArg {
 
 /// Measures per-record latency of a rill pipeline with an open-loop generator, in continuous
 /// and micro-batch mode.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "latency-lab", version)]
 pub(crate) struct Args {
-    /// Where records come from: an embedded Kafka (or `--brokers`), or the in-process
-    /// generator.
-    #[arg(long, value_enum, default_value_t = SourceKind::Kafka)]
+    /// Which path to measure: `both` (the default: in memory, then through Kafka), `memory`
+    /// (the in-process generator, the engine alone) or `kafka` (an embedded cluster, or
+    /// `--brokers`).
+    #[arg(long, value_enum, default_value_t = SourceKind::Both)]
     pub(crate) source: SourceKind,
     /// An external Kafka cluster (`host:port,...`) instead of the embedded one; the lab
     /// creates fresh topics on it for every run.

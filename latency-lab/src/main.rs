@@ -42,8 +42,8 @@ use crate::cli::{Args, SourceKind};
 use crate::memory_path::run_memory;
 use crate::progress::progress_bar;
 use crate::report::{
-    json_entry, mode_name, print_checkpoints, print_header, print_row, print_summary, trigger_name,
-    Summary,
+    json_entry, mode_name, print_checkpoints, print_header, print_row, print_summary, ratio_line,
+    trigger_name, Summary,
 };
 use crate::settings::Settings;
 
@@ -87,30 +87,57 @@ fn run_kafka(
     Ok(run.histogram)
 }
 
-fn main() -> anyhow::Result<()> {
-    keep_freed_memory()?;
-    let mut args = Args::parse();
-    if args.rates.is_empty() {
-        args.rates = match args.source {
+/// What one path's measurements produced.
+#[derive(Default)]
+struct PathOutcome {
+    /// The closing table's rows: label and medians.
+    table: Vec<(String, Summary)>,
+    /// Each mode's medians at each rate, for the summary lines.
+    modes: Vec<(Mode, Summary)>,
+    entries: Vec<serde_json::Value>,
+    curves: Vec<(String, Histogram<u64>)>,
+}
+
+/// The arguments of one path of a `--source both` run: the path's own defaults (rates, and
+/// shorter memory runs so that the whole default run stays within a few minutes), and no
+/// Kafka-only flags on the memory path.
+fn path_args(args: &Args, path: SourceKind, both: bool) -> Args {
+    let mut a = args.clone();
+    a.source = path;
+    if a.rates.is_empty() {
+        a.rates = match path {
             SourceKind::Memory => vec![100_000.0],
-            SourceKind::Kafka => vec![1_000.0, 5_000.0],
+            _ => vec![1_000.0, 5_000.0],
         };
     }
-    if args.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
-        bail!("--rates must be positive numbers");
+    if both && path == SourceKind::Memory {
+        a.brokers = None;
+        a.exactly_once = false;
+        a.duration = a.duration.or(Some(Duration::from_secs(3)));
+        a.warmup = a.warmup.or(Some(Duration::from_secs(1)));
     }
-    let settings = Settings::resolve(&args)?;
+    a
+}
+
+/// The name of a path in the summary and the JSON.
+fn path_name(settings: &Settings) -> String {
+    match (&settings.source, &settings.brokers) {
+        (SourceKind::Kafka, None) => "kafka (embedded)".into(),
+        (SourceKind::Kafka, Some(b)) => format!("kafka ({b})"),
+        _ => "memory".into(),
+    }
+}
+
+/// Measures one path at every rate and mode, printing its rows as they come.
+fn measure_path(
+    args: &Args,
+    settings: &Settings,
+    run_id: &mut usize,
+) -> anyhow::Result<PathOutcome> {
     let memory = settings.source == SourceKind::Memory;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("latency-lab: per-record latency, scheduled emission -> result read, open loop");
-    println!("{}", settings.describe(cores));
-    println!();
-    print_header();
-    let mut entries = Vec::new();
-    let mut table: Vec<(String, Summary)> = Vec::new();
-    let mut curves: Vec<(String, Histogram<u64>)> = Vec::new();
     let seconds = settings.duration.as_secs_f64();
-    let mut run_id = 0;
+    let path = path_name(settings);
+    let mut out = PathOutcome::default();
     for &rate in &args.rates {
         if !args.no_baseline && memory {
             let h = baseline::measure(
@@ -122,14 +149,15 @@ fn main() -> anyhow::Result<()> {
             );
             let summary = Summary::from_histogram(rate, seconds, &h);
             print_row("baseline", &summary, None);
-            entries.push(json_entry(
+            out.entries.push(json_entry(
+                &path,
                 "baseline",
                 serde_json::Value::Null,
                 &summary,
                 &Summary::default(),
                 1,
             ));
-            table.push(("baseline (bare threads)".into(), summary));
+            out.table.push(("baseline (bare threads)".into(), summary));
             let h = ring_hop::measure(
                 rate,
                 settings.workers,
@@ -140,25 +168,26 @@ fn main() -> anyhow::Result<()> {
             );
             let summary = Summary::from_histogram(rate, seconds, &h);
             print_row("ring hop", &summary, None);
-            entries.push(json_entry(
+            out.entries.push(json_entry(
+                &path,
                 "floor: ring hop",
                 serde_json::Value::Null,
                 &summary,
                 &Summary::default(),
                 1,
             ));
-            table.push(("floor: ring hop".into(), summary));
+            out.table.push(("floor: ring hop".into(), summary));
         }
         for &mode in &settings.modes {
             println!("mode: {}, {rate} rec/s", mode_name(mode));
             let mut runs = Vec::with_capacity(settings.runs);
             let mut merged: Option<Histogram<u64>> = None;
             for run in 1..=settings.runs {
-                run_id += 1;
+                *run_id += 1;
                 let histogram = if memory {
-                    run_memory(&settings, rate, mode)?
+                    run_memory(settings, rate, mode)?
                 } else {
-                    run_kafka(&settings, rate, mode, run_id)?
+                    run_kafka(settings, rate, mode, *run_id)?
                 };
                 let summary = Summary::from_histogram(rate, seconds, &histogram);
                 print_row(&format!("run {run}"), &summary, None);
@@ -175,58 +204,125 @@ fn main() -> anyhow::Result<()> {
                 Mode::MicroBatch(_) => "micro_batch",
             };
             if let Some(m) = merged {
-                curves.push((format!("{}, {rate} rec/s", mode_name(mode)), m));
+                out.curves
+                    .push((format!("{path}: {}, {rate} rec/s", mode_name(mode)), m));
             }
-            entries.push(json_entry(
+            out.entries.push(json_entry(
+                &path,
                 name,
                 trigger_name(mode),
                 &median,
                 &spread,
                 runs.len(),
             ));
-            table.push((mode_name(mode), median));
+            out.table.push((mode_name(mode), median.clone()));
+            out.modes.push((mode, median));
             println!();
         }
     }
-    println!(
-        "summary: median of {} run(s) per row, latencies in microseconds{}",
-        settings.runs,
-        if memory { "" } else { ", through Kafka" }
-    );
-    print_summary(&table);
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    keep_freed_memory()?;
+    let args = Args::parse();
+    if args.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+        bail!("--rates must be positive numbers");
+    }
+    let both = args.source == SourceKind::Both;
+    let paths: Vec<SourceKind> = match args.source {
+        SourceKind::Both => vec![SourceKind::Memory, SourceKind::Kafka],
+        one => vec![one],
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("latency-lab: per-record latency, scheduled emission -> result read, open loop");
+    let mut measured: Vec<(Args, Settings, PathOutcome)> = Vec::new();
+    let mut run_id = 0;
+    for path in paths {
+        let args = path_args(&args, path, both);
+        let settings = Settings::resolve(&args)?;
+        println!();
+        println!("== path: {}", path_name(&settings));
+        println!("{}", settings.describe(cores));
+        println!();
+        print_header();
+        let outcome = measure_path(&args, &settings, &mut run_id)?;
+        measured.push((args, settings, outcome));
+    }
+    for (_, settings, outcome) in &measured {
+        println!(
+            "summary, {}: median of {} run(s) per row",
+            path_name(settings),
+            settings.runs
+        );
+        print_summary(&outcome.table);
+        println!();
+    }
+    println!("continuous against micro-batch, per path (micro-batch / continuous in brackets):");
+    for (args, settings, outcome) in &measured {
+        for &rate in &args.rates {
+            let at_rate: Vec<(Mode, Summary)> = outcome
+                .modes
+                .iter()
+                .filter(|(_, s)| s.rate == rate)
+                .cloned()
+                .collect();
+            println!("  {}", ratio_line(&path_name(settings), rate, &at_rate));
+        }
+    }
     println!("spread = max - min over the runs");
+    let curves: Vec<(String, Histogram<u64>)> = measured
+        .iter()
+        .flat_map(|(_, _, o)| o.curves.iter().cloned())
+        .collect();
+    let first = &measured[0].1;
     if let Some(path) = &args.plot {
         let title = format!(
             "latency-lab: {}, {} workers, idle {}, pacing {}",
-            match (&settings.source, &settings.brokers) {
-                (SourceKind::Memory, _) => "memory source".to_string(),
-                (SourceKind::Kafka, None) => "embedded Kafka (mock)".to_string(),
-                (SourceKind::Kafka, Some(b)) => format!("Kafka at {b}"),
-            },
-            settings.workers,
-            settings.idle.strategy(),
-            settings.pacing,
+            measured
+                .iter()
+                .map(|(_, s, _)| path_name(s))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            first.workers,
+            first.idle.strategy(),
+            first.pacing,
         );
         std::fs::write(path, plot::svg(&title, &curves))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("chart written to {}", path.display());
     }
     if let Some(path) = &args.json {
+        let source_name = |settings: &Settings| match (&settings.source, &settings.brokers) {
+            (SourceKind::Kafka, None) => "embedded-kafka",
+            (SourceKind::Kafka, Some(_)) => "kafka",
+            _ => "memory",
+        };
         let doc = serde_json::json!({
             "tool": "latency-lab",
-            "source": match (&settings.source, &settings.brokers) {
-                (SourceKind::Memory, _) => "memory",
-                (SourceKind::Kafka, None) => "embedded-kafka",
-                (SourceKind::Kafka, Some(_)) => "kafka",
-            },
-            "settings": settings.json(cores),
-            "modes": entries,
+            "source": if both { "both" } else { source_name(first) },
+            "settings": first.json(cores),
+            "paths": measured
+                .iter()
+                .map(|(_, s, _)| serde_json::json!({
+                    "path": path_name(s),
+                    "source": source_name(s),
+                    "settings": s.json(cores),
+                }))
+                .collect::<Vec<_>>(),
+            "modes": measured
+                .iter()
+                .flat_map(|(_, _, o)| o.entries.iter().cloned())
+                .collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&doc).context("encoding the JSON report")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
-    if !args.no_baseline && memory {
+    if let Some((_, settings, _)) = measured
+        .iter()
+        .find(|(a, s, _)| !a.no_baseline && s.source == SourceKind::Memory)
+    {
         println!(
             "baseline = the same open-loop schedule on {} bare spinning threads with no engine: the machine's own floor",
             settings.workers

@@ -88,8 +88,17 @@ fn us(nanos: u64) -> String {
 /// The column heads, over a label column of `width` characters headed `label`.
 fn header(width: usize, label: &str) -> String {
     format!(
-        "{:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        label, "rate/s", "achieved", "p50", "p90", "p99", "p99.9", "p99.99", "max", "samples"
+        "{:<width$} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        label,
+        "rate/s",
+        "achieved/s",
+        "p50 us",
+        "p90 us",
+        "p99 us",
+        "p99.9 us",
+        "p99.99 us",
+        "max us",
+        "samples"
     )
 }
 
@@ -100,7 +109,7 @@ pub(crate) fn print_header() {
 /// One table row: a label of `width` characters, then the figures.
 fn row(width: usize, label: &str, rate: &str, s: &Summary) -> String {
     format!(
-        "{:<width$} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "{:<width$} {:>8} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
         label,
         rate,
         s.achieved,
@@ -142,8 +151,56 @@ pub(crate) fn trigger_name(mode: Mode) -> serde_json::Value {
     }
 }
 
+/// A latency for the summary line: microseconds below 10 ms, milliseconds above.
+fn readable(nanos: u64) -> String {
+    if nanos >= 10_000_000 {
+        format!("{:.1} ms", nanos as f64 / 1e6)
+    } else {
+        format!("{:.1} us", nanos as f64 / 1e3)
+    }
+}
+
+/// One path's summary at one rate: continuous p50 / p99, then each micro-batch trigger's,
+/// with the ratio to continuous in brackets.
+pub(crate) fn ratio_line(path: &str, rate: f64, modes: &[(Mode, Summary)]) -> String {
+    let continuous = modes
+        .iter()
+        .find(|(m, _)| *m == Mode::Continuous)
+        .map(|(_, s)| s);
+    let mut line = format!("{path}, {rate:.0} rec/s:");
+    if let Some(c) = continuous {
+        line.push_str(&format!(
+            " continuous p50 {} / p99 {}",
+            readable(c.p50),
+            readable(c.p99)
+        ));
+    }
+    for (mode, s) in modes.iter().filter(|(m, _)| *m != Mode::Continuous) {
+        let name = match mode {
+            Mode::MicroBatch(Trigger::ProcessingTime(d)) => format!("{} ms", d.as_millis()),
+            Mode::MicroBatch(Trigger::AvailableNow) => "available-now".into(),
+            _ => "asap".into(),
+        };
+        let ratio = |x: u64, y: u64| match continuous {
+            Some(_) if y > 0 && x >= 100 * y => format!(" ({:.0}x)", x as f64 / y as f64),
+            Some(_) if y > 0 => format!(" ({:.1}x)", x as f64 / y as f64),
+            _ => String::new(),
+        };
+        let (c50, c99) = continuous.map_or((0, 0), |c| (c.p50, c.p99));
+        line.push_str(&format!(
+            "; micro-batch {name} p50 {}{} / p99 {}{}",
+            readable(s.p50),
+            ratio(s.p50, c50),
+            readable(s.p99),
+            ratio(s.p99, c99)
+        ));
+    }
+    line
+}
+
 /// One JSON entry: the median figures of a mode at a rate, in microseconds.
 pub(crate) fn json_entry(
+    path: &str,
     mode: &str,
     trigger: serde_json::Value,
     median: &Summary,
@@ -152,6 +209,7 @@ pub(crate) fn json_entry(
 ) -> serde_json::Value {
     let us = |ns: u64| ns as f64 / 1e3;
     serde_json::json!({
+        "path": path,
         "mode": mode,
         "trigger": trigger,
         "rate": median.rate,

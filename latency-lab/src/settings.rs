@@ -46,6 +46,9 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn resolve(args: &Args) -> anyhow::Result<Self> {
+        if args.source == SourceKind::Both {
+            bail!("settings are resolved per path: `both` is expanded into memory and kafka first");
+        }
         let kafka = args.source == SourceKind::Kafka;
         let mut modes = Vec::new();
         for m in &args.modes {
@@ -146,7 +149,7 @@ impl Settings {
     /// What the run measures, where, and with what: printed before the table.
     pub(crate) fn describe(&self, cores: usize) -> String {
         let pipeline = match self.source {
-            SourceKind::Memory => format!(
+            SourceKind::Memory | SourceKind::Both => format!(
                 "pipeline: generator -> map -> {}key_by ({} keys) -> {} -> latency sink\n\
                  source:   memory (the in-process generator; no Kafka): the engine's own latency",
                 match self.operator {
@@ -202,11 +205,11 @@ impl Settings {
     pub(crate) fn json(&self, cores: usize) -> serde_json::Value {
         serde_json::json!({
             "source": match self.source {
-                SourceKind::Memory => "memory",
+                SourceKind::Memory | SourceKind::Both => "memory",
                 SourceKind::Kafka => "kafka",
             },
             "broker": match (self.source, &self.brokers) {
-                (SourceKind::Memory, _) => serde_json::Value::Null,
+                (SourceKind::Memory | SourceKind::Both, _) => serde_json::Value::Null,
                 (SourceKind::Kafka, Some(b)) => format!("external {b}").into(),
                 (SourceKind::Kafka, None) => "embedded librdkafka mock cluster".into(),
             },

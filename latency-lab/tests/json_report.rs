@@ -75,6 +75,7 @@ fn json_report_and_chart_have_one_entry_per_mode() {
 fn kafka_path_measures_every_record_in_both_modes() {
     let path = std::env::temp_dir().join(format!("latency-lab-kafka-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+        .args(["--source", "kafka"])
         .args([
             "--modes",
             "continuous,micro-batch",
@@ -158,5 +159,69 @@ fn the_floor_rows_come_first_in_the_same_run_and_the_ring_hop_has_every_record()
     // 20,000 records/s for 0.5 s measured: every one crossed the ring mesh.
     let samples = modes[1]["samples"].as_u64().expect("samples");
     assert!((9_000..=11_000).contains(&samples), "{samples} samples");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The default, both paths: memory first, then the embedded Kafka, each ending in one summary
+/// line of continuous against micro-batch with the ratio; latency columns carry their unit.
+#[test]
+fn both_paths_end_with_one_ratio_line_each() {
+    let path = std::env::temp_dir().join(format!("latency-lab-both-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+        .args(["--modes", "continuous,micro-batch", "--trigger", "asap"])
+        .args(["--rates", "2000", "--duration", "0.5", "--warmup", "0.2"])
+        .args(["--runs", "1", "--workers", "2", "--no-baseline", "--json"])
+        .arg(&path)
+        .output()
+        .expect("latency-lab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let memory = stdout.find("== path: memory").expect("memory path first");
+    let kafka = stdout
+        .find("== path: kafka (embedded)")
+        .expect("then Kafka");
+    assert!(memory < kafka);
+    assert!(
+        stdout.contains("p50 us") && stdout.contains("p99.9 us"),
+        "{stdout}"
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("rec/s: continuous p50"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].trim_start().starts_with("memory, 2000 rec/s"));
+    assert!(lines[1]
+        .trim_start()
+        .starts_with("kafka (embedded), 2000 rec/s"));
+    for l in &lines {
+        assert!(
+            l.contains("micro-batch asap p50") && l.contains("x) / p99"),
+            "{l}"
+        );
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
+            .expect("valid JSON");
+    assert_eq!(doc["source"], "both");
+    let paths: Vec<&serde_json::Value> = doc["modes"]
+        .as_array()
+        .expect("modes")
+        .iter()
+        .map(|m| &m["path"])
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            &serde_json::json!("memory"),
+            &serde_json::json!("memory"),
+            &serde_json::json!("kafka (embedded)"),
+            &serde_json::json!("kafka (embedded)"),
+        ]
+    );
     let _ = std::fs::remove_file(&path);
 }
