@@ -46,12 +46,6 @@ struct Args {
     /// Topic to archive.
     #[arg(long)]
     input: String,
-    /// Where the files go: file:///DIR, a path, or s3://BUCKET/PREFIX.
-    #[arg(long)]
-    to: String,
-    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000.
-    #[arg(long)]
-    s3_endpoint: Option<String>,
     /// Consumer group.
     #[arg(long, default_value = "rill-archive")]
     group: String,
@@ -62,7 +56,7 @@ struct Args {
     #[arg(long, default_value = "15m", value_parser = support::parse_duration)]
     roll_interval: std::time::Duration,
     #[command(flatten)]
-    running: support::Running,
+    target: support::FilesTarget,
 }
 
 /// One archived record: a Parquet row.
@@ -89,7 +83,7 @@ fn schema() -> Schema {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let location = support::open_location(&args.to, args.s3_endpoint.as_deref())?;
+    let location = args.target.location()?;
     let job = Job::new("archive");
     job.source(KafkaSource::new(&args.brokers, args.group.clone()).topics([args.input.clone()]))
         .map(|r: KafkaRecord| Row {
@@ -106,19 +100,12 @@ fn main() -> anyhow::Result<()> {
                 .roll_size(args.roll_bytes)
                 .roll_interval(args.roll_interval),
         );
-    let handle = job.run(
-        args.running
-            .config_with_endpoint(args.s3_endpoint.as_deref())?,
-    )?;
+    let handle = job.run(args.target.config()?)?;
     eprintln!(
         "archiving `{}` into Parquet under {} ({}); SIGTERM or Ctrl-C stops",
         args.input,
-        args.to,
-        if args.running.checkpoint_dir.is_some() {
-            "exactly once"
-        } else {
-            "at least once: give --checkpoint-dir for exactly once"
-        }
+        args.target.to,
+        args.target.guarantee()
     );
     support::run_until_signal(handle)
 }

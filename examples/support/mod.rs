@@ -104,6 +104,49 @@ impl Running {
     }
 }
 
+/// Where a Kafka-to-files example writes, and how its job runs: `--to`, `--s3-endpoint` and
+/// the run flags.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct FilesTarget {
+    /// Where the files go: file:///DIR, a path, or s3://BUCKET/PREFIX.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000 (plain HTTP allowed
+    /// when it says http://); for `--to` and an s3:// `--checkpoint-dir`.
+    #[arg(long)]
+    pub(crate) s3_endpoint: Option<String>,
+    #[command(flatten)]
+    pub(crate) running: Running,
+}
+
+impl FilesTarget {
+    /// The files' location, checked.
+    pub(crate) fn location(&self) -> anyhow::Result<rill::files::StoreLocation> {
+        open_location(&self.to, self.s3_endpoint.as_deref())
+    }
+
+    /// The job's configuration (checkpoints possibly on the object store).
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        if self.running.exactly_once {
+            anyhow::bail!(
+                "--exactly-once is about Kafka output; files are exactly once with \
+                 --checkpoint-dir alone"
+            );
+        }
+        self.running
+            .config_with_endpoint(self.s3_endpoint.as_deref())
+    }
+
+    /// What the run promises, for its start message.
+    pub(crate) fn guarantee(&self) -> &'static str {
+        if self.running.checkpoint_dir.is_some() {
+            "exactly once"
+        } else {
+            "at least once: give --checkpoint-dir for exactly once"
+        }
+    }
+}
+
 /// Where an example's files are: `url` (file:///DIR, a path, or s3://BUCKET/PREFIX), through
 /// `s3_endpoint` for an S3-compatible server; checked (the bucket exists, the store answers)
 /// before the job starts.
