@@ -563,3 +563,22 @@ fn the_file_source_restores_its_positions_at_another_worker_count() {
     assert_eq!(distinct.len(), 18_000, "records missing");
     assert_eq!(distinct.last(), Some(&17_999));
 }
+
+#[test]
+fn micro_batches_without_a_checkpoint_location_publish_every_file() {
+    // Batches are epochs here, but nothing commits: files must be written in place.
+    let dir = common::gated::temp_dir("files-micro-batch");
+    let out = StoreLocation::parse(dir.to_str().expect("utf-8 path")).expect("dir");
+    let sink = FileSink::new(out.clone(), Format::json_lines()).roll_size(50_000);
+    let job = Job::new("micro-batch-files");
+    job.source(MemorySource::new(events(20_000)))
+        .sink(sink.clone());
+    let config = Config::default()
+        .with_workers(2)
+        .with_mode(Mode::MicroBatch(Trigger::ProcessingTime(
+            Duration::from_millis(5),
+        )));
+    common::finish(job.run(config).expect("job")).expect("run");
+    assert_eq!(sink.stats().records, 20_000);
+    assert_eq!(read_back(out, Format::json_lines()), expected(20_000));
+}

@@ -131,8 +131,9 @@ pub trait Committer: Send + Sync + 'static {
     /// Whether the sink needs checkpoints at all. `true` (the default): a job without
     /// checkpoints is refused, because the sink's output would never be committed. A sink
     /// that can also publish on its own, at-least-once, returns `false`: without checkpoints
-    /// the job then runs without this committer, and the sink's writers see
-    /// [`WorkerContext::checkpointing`](crate::WorkerContext::checkpointing) `false`.
+    /// the job then runs without this committer, whose [`recover`](Self::recover) is never
+    /// called: that is how its writers can tell (micro-batch epochs run even without a
+    /// checkpoint location, so epochs alone do not say that anything will commit).
     fn needs_checkpoints(&self) -> bool {
         true
     }

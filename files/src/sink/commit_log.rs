@@ -16,6 +16,7 @@
 //! start with `_` or `.`, as Spark, Hive and the [`FileSource`](crate::FileSource) do.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use object_store::path::Path;
@@ -78,6 +79,10 @@ pub(crate) struct Shared {
     stats: Mutex<FileSinkStats>,
     /// Log entries this run wrote, oldest first, for retention.
     written: Mutex<VecDeque<Path>>,
+    /// Whether the job drives the committer: set by its recovery, before any writer starts.
+    /// Without it (no checkpoints, or micro-batches without a checkpoint location) nothing
+    /// would ever commit staged files, so writers publish in place.
+    committing: AtomicBool,
 }
 
 impl Shared {
@@ -93,6 +98,7 @@ impl Shared {
             pending: Mutex::new(Vec::new()),
             stats: Mutex::new(FileSinkStats::default()),
             written: Mutex::new(VecDeque::new()),
+            committing: AtomicBool::new(false),
         }
     }
 
@@ -109,6 +115,11 @@ impl Shared {
         stats.files += 1;
         stats.records += records;
         stats.bytes += bytes;
+    }
+
+    /// Whether staged files will be committed (the job called `recover`).
+    pub(crate) fn committing(&self) -> bool {
+        self.committing.load(Ordering::Acquire)
     }
 
     pub(crate) fn stats(&self) -> FileSinkStats {
@@ -163,6 +174,7 @@ impl Shared {
     }
 
     fn recover(&self) -> Result<Option<Epoch>, FileError> {
+        self.committing.store(true, Ordering::Release);
         let loc = &self.location;
         loc.check()?;
         let mut entries: Vec<(Epoch, Path)> = loc

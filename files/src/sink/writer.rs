@@ -55,13 +55,13 @@ impl<T: Serialize> FileWriter<T> {
         ctx: &WorkerContext,
     ) -> Self {
         FileWriter {
+            worker: ctx.worker(),
+            exactly_once: shared.committing(),
             shared,
             format,
             partition,
             roll_bytes,
             roll_interval,
-            worker: ctx.worker(),
-            exactly_once: ctx.checkpointing(),
             open: HashMap::new(),
             staged: Vec::new(),
             seq: 0,
