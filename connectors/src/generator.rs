@@ -250,6 +250,9 @@ impl<F> GeneratorReader<F> {
             let thread = std::thread::Builder::new()
                 .name("rill-pacer".into())
                 .spawn(move || {
+                    // The sleep's overshoot is measured as latency: without this, Linux's
+                    // default timer slack alone made it 50 us or more.
+                    rill_engine::time::precise_timed_waits();
                     let mut seq = first;
                     let mut count = 0u64;
                     while seq < end && !stop.load(Ordering::Relaxed) {

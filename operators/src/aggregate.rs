@@ -48,6 +48,10 @@ where
     // The TTL's clocks: the wall clock per poll (and per batch), the watermark as it rises.
     const USES_CLOCK: bool = true;
 
+    fn uses_clock(&self) -> bool {
+        self.state.follows_wall_clock()
+    }
+
     fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
         self.state.tick()
     }
@@ -129,5 +133,27 @@ impl<B: FlowBuilder> AggregateExt<B> for KeyedStream<B> {
     {
         let ttl = self.ttl();
         self.then("aggregate", Aggregate::new(init, update).with_ttl(ttl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    type Sum = Aggregate<u64, u64, fn() -> u64, fn(&mut u64, u64)>;
+
+    fn sum() -> Sum {
+        Aggregate::new(|| 0, |acc: &mut u64, v: u64| *acc += v)
+    }
+
+    #[test]
+    fn only_a_processing_time_ttl_makes_the_chain_read_the_clock() {
+        let uses = |op: &Sum| Operator::<(u64, u64)>::uses_clock(op);
+        assert!(!uses(&sum()), "no TTL: nothing to do per poll");
+        let event_time = sum().with_ttl(Some(StateTtl::event_time(Duration::from_secs(1))));
+        assert!(!uses(&event_time), "event-time expiry follows watermarks");
+        let processing = sum().with_ttl(Some(StateTtl::processing_time(Duration::from_secs(1))));
+        assert!(uses(&processing));
     }
 }

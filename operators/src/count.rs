@@ -41,6 +41,10 @@ impl<K: StateKey, V> Operator<(K, V)> for Count<K> {
     // The TTL's clocks: the wall clock per poll (and per batch), the watermark as it rises.
     const USES_CLOCK: bool = true;
 
+    fn uses_clock(&self) -> bool {
+        self.counts.follows_wall_clock()
+    }
+
     fn on_poll<E: Emit<Self::Out>>(&mut self, _now: Instant, _out: &mut E) -> Option<Instant> {
         self.counts.tick()
     }

@@ -81,6 +81,16 @@ pub trait Operator<I> {
     /// costs nothing in chains without such operators.
     const USES_CLOCK: bool = false;
 
+    /// Whether this instance needs [`on_poll`](Self::on_poll) at all: by default
+    /// [`USES_CLOCK`](Self::USES_CLOCK). An operator whose need depends on how it was built
+    /// says so here (a keyed aggregate needs the clock only under a processing-time TTL), and
+    /// the chain then reads no clock for it: on a spinning worker a clock read per poll is a
+    /// measurable part of every record's wait.
+    #[inline]
+    fn uses_clock(&self) -> bool {
+        Self::USES_CLOCK
+    }
+
     /// Called once on each worker when the chain is built, before
     /// [`restore`](Self::restore) and the first record: tells the operator whether the job
     /// runs in micro-batch mode, where time moves at batch boundaries and an operator may

@@ -266,7 +266,9 @@ where
             self.flow.poll(&mut chain, budget)
         };
         let progress = match progress {
-            Ok(Progress::Idle { deadline }) if O::USES_CLOCK && !self.micro_batch => {
+            Ok(Progress::Idle { deadline })
+                if O::USES_CLOCK && !self.micro_batch && self.op.uses_clock() =>
+            {
                 let before = *down.emitted;
                 let next = self.op.on_poll(Instant::now(), &mut down);
                 if *down.emitted != before || *down.signals > 0 {
@@ -282,7 +284,7 @@ where
                 }
             }
             Ok(p @ (Progress::Busy | Progress::Barrier(_)))
-                if O::USES_CLOCK && !self.micro_batch =>
+                if O::USES_CLOCK && !self.micro_batch && self.op.uses_clock() =>
             {
                 // Busy: the chain is polled again soon, so the deadline can be dropped.
                 self.op.on_poll(Instant::now(), &mut down);

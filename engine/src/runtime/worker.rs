@@ -33,6 +33,9 @@ pub(crate) struct WorkerSetup {
 pub(crate) fn run(setup: WorkerSetup) {
     setup.ctx.worker.signal.register_current_thread();
     crate::time::install(setup.config.clock.clone());
+    // A parked worker's deadline (the next record a timer-driven source has due, a timer)
+    // should wake it on time, not up to 50 us later.
+    crate::time::precise_timed_waits();
     if let Some(core) = setup.core {
         // Pinning is a request: a failure (restricted cpuset) leaves the thread unpinned.
         let _ = core_affinity::set_for_current(core);

@@ -107,6 +107,13 @@ impl<K, V> KeyedState<K, V> {
         self.expiry.as_ref().map(|e| e.ttl())
     }
 
+    /// Whether [`tick`](Self::tick) has anything to do: the TTL counts processing time, so
+    /// expiry follows the wall clock. Without one, an operator need not read the clock.
+    pub fn follows_wall_clock(&self) -> bool {
+        self.ttl()
+            .is_some_and(|ttl| ttl.domain() == TimeDomain::ProcessingTime)
+    }
+
     /// Keys removed because their TTL passed, so far.
     pub fn expired(&self) -> u64 {
         self.expiry.as_ref().map_or(0, |e| e.expired)
