@@ -51,6 +51,15 @@ pub(crate) enum SourceKind {
     Both,
 }
 
+/// A `--broker`: where the Kafka path's broker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BrokerArg {
+    /// librdkafka's mock cluster, in this process.
+    Embedded,
+    /// noida-db, a separate broker process on this machine.
+    Noida,
+}
+
 /// What the in-memory pipeline computes per key (`--operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OperatorArg {
@@ -91,8 +100,14 @@ pub(crate) struct Args {
     pub(crate) source: SourceKind,
     /// An external Kafka cluster (`host:port,...`) instead of the embedded one; the lab
     /// creates fresh topics on it for every run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "broker")]
     pub(crate) brokers: Option<String>,
+    /// The broker the Kafka path runs on when `--brokers` names none: `embedded` (librdkafka's
+    /// mock cluster inside this process) or `noida` (noida-db's Kafka broker as a separate
+    /// process on this machine, as the tests use it: installed into `target/tools/` on first
+    /// use, started on a free loopback port, stopped when the lab ends).
+    #[arg(long, value_enum, default_value_t = BrokerArg::Embedded)]
+    pub(crate) broker: BrokerArg,
     /// Partitions of the input and output topics (Kafka).
     #[arg(long, default_value_t = 2)]
     pub(crate) partitions: i32,

@@ -36,9 +36,10 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use rill::prelude::*;
+use rill_servers::Noida;
 
 use crate::allocator::keep_freed_memory;
-use crate::cli::{Args, SourceKind};
+use crate::cli::{Args, BrokerArg, SourceKind};
 use crate::memory_path::run_memory;
 use crate::progress::progress_bar;
 use crate::report::{
@@ -123,6 +124,7 @@ fn path_args(args: &Args, path: SourceKind, both: bool) -> Args {
 fn path_name(settings: &Settings) -> String {
     match (&settings.source, &settings.brokers) {
         (SourceKind::Kafka, None) => "kafka (embedded)".into(),
+        (SourceKind::Kafka, Some(_)) if settings.noida => "kafka (noida-db)".into(),
         (SourceKind::Kafka, Some(b)) => format!("kafka ({b})"),
         _ => "memory".into(),
     }
@@ -236,6 +238,21 @@ fn main() -> anyhow::Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("latency-lab: per-record latency, scheduled emission -> result read, open loop");
+    // The separate broker process lives as long as the lab: every Kafka run uses it.
+    let noida = match (args.broker, args.source) {
+        (BrokerArg::Noida, SourceKind::Memory) => bail!("--broker noida needs the Kafka path"),
+        (BrokerArg::Noida, _) => {
+            eprintln!("starting noida-db (installed into target/tools/ on first use)...");
+            let broker = Noida::start().context("starting noida-db")?;
+            eprintln!("noida-db listens at {}", broker.bootstrap());
+            Some(broker)
+        }
+        (BrokerArg::Embedded, _) => None,
+    };
+    let mut args = args;
+    if let Some(broker) = &noida {
+        args.brokers = Some(broker.bootstrap().to_string());
+    }
     let mut measured: Vec<(Args, Settings, PathOutcome)> = Vec::new();
     let mut run_id = 0;
     for path in paths {
@@ -295,6 +312,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let source_name = |settings: &Settings| match (&settings.source, &settings.brokers) {
             (SourceKind::Kafka, None) => "embedded-kafka",
+            (SourceKind::Kafka, Some(_)) if settings.noida => "noida-kafka",
             (SourceKind::Kafka, Some(_)) => "kafka",
             _ => "memory",
         };

@@ -6,7 +6,7 @@ use anyhow::bail;
 use rill::prelude::*;
 
 use crate::allocator::PURGE_DELAY;
-use crate::cli::{Args, Idle, ModeArg, OperatorArg, PacingArg, SourceKind};
+use crate::cli::{Args, BrokerArg, Idle, ModeArg, OperatorArg, PacingArg, SourceKind};
 
 /// Every setting of a measurement, resolved from the arguments and the source's defaults.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub(crate) struct Settings {
     pub(crate) source: SourceKind,
     /// The external cluster, if any (Kafka).
     pub(crate) brokers: Option<String>,
+    /// `brokers` is the noida-db process the lab started (`--broker noida`).
+    pub(crate) noida: bool,
     /// Partitions of each topic (Kafka).
     pub(crate) partitions: i32,
     pub(crate) workers: usize,
@@ -89,6 +91,7 @@ impl Settings {
         Ok(Self {
             source: args.source,
             brokers: args.brokers.clone(),
+            noida: args.broker == BrokerArg::Noida && args.brokers.is_some(),
             partitions: args.partitions,
             workers: args.workers,
             pin: args.pin,
@@ -175,6 +178,7 @@ impl Settings {
                 self.keys,
                 if self.exactly_once { " (exactly-once, transactional)" } else { "" },
                 match &self.brokers {
+                    Some(b) if self.noida => format!("noida-db at {b}: a separate broker process on this machine, sharing its cores"),
                     Some(b) => format!("EXTERNAL cluster at {b}"),
                     None => "EMBEDDED librdkafka mock cluster (in this process; not a real Kafka: its figures are not Kafka's, and it does not isolate uncommitted records)".into(),
                 },
@@ -210,6 +214,7 @@ impl Settings {
             },
             "broker": match (self.source, &self.brokers) {
                 (SourceKind::Memory | SourceKind::Both, _) => serde_json::Value::Null,
+                (SourceKind::Kafka, Some(b)) if self.noida => format!("noida-db {b}").into(),
                 (SourceKind::Kafka, Some(b)) => format!("external {b}").into(),
                 (SourceKind::Kafka, None) => "embedded librdkafka mock cluster".into(),
             },

@@ -18,7 +18,6 @@ pub(crate) mod kafka;
 pub(crate) mod published;
 pub(crate) mod redis_server;
 pub(crate) mod s3_server;
-pub(crate) mod tools;
 
 /// Waits for a job, failing the test if it does not end within [`HANG`].
 pub(crate) fn finish(mut handle: JobHandle) -> Result<JobMetrics, JobError> {

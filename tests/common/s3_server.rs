@@ -18,10 +18,11 @@ const VERSION: &str = "5.2.5";
 /// The directory moto is installed in (its `PYTHONPATH`): only S3 and the server's web
 /// stack, as `moto[server]` would pull every AWS service's dependencies.
 fn installed() -> PathBuf {
-    super::tools::pip_install(
+    rill_servers::pip_install(
         &format!("moto-{VERSION}"),
         &[&format!("moto[s3]=={VERSION}"), "flask<4", "flask-cors<7"],
     )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running moto S3 server; killed on drop.

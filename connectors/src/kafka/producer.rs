@@ -144,6 +144,32 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// How long each metadata round trip of [`warm_up`] may take: past librdkafka's own 500 ms
+/// retry timer, waiting longer gains nothing.
+const WARM_UP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Makes a new idempotent producer ready to send before its first record: librdkafka asks for
+/// a producer id only once metadata arrives from a broker it is connected to, and otherwise
+/// retries on a 500 ms timer, during which records wait. Measured on noida-db, 100,000
+/// records were acknowledged 555 ms after the producer was created, 59 ms with this warm-up;
+/// a bounded relay spent most of its run waiting for it.
+///
+/// Two metadata round trips: the first learns the cluster's brokers from the bootstrap
+/// connection, the second arrives once connected to one, which starts the id request. Best
+/// effort: a broker that does not answer is left to the producer's own retries (and to
+/// delivery reports), so a job still starts while its broker is down.
+pub(crate) fn warm_up<C: ProducerContext>(producer: &BaseProducer<C>, topic: Option<&str>) {
+    for _ in 0..2 {
+        if producer
+            .client()
+            .fetch_metadata(topic, WARM_UP_TIMEOUT)
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// Waits until every record handed to `producer` is acknowledged (or failed), serving
 /// delivery reports as they come; `Err` with the records still in flight after `timeout`.
 ///

@@ -12,7 +12,7 @@ use rill_engine::{BoxError, Committer, DeadLetter, Epoch, Sink, SinkWriter, Work
 use super::error::KafkaConnectorError;
 use super::output::ToKafka;
 use super::plain::KafkaPlainWriter;
-use super::producer::DeliveryContext;
+use super::producer::{warm_up, DeliveryContext};
 use super::transaction::{Transaction, TransactionalWriter};
 
 /// The value length a dead letter is cut to when its topic refuses it as too large (the
@@ -218,6 +218,9 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
                 oversized: oversized.clone(),
             })
             .map_err(KafkaConnectorError::Config)?;
+        if config.get("enable.idempotence") == Some("true") {
+            warm_up(&producer, self.topic.as_deref());
+        }
         Ok(KafkaSinkWriter::Plain(KafkaPlainWriter {
             producer,
             default_topic: self.topic.clone(),

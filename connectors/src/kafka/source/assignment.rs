@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_engine::WorkerContext;
 
-use super::positions::{lock, PartitionPosition, PositionTable};
+use super::positions::{PartitionPosition, PositionTable};
 use super::rebalance::RebalanceContext;
 use super::start::StartFrom;
 use crate::kafka::error::KafkaConnectorError;
@@ -82,7 +82,7 @@ pub(super) fn assign_share(
             .add_partition_offset(&topic, partition, Offset::Offset(from))
             .map_err(KafkaConnectorError::Client)?;
         let topic: Arc<str> = Arc::from(topic.as_str());
-        lock(positions).push(PartitionPosition {
+        positions.put(PartitionPosition {
             topic: topic.clone(),
             partition,
             next_offset: from,

@@ -248,6 +248,7 @@ impl Source for KafkaSource {
         Ok(KafkaReader {
             consumer,
             positions,
+            current: None,
             last_topic: None,
             ends,
             statically,

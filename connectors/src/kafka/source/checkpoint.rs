@@ -9,7 +9,7 @@ use rill_engine::state::RestoredState;
 use rill_engine::BoxError;
 
 use super::assignment::LOOKUP_TIMEOUT;
-use super::positions::{decode_positions, encode_positions, lock};
+use super::positions::{decode_positions, encode_positions};
 use super::reader::KafkaReader;
 use crate::kafka::error::KafkaConnectorError;
 
@@ -34,9 +34,9 @@ impl KafkaReader {
     /// rather than to its start, which would read the whole partition a second time.
     pub(super) fn restore_positions(&mut self, state: &RestoredState<'_>) -> Result<(), BoxError> {
         let stored = decode_positions(state)?;
-        let mut table = lock(&self.positions);
         let mut assignment = TopicPartitionList::new();
-        for p in table.iter_mut() {
+        for live in self.positions.live() {
+            let p = live.get();
             if let Some((_, _, offset)) = stored
                 .iter()
                 .find(|(t, part, _)| *part == p.partition && **t == *p.topic)
@@ -57,10 +57,10 @@ impl KafkaReader {
                         p.topic, p.partition
                     );
                 }
-                p.next_offset = resume;
+                live.set(resume);
             }
             assignment
-                .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+                .add_partition_offset(&p.topic, p.partition, Offset::Offset(live.next_offset()))
                 .map_err(KafkaConnectorError::Client)?;
         }
         self.consumer
@@ -78,7 +78,7 @@ impl KafkaReader {
         };
         // In a consumer group, a partition revoked since the barrier has a new owner, which
         // commits it from now on: only partitions still owned are committed.
-        let owned = (!self.statically).then(|| lock(&self.positions).clone());
+        let owned = (!self.statically).then(|| self.positions.snapshot());
         let mut tpl = TopicPartitionList::new();
         for p in &positions {
             let still_owned = owned.as_ref().is_none_or(|table| {

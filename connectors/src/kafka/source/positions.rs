@@ -2,7 +2,7 @@
 //! stored in checkpoints and batch plans, and the commit counters.
 
 use rill_engine::sync::Lock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rill_engine::state::{decode, encode, RestoredState};
@@ -19,7 +19,119 @@ pub struct PartitionPosition {
     pub next_offset: i64,
 }
 
-pub(super) type PositionTable = Arc<Mutex<Vec<PartitionPosition>>>;
+/// One owned partition in a worker's live table. The owning worker moves its next offset on
+/// every record it hands on with an atomic store, no lock: the table's lock guards only which
+/// partitions are owned (assignment, revocation, restore), which changes rarely.
+#[derive(Debug)]
+pub(super) struct LivePosition {
+    topic: Arc<str>,
+    partition: i32,
+    next_offset: AtomicI64,
+    /// Cleared when the partition leaves the table: a handle a reader kept is then stale.
+    owned: AtomicBool,
+}
+
+impl LivePosition {
+    /// Whether this is `partition` of `topic`; the topic compares by pointer first, as
+    /// records of one topic share its name.
+    #[inline]
+    pub(super) fn is(&self, topic: &Arc<str>, partition: i32) -> bool {
+        self.partition == partition && (Arc::ptr_eq(&self.topic, topic) || self.topic == *topic)
+    }
+
+    /// Still in its worker's table.
+    #[inline]
+    pub(super) fn is_owned(&self) -> bool {
+        self.owned.load(Ordering::Relaxed)
+    }
+
+    /// Moves the next offset (the owning worker's thread only).
+    #[inline]
+    pub(super) fn set(&self, next_offset: i64) {
+        self.next_offset.store(next_offset, Ordering::Release);
+    }
+
+    pub(super) fn next_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub(super) fn get(&self) -> PartitionPosition {
+        PartitionPosition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset: self.next_offset(),
+        }
+    }
+}
+
+/// The partitions a worker owns and the next offset of each: written by the worker, read by
+/// its rebalance callbacks (on the same thread) and by [`SourcePositions`] (any thread).
+#[derive(Debug, Default)]
+pub(super) struct LiveTable {
+    owned: Mutex<Vec<Arc<LivePosition>>>,
+}
+
+pub(super) type PositionTable = Arc<LiveTable>;
+
+impl LiveTable {
+    fn entries(&self) -> MutexGuard<'_, Vec<Arc<LivePosition>>> {
+        // Entries are added and removed whole: a panic cannot leave one half-written.
+        self.owned.locked()
+    }
+
+    /// Every owned partition with its next offset, in the order they were added.
+    pub(super) fn snapshot(&self) -> Vec<PartitionPosition> {
+        self.entries().iter().map(|p| p.get()).collect()
+    }
+
+    /// The live entry of `partition` of `topic`, if owned.
+    pub(super) fn find(&self, topic: &Arc<str>, partition: i32) -> Option<Arc<LivePosition>> {
+        self.entries()
+            .iter()
+            .find(|p| p.is(topic, partition))
+            .cloned()
+    }
+
+    /// Sets a partition's position, adding it if it is not owned yet; returns its entry.
+    pub(super) fn put(&self, position: PartitionPosition) -> Arc<LivePosition> {
+        let mut entries = self.entries();
+        if let Some(live) = entries
+            .iter()
+            .find(|p| p.is(&position.topic, position.partition))
+        {
+            live.set(position.next_offset);
+            return live.clone();
+        }
+        let live = Arc::new(LivePosition {
+            topic: position.topic,
+            partition: position.partition,
+            next_offset: AtomicI64::new(position.next_offset),
+            owned: AtomicBool::new(true),
+        });
+        entries.push(live.clone());
+        live
+    }
+
+    /// Removes the partitions `selected` picks (topic, partition) and returns their positions.
+    pub(super) fn take(&self, selected: impl Fn(&str, i32) -> bool) -> Vec<PartitionPosition> {
+        let mut taken = Vec::new();
+        self.entries().retain(|p| {
+            if selected(&p.topic, p.partition) {
+                p.owned.store(false, Ordering::Relaxed);
+                taken.push(p.get());
+                false
+            } else {
+                true
+            }
+        });
+        taken
+    }
+
+    /// Every owned entry, to move each one (restore).
+    pub(super) fn live(&self) -> Vec<Arc<LivePosition>> {
+        self.entries().clone()
+    }
+}
 
 pub(super) fn lock(
     table: &Mutex<Vec<PartitionPosition>>,
@@ -43,8 +155,7 @@ impl SourcePositions {
     /// Every partition currently owned by a worker, with the next offset to read, sorted.
     pub fn snapshot(&self) -> Vec<PartitionPosition> {
         let workers = self.workers.locked();
-        let mut all: Vec<PartitionPosition> =
-            workers.iter().flat_map(|t| lock(t).clone()).collect();
+        let mut all: Vec<PartitionPosition> = workers.iter().flat_map(|t| t.snapshot()).collect();
         all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         all
     }

@@ -16,7 +16,9 @@ use rill_engine::state::RestoredState;
 use rill_engine::{BoxError, Emit, Epoch, Failure, Progress, SourceReader};
 
 use super::health::ConsumerHealth;
-use super::positions::{decode_positions, lock, PartitionPosition, PositionTable, StoredPosition};
+use super::positions::{
+    decode_positions, lock, LivePosition, PartitionPosition, PositionTable, StoredPosition,
+};
 use super::rebalance::{RebalanceContext, Unsubscribe, FINAL_COMMIT_REJOIN};
 use crate::kafka::error::KafkaConnectorError;
 use crate::kafka::record::KafkaRecord;
@@ -29,6 +31,9 @@ const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
 pub struct KafkaReader {
     pub(super) consumer: BaseConsumer<RebalanceContext>,
     pub(super) positions: PositionTable,
+    /// The entry of the partition the last record came from: the next record most likely
+    /// comes from it too, and then moves it without a lock or a search.
+    pub(super) current: Option<Arc<LivePosition>>,
     pub(super) last_topic: Option<Arc<str>>,
     /// Bounded mode: the offset each owned partition is read up to (exclusive).
     pub(super) ends: Option<Vec<PartitionPosition>>,
@@ -62,7 +67,7 @@ pub struct KafkaReader {
 impl std::fmt::Debug for KafkaReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaReader")
-            .field("positions", &*lock(&self.positions))
+            .field("positions", &self.positions.snapshot())
             .finish()
     }
 }
@@ -70,7 +75,7 @@ impl std::fmt::Debug for KafkaReader {
 impl KafkaReader {
     /// The next offset to read of every partition this worker owns.
     pub fn positions(&self) -> Vec<PartitionPosition> {
-        lock(&self.positions).clone()
+        self.positions.snapshot()
     }
 
     /// Bounded mode: the end offset of a partition (`None` when unbounded).
@@ -102,12 +107,11 @@ impl KafkaReader {
     /// compacted records).
     pub(super) fn read_up_to(&self, ends: &[PartitionPosition]) -> bool {
         let fetched = self.consumer.position().ok();
-        let table = lock(&self.positions);
         ends.iter().all(|end| {
-            let handed_on = table
-                .iter()
-                .find(|p| p.partition == end.partition && p.topic == end.topic)
-                .map_or(0, |p| p.next_offset);
+            let handed_on = self
+                .positions
+                .find(&end.topic, end.partition)
+                .map_or(0, |p| p.next_offset());
             let fetch_position = fetched
                 .as_ref()
                 .and_then(|tpl| tpl.find_partition(&end.topic, end.partition))
@@ -120,19 +124,22 @@ impl KafkaReader {
         })
     }
 
-    pub(super) fn advance(&self, topic: &Arc<str>, partition: i32, offset: i64) {
-        let mut table = lock(&self.positions);
-        match table
-            .iter_mut()
-            .find(|p| p.partition == partition && p.topic == *topic)
-        {
-            Some(p) => p.next_offset = offset + 1,
-            None => table.push(PartitionPosition {
-                topic: topic.clone(),
-                partition,
-                next_offset: offset + 1,
-            }),
+    /// Records that the record at `offset` was handed on: the partition's next offset is the
+    /// one after it. Once per record, so without a lock while records keep coming from the
+    /// same partition (librdkafka hands them over in per-partition runs).
+    #[inline]
+    pub(super) fn advance(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(live) = &self.current {
+            if live.is(topic, partition) && live.is_owned() {
+                live.set(offset + 1);
+                return;
+            }
         }
+        self.current = Some(self.positions.put(PartitionPosition {
+            topic: topic.clone(),
+            partition,
+            next_offset: offset + 1,
+        }));
     }
 }
 
@@ -296,8 +303,38 @@ impl SourceReader for KafkaReader {
 
 impl Drop for KafkaReader {
     fn drop(&mut self) {
-        // The source has ended (stop, end of a bounded run, or failure): commit what was
-        // handed on so a restart of the group continues after it.
+        self.release();
+        close_promptly(&self.consumer);
+    }
+}
+
+/// How long a reader's drop waits for its consumer to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes the consumer now, polling without a timeout until librdkafka says it is closed.
+///
+/// rdkafka 0.39 closes a consumer on drop by polling in 100 ms slices, and its poll runs to
+/// the end of the slice even once the close is done: every reader's drop took 100 ms, at the
+/// end of every bounded run and every stop. Closed here first, the close ends as soon as
+/// librdkafka's does (tens of microseconds). rdkafka's drop then finds the consumer closed;
+/// its second close request fails harmlessly (it reports that at the `log` crate's error
+/// level, which only an application that installs a logger sees).
+fn close_promptly(consumer: &BaseConsumer<RebalanceContext>) {
+    if consumer.close_queue().is_err() {
+        return;
+    }
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    while !consumer.closed() && Instant::now() < deadline {
+        // Serves the close's own events (a final revocation) without waiting for more.
+        let _ = consumer.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+impl KafkaReader {
+    /// The source has ended (stop, end of a bounded run, or failure): commit what was
+    /// handed on so a restart of the group continues after it.
+    fn release(&mut self) {
         let context = self.consumer.context();
         if self.abort.is_aborted() {
             // The job failed: records handed on may still be in rings or unacknowledged in a

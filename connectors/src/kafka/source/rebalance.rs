@@ -62,22 +62,14 @@ impl RebalanceContext {
         &self,
         partitions: Option<&TopicPartitionList>,
     ) -> (TopicPartitionList, Vec<PartitionPosition>) {
-        let mut table = lock(&self.positions);
-        let mut commit = TopicPartitionList::new();
-        let mut taken = Vec::new();
-        table.retain(|p| {
-            let selected =
-                partitions.is_none_or(|tpl| tpl.find_partition(&p.topic, p.partition).is_some());
-            if selected {
-                let _ = commit.add_partition_offset(
-                    &p.topic,
-                    p.partition,
-                    Offset::Offset(p.next_offset),
-                );
-                taken.push(p.clone());
-            }
-            !selected
+        let taken = self.positions.take(|topic, partition| {
+            partitions.is_none_or(|tpl| tpl.find_partition(topic, partition).is_some())
         });
+        let mut commit = TopicPartitionList::new();
+        for p in &taken {
+            let _ =
+                commit.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
+        }
         (commit, taken)
     }
 
@@ -131,7 +123,7 @@ impl RebalanceContext {
                     let offset = Some(Offset::Offset(p.next_offset));
                     // Owned again: its position must be committed or released later even if
                     // nothing new is handed on before then.
-                    lock(&self.positions).push(p);
+                    self.positions.put(p);
                     offset
                 }
                 (None, true, Some(start)) => Some(start),
@@ -184,8 +176,8 @@ impl ConsumerContext for RebalanceContext {
                     self.commit_positions(consumer, Some(tpl));
                 } else {
                     // Lost (not revoked): another member may already own them; drop positions.
-                    lock(&self.positions)
-                        .retain(|p| tpl.find_partition(&p.topic, p.partition).is_none());
+                    self.positions
+                        .take(|topic, partition| tpl.find_partition(topic, partition).is_some());
                 }
                 if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -289,17 +281,19 @@ mod tests {
         assert_eq!(assign(&ctx, &[0]), [(0, Offset::Offset(42))]);
         assert!(lock(&ctx.ownership.released).is_empty(), "taken once");
         // Owned again: its position is tracked, so the next revocation commits it.
-        assert_eq!(*lock(&ctx.positions), [position("t", 0, 42)]);
+        assert_eq!(ctx.positions.snapshot(), [position("t", 0, 42)]);
     }
 
     #[test]
     fn a_revocation_takes_exactly_the_revoked_partitions() {
         let ctx = context(StartFrom::Committed);
-        lock(&ctx.positions).extend([
+        for p in [
             position("t", 0, 5),
             position("t", 1, 7),
             position("u", 0, 9),
-        ]);
+        ] {
+            ctx.positions.put(p);
+        }
         let mut revoked = TopicPartitionList::new();
         revoked.add_partition("t", 1);
         revoked.add_partition("u", 0);
@@ -317,9 +311,9 @@ mod tests {
             ]
         );
         assert_eq!(taken, [position("t", 1, 7), position("u", 0, 9)]);
-        assert_eq!(*lock(&ctx.positions), [position("t", 0, 5)]);
+        assert_eq!(ctx.positions.snapshot(), [position("t", 0, 5)]);
         let (rest, _) = ctx.take_positions(None);
         assert_eq!(rest.count(), 1);
-        assert!(lock(&ctx.positions).is_empty());
+        assert!(ctx.positions.snapshot().is_empty());
     }
 }
