@@ -59,9 +59,14 @@ fn by_word(updates: &[(String, u64)]) -> HashMap<String, Vec<u64>> {
 }
 
 fn truth(n: u64) -> HashMap<String, u64> {
+    truth_of(n, word)
+}
+
+/// Each key's count over the first `n` records, record `i` having key `key_of(i)`.
+fn truth_of(n: u64, key_of: fn(u64) -> String) -> HashMap<String, u64> {
     let mut m = HashMap::new();
     for i in 0..n {
-        *m.entry(word(i)).or_default() += 1;
+        *m.entry(key_of(i)).or_default() += 1;
     }
     m
 }
@@ -98,11 +103,13 @@ fn a_finished_run_checkpoints_its_end_and_the_next_run_continues_from_it() {
 struct Gated {
     limit: Arc<AtomicU64>,
     end: u64,
+    key_of: fn(u64) -> String,
 }
 
 struct GatedReader {
     limit: Arc<AtomicU64>,
     end: u64,
+    key_of: fn(u64) -> String,
     next: u64,
     active: bool,
 }
@@ -113,6 +120,7 @@ impl Source for Gated {
         Ok(GatedReader {
             limit: self.limit.clone(),
             end: self.end,
+            key_of: self.key_of,
             next: 0,
             active: ctx.worker() == 0,
         })
@@ -131,7 +139,7 @@ impl SourceReader for GatedReader {
         let limit = self.limit.load(Ordering::Acquire).min(self.end);
         let mut n = 0;
         while self.next < limit && n < budget && !out.should_yield() {
-            out.emit(word(self.next));
+            out.emit((self.key_of)(self.next));
             self.next += 1;
             n += 1;
         }
@@ -155,11 +163,21 @@ impl SourceReader for GatedReader {
 }
 
 fn gated_job(limit: &Arc<AtomicU64>, end: u64) -> (Job, CollectSink<(String, u64)>) {
+    gated_job_of(limit, end, word)
+}
+
+/// [`gated_job`] whose record `i` has key `key_of(i)`.
+fn gated_job_of(
+    limit: &Arc<AtomicU64>,
+    end: u64,
+    key_of: fn(u64) -> String,
+) -> (Job, CollectSink<(String, u64)>) {
     let job = Job::new("ckpt-gated");
     let out = CollectSink::default();
     job.source(Gated {
         limit: limit.clone(),
         end,
+        key_of,
     })
     .key_by(|w: &String| w.clone())
     .count()
@@ -181,8 +199,13 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Checks a recovered run: it restored at some input position `p`, so for every word its
 /// updates are exactly `truth_p(w) + 1 ..= truth_end(w)`. Returns `p`.
 fn check_resumed(updates: &[(String, u64)], end: u64) -> u64 {
+    check_resumed_of(updates, end, word)
+}
+
+/// [`check_resumed`] for records keyed by `key_of`.
+fn check_resumed_of(updates: &[(String, u64)], end: u64, key_of: fn(u64) -> String) -> u64 {
     let p = end - updates.len() as u64;
-    let (before, after) = (truth(p), truth(end));
+    let (before, after) = (truth_of(p, key_of), truth_of(end, key_of));
     let got = by_word(updates);
     for (w, n) in &after {
         let from = before.get(w).copied().unwrap_or(0);
@@ -259,7 +282,8 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning() {
         })
         .collect();
     epochs.sort();
-    assert_eq!(epochs.len(), 3, "three checkpoints retained: {epochs:?}");
+    // Three complete ones, and any older one whose files an incremental one still lists.
+    assert!(epochs.len() >= 3, "three checkpoints retained: {epochs:?}");
     let newest = epochs.last().unwrap();
     let state = std::fs::read_dir(newest)
         .unwrap()
@@ -654,5 +678,116 @@ fn a_full_sink_pauses_the_input_until_its_checkpoint_completes() {
         most <= 100,
         "held {most} records, more than the sink's limit of 100"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 20,000 distinct keys (every key group), then updates of 50 keys only.
+fn many_then_few(i: u64) -> String {
+    if i < 20_000 {
+        format!("k{i}")
+    } else {
+        format!("k{}", i % 50)
+    }
+}
+
+/// [`many_then_few`], then from record 30,000 on each of the 20,000 keys once.
+fn then_each_once(i: u64) -> String {
+    if i < 30_000 {
+        many_then_few(i)
+    } else {
+        format!("k{}", i - 30_000)
+    }
+}
+
+/// The `.state` files of `epoch`'s checkpoint under `dir`.
+fn state_files(dir: &std::path::Path, epoch: u64) -> Vec<PathBuf> {
+    let chk = dir.join(format!("chk-{epoch:020}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&chk)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "state"));
+    files
+}
+
+#[test]
+fn incremental_checkpoints_store_only_changed_key_groups_and_restore_like_full_ones() {
+    let dir = temp_dir("incremental");
+    let limit = Arc::new(AtomicU64::new(20_000));
+    let (job, out) = gated_job_of(&limit, 40_000, many_then_few);
+    let checkpoints = |full_every| {
+        Config::default().with_workers(2).with_checkpoints(
+            CheckpointConfig::new(&dir)
+                .with_interval(Duration::from_millis(10))
+                .with_full_every(full_every),
+        )
+    };
+    let handle = job.run(checkpoints(1_000)).expect("starts");
+    wait_until("the 20,000 distinct keys", || out.len() >= 20_000);
+    let n = handle.checkpoints().unwrap().completed.len();
+    wait_until("two checkpoints after them", || {
+        handle.checkpoints().unwrap().completed.len() >= n + 2
+    });
+    // Now only 50 keys change: what each checkpoint stores shrinks to their key groups.
+    for step in 1..=4u64 {
+        limit.store(20_000 + step * 1_000, Ordering::Release);
+        let n = handle.checkpoints().unwrap().completed.len();
+        wait_until("a checkpoint of the new records", || {
+            handle.checkpoints().unwrap().completed.len() >= n + 2
+        });
+    }
+    let log = handle.checkpoints().unwrap();
+    drop(handle); // abort: no final checkpoint
+    let first = out.take();
+    assert_eq!(first.len(), 24_000);
+    assert!(
+        log.completed[0].full,
+        "the first checkpoint of a run is full"
+    );
+    let largest = log.completed.iter().map(|c| c.bytes).max().unwrap();
+    let newest = log.completed.last().unwrap();
+    assert!(!newest.full);
+    assert!(
+        newest.bytes * 20 < largest,
+        "an incremental checkpoint of 50 changed keys wrote {} bytes; the one with 20,000 keys {largest}",
+        newest.bytes
+    );
+
+    // The newest checkpoint's files are damaged: the restart falls back to the one before,
+    // itself incremental, whose unchanged key groups come from older checkpoints' files
+    // (kept by retention though older than the three newest), at another parallelism.
+    for file in state_files(&dir, newest.epoch) {
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[0] ^= 0x55;
+        std::fs::write(&file, bytes).unwrap();
+    }
+    limit.store(u64::MAX, Ordering::Release);
+    let (job, out) = gated_job_of(&limit, 30_000, many_then_few);
+    let handle = job.run(checkpoints(3)).expect("restarts at 3 workers");
+    let restored = handle.checkpoints().unwrap();
+    assert!(
+        restored.restored_from.is_some_and(|e| e < newest.epoch),
+        "restored from {:?}, newest {}",
+        restored.restored_from,
+        newest.epoch
+    );
+    assert!(
+        restored.warnings.iter().any(|w| w.contains("unusable")),
+        "{:?}",
+        restored.warnings
+    );
+    finish(handle).expect("second run");
+    let p = check_resumed_of(&out.take(), 30_000, many_then_few);
+    assert!((20_000..=24_000).contains(&p), "restored position {p}");
+
+    // A later run restores the second run's final checkpoint at 1 worker and touches each
+    // of the 20,000 keys once more: every one comes back with its count.
+    let (job, out) = gated_job_of(&limit, 50_000, then_each_once);
+    finish(job.run(checkpoints(3).with_workers(1)).expect("third run")).expect("third run");
+    let updates = out.take();
+    assert_eq!(updates.len(), 20_000);
+    let before = truth_of(30_000, many_then_few);
+    for (key, count) in &updates {
+        assert_eq!(*count, before[key] + 1, "key {key}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,8 +21,16 @@ pub struct CheckpointConfig {
     pub location: PathBuf,
     /// Time between the completion of one checkpoint and the start of the next. Default 1 s.
     pub interval: Duration,
-    /// Complete checkpoints kept; older ones are deleted. Default 3 (at least 1).
+    /// Complete checkpoints kept; older ones are deleted, except the files a kept incremental
+    /// checkpoint still refers to. Default 3 (at least 1).
     pub retain: usize,
+    /// Every `full_every`-th checkpoint (and the first of every run) stores all keyed state;
+    /// the ones in between are incremental: they store only the key groups written since the
+    /// previous checkpoint and refer to earlier checkpoints for the rest, so a checkpoint of
+    /// 1 M keys of which a few hundred changed writes kilobytes, not megabytes. A larger value
+    /// makes checkpoints cheaper and restores read more files. Default 10; 1 makes every
+    /// checkpoint full.
+    pub full_every: u32,
     /// A checkpoint not complete after this long fails the job. Default 60 s.
     pub timeout: Duration,
     /// An operator's statement that the output of this epoch (and every one before it) is
@@ -41,6 +49,7 @@ impl CheckpointConfig {
             location: location.into(),
             interval: Duration::from_secs(1),
             retain: 3,
+            full_every: 10,
             timeout: Duration::from_secs(60),
             assumed_committed: None,
             storage: None,
@@ -63,6 +72,19 @@ impl CheckpointConfig {
     /// Sets how many complete checkpoints are kept.
     pub fn with_retain(mut self, retain: usize) -> Self {
         self.retain = retain.max(1);
+        self
+    }
+    /// Sets how often a checkpoint stores all keyed state (see
+    /// [`full_every`](Self::full_every)); 1 turns incremental checkpoints off.
+    ///
+    /// ```
+    /// use rill_engine::CheckpointConfig;
+    /// let every_one_full = CheckpointConfig::new("/tmp/rill-ckpt").with_full_every(1);
+    /// assert_eq!(every_one_full.full_every, 1);
+    /// assert_eq!(CheckpointConfig::new("/tmp/rill-ckpt").with_full_every(0).full_every, 1);
+    /// ```
+    pub fn with_full_every(mut self, full_every: u32) -> Self {
+        self.full_every = full_every.max(1);
         self
     }
     /// Sets the time after which an incomplete checkpoint fails the job.

@@ -18,7 +18,11 @@
 //! log); plans at or below the newest committed checkpoint are deleted with it.
 //!
 //! The manifest lists every state file with its length and CRC-32, the job graph's node names
-//! and kinds, and the number of workers; it carries a CRC-32 of its own. An epoch without a
+//! and kinds, and the number of workers; it carries a CRC-32 of its own. An *incremental*
+//! checkpoint's files hold only the key groups written since the previous checkpoint; its
+//! manifest lists, for every other key group, the earlier checkpoint's file that holds it
+//! (with that file's length and CRC-32), and retention keeps every file a kept manifest
+//! lists. An epoch without a
 //! valid manifest, or whose files do not match it, is not a checkpoint: loading skips it with
 //! a warning and falls back to the previous complete one.
 
@@ -40,10 +44,14 @@ const MAGIC: &[u8; 8] = b"RILLCKP1";
 const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
 /// The manifest's format. 2: keys are routed to key groups by their [`EncodeKey`] encoding
 /// (format 1 hashed what `std::hash::Hash` fed the hasher, so its key groups differ).
-/// 3: the manifest records the newest committed epoch.
+/// 3: the manifest records the newest committed epoch. 4: the manifest lists the key groups
+/// an incremental checkpoint takes from earlier ones (format 3 manifests are read as
+/// checkpoints that take none).
 ///
 /// [`EncodeKey`]: crate::state::EncodeKey
-pub(crate) const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 4;
+/// The previous format, still read.
+const FORMAT_3: u32 = 3;
 const BATCHES: &str = "batches";
 
 /// One node's state in a state file.
@@ -83,6 +91,50 @@ pub(crate) struct Manifest {
     /// manifest was written (0 if none; `None` without a transactional sink): the store's own
     /// evidence of commits, checked against the sink's record at restore.
     pub(crate) committed: Option<Epoch>,
+    /// Key groups kept from earlier checkpoints, by the file that holds them.
+    pub(crate) inherited: Vec<Inherited>,
+}
+
+/// Key groups an incremental checkpoint takes from an earlier checkpoint's file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Inherited {
+    /// The checkpoint that wrote the file.
+    pub(crate) epoch: Epoch,
+    /// The file, with the length and checksum it was written with.
+    pub(crate) file: FileEntry,
+    /// `(node, key group)` pairs to take from it; the file may hold others, which later
+    /// checkpoints replaced.
+    pub(crate) groups: Vec<(usize, u32)>,
+}
+
+/// A format 3 manifest: a [`Manifest`] without `inherited`.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestV3 {
+    format: u32,
+    job: String,
+    epoch: Epoch,
+    workers: usize,
+    nodes: Vec<(String, String)>,
+    files: Vec<FileEntry>,
+    created_unix_ms: u64,
+    committed: Option<Epoch>,
+}
+
+impl From<ManifestV3> for Manifest {
+    fn from(m: ManifestV3) -> Self {
+        Manifest {
+            format: m.format,
+            job: m.job,
+            epoch: m.epoch,
+            workers: m.workers,
+            nodes: m.nodes,
+            files: m.files,
+            created_unix_ms: m.created_unix_ms,
+            committed: m.committed,
+            inherited: Vec::new(),
+        }
+    }
 }
 
 /// One source instance's planned end: `(node, worker, encoded end)`.
@@ -135,7 +187,7 @@ enum Invalid {
     Corrupt(String),
     /// A valid manifest of another format: restoring it could put keys in the wrong key
     /// groups, and falling back to an older checkpoint would lose state, so it is refused.
-    #[error("checkpoint {epoch} was written in checkpoint format {found}; this build reads format {FORMAT} (format 1 routed keys to other key groups; format 2 lacks the committed epoch): restore it with the build that wrote it, or start from a new checkpoint location")]
+    #[error("checkpoint {epoch} was written in checkpoint format {found}; this build reads formats {FORMAT_3} and {FORMAT} (format 1 routed keys to other key groups; format 2 lacks the committed epoch): restore it with the build that wrote it, or start from a new checkpoint location")]
     Format { epoch: Epoch, found: u32 },
 }
 
@@ -531,14 +583,13 @@ impl CheckpointStore {
         let (format, _) =
             bincode::serde::decode_from_slice::<u32, _>(body, bincode::config::standard())
                 .map_err(|e| Invalid::Corrupt(e.to_string()))?;
-        if format != FORMAT {
-            return Err(Invalid::Format {
-                epoch,
-                found: format,
-            });
-        }
-        let manifest: Manifest =
-            decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?;
+        let manifest: Manifest = match format {
+            FORMAT => decode(body, MANIFEST).map_err(|e| Invalid::Corrupt(e.to_string()))?,
+            FORMAT_3 => decode::<ManifestV3>(body, MANIFEST)
+                .map_err(|e| Invalid::Corrupt(e.to_string()))?
+                .into(),
+            found => return Err(Invalid::Format { epoch, found }),
+        };
         if manifest.epoch != epoch {
             return Err(Invalid::Corrupt(format!(
                 "manifest says format {} epoch {}",
@@ -548,19 +599,41 @@ impl CheckpointStore {
         Ok(manifest)
     }
 
+    /// Reads `entry` of `epoch`'s checkpoint, checked against its manifest entry.
+    fn read_state_file(&self, epoch: Epoch, entry: &FileEntry) -> Result<StateFile, Invalid> {
+        let body = self.read_file(epoch, &entry.name)?;
+        if body.len() as u64 != entry.len || crc(&body) != entry.crc32 {
+            return Err(Invalid::Corrupt(format!(
+                "{} of checkpoint {epoch} does not match the manifest (length or checksum)",
+                entry.name
+            )));
+        }
+        decode(&body, &entry.name).map_err(|e| Invalid::Corrupt(e.to_string()))
+    }
+
     fn load_epoch(&self, epoch: Epoch) -> Result<Loaded, Invalid> {
         let manifest = self.read_manifest(epoch)?;
         let mut nodes: Vec<NodeRestore> = vec![NodeRestore::default(); manifest.nodes.len()];
-        for entry in &manifest.files {
-            let body = self.read_file(epoch, &entry.name)?;
-            if body.len() as u64 != entry.len || crc(&body) != entry.crc32 {
-                return Err(Invalid::Corrupt(format!(
-                    "{} does not match the manifest (length or checksum)",
-                    entry.name
-                )));
+        for inherited in &manifest.inherited {
+            let file = self.read_state_file(inherited.epoch, &inherited.file)?;
+            let wanted: std::collections::HashSet<(usize, u32)> =
+                inherited.groups.iter().copied().collect();
+            for stored in file.nodes {
+                let (Some(node), EncodedState::Keyed(groups)) =
+                    (nodes.get_mut(stored.node), stored.state)
+                else {
+                    continue;
+                };
+                node.type_name = stored.type_name;
+                node.keyed.extend(
+                    groups
+                        .into_iter()
+                        .filter(|(g, _)| wanted.contains(&(stored.node, *g))),
+                );
             }
-            let file: StateFile =
-                decode(&body, &entry.name).map_err(|e| Invalid::Corrupt(e.to_string()))?;
+        }
+        for entry in &manifest.files {
+            let file = self.read_state_file(epoch, entry)?;
             for stored in file.nodes {
                 let Some(node) = nodes.get_mut(stored.node) else {
                     return Err(Invalid::Corrupt(format!(
@@ -573,6 +646,12 @@ impl CheckpointStore {
                 node.type_name = stored.type_name;
                 match stored.state {
                     EncodedState::Keyed(groups) => node.keyed.extend(groups),
+                    EncodedState::KeyedChanges { .. } => {
+                        return Err(Invalid::Corrupt(format!(
+                            "{} holds unmerged changes of node {}",
+                            entry.name, stored.node
+                        )))
+                    }
                     EncodedState::Worker(blob) => {
                         if node.per_worker.len() < manifest.workers {
                             node.per_worker.resize(manifest.workers, None);
@@ -658,16 +737,21 @@ impl CheckpointStore {
     /// ones and any incomplete epoch below `newest`.
     pub(crate) fn retain(&self, newest: Epoch, retain: usize) -> io::Result<()> {
         let mut kept = 0;
+        // Epochs whose files a kept incremental checkpoint still lists: kept too. Epochs come
+        // newest first and manifests refer only to older ones, so each is known before it is
+        // reached.
+        let mut referenced = std::collections::HashSet::new();
         for e in self.epochs()? {
             if e > newest {
                 continue;
             }
             // Complete means a manifest that validates: a torn or corrupt one must not count
             // towards `retain`, or the last good checkpoint could be deleted in its favour.
-            let complete = self.read_manifest(e).is_ok();
-            if complete && kept < retain {
+            let manifest = self.read_manifest(e).ok();
+            if let Some(m) = manifest.as_ref().filter(|_| kept < retain) {
                 kept += 1;
-            } else if e != newest {
+                referenced.extend(m.inherited.iter().map(|i| i.epoch));
+            } else if e != newest && !referenced.contains(&e) {
                 self.remove_epoch(e)?;
             }
         }
@@ -693,6 +777,7 @@ mod tests {
             files,
             created_unix_ms: 0,
             committed: None,
+            inherited: Vec::new(),
         }
     }
 
@@ -795,9 +880,51 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains(&format!("this build reads format {FORMAT}")),
+            msg.contains(&format!("this build reads formats {FORMAT_3} and {FORMAT}")),
             "{msg}"
         );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_format_3_checkpoint_still_restores() {
+        let root = temp("format-3");
+        let store = CheckpointStore::open(&root, "test").unwrap();
+        let f = store
+            .write_state(
+                7,
+                0,
+                0,
+                vec![StoredNode {
+                    node: 1,
+                    type_name: "counts".into(),
+                    state: EncodedState::Keyed(vec![(3, vec![42])]),
+                }],
+            )
+            .unwrap();
+        let current = manifest(7, vec![f]);
+        let v3 = ManifestV3 {
+            format: FORMAT_3,
+            job: current.job,
+            epoch: 7,
+            workers: current.workers,
+            nodes: current.nodes,
+            files: current.files,
+            created_unix_ms: 0,
+            committed: None,
+        };
+        let body = encode(&v3).unwrap();
+        fs::write(
+            root.join("chk-00000000000000000007").join(MANIFEST),
+            frame(MAGIC, &body),
+        )
+        .unwrap();
+        let (loaded, warnings) = store.load_latest(None).unwrap();
+        let loaded = loaded.expect("the format 3 checkpoint");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(loaded.manifest.epoch, 7);
+        assert!(loaded.manifest.inherited.is_empty());
+        assert_eq!(loaded.nodes[1].keyed, vec![(3, vec![42])]);
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -28,6 +28,29 @@ struct Slot<V> {
 }
 
 type Bucket<K, V> = std::collections::HashMap<K, Slot<V>, BuildKeyHasher>;
+
+/// The key groups written since the last snapshot, one bit each: what an incremental
+/// checkpoint has to store again (the rest it takes from earlier checkpoints).
+#[derive(Debug, Clone)]
+struct ChangedGroups(Box<[u64; KEY_GROUPS as usize / 64]>);
+
+impl Default for ChangedGroups {
+    fn default() -> Self {
+        Self(Box::new([0; KEY_GROUPS as usize / 64]))
+    }
+}
+
+impl ChangedGroups {
+    #[inline]
+    fn mark(&mut self, bucket: usize) {
+        let group = bucket % KEY_GROUPS as usize;
+        self.0[group / 64] |= 1 << (group % 64);
+    }
+
+    fn contains(&self, group: usize) -> bool {
+        self.0[group / 64] & (1 << (group % 64)) != 0
+    }
+}
 type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 
 /// Per-key state of a keyed operator on one worker, snapshotted in O(1).
@@ -62,6 +85,8 @@ type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 pub struct KeyedState<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
     len: usize,
+    /// Key groups written since the last snapshot.
+    changed: ChangedGroups,
     /// The stamp writes leave: the TTL clock's reading, `i64::MIN` without a TTL.
     stamp: i64,
     /// Values stamped before this have expired (`i64::MIN`: none).
@@ -74,6 +99,7 @@ impl<K: Clone, V> Clone for KeyedState<K, V> {
         Self {
             root: self.root.clone(),
             len: self.len,
+            changed: self.changed.clone(),
             stamp: self.stamp,
             expire_before: self.expire_before,
             expiry: self.expiry.clone(),
@@ -87,6 +113,7 @@ impl<K, V> Default for KeyedState<K, V> {
         Self {
             root: Arc::new(vec![chunk; CHUNKS]),
             len: 0,
+            changed: ChangedGroups::default(),
             stamp: i64::MIN,
             expire_before: i64::MIN,
             expiry: None,
@@ -126,12 +153,15 @@ fn bucket_of<Q: EncodeKey + ?Sized>(key: &Q) -> usize {
 }
 
 /// Bucket `b` of `root` for writing: copies it (and its chunk, and the root) first if a
-/// snapshot still shares them. A free function so callers can borrow other fields alongside.
+/// snapshot still shares them, and marks its key group changed. A free function so callers
+/// can borrow other fields alongside.
 #[inline]
-fn bucket_in<K: Clone, V: Clone>(
-    root: &mut Arc<Vec<Arc<Chunk<K, V>>>>,
+fn bucket_in<'a, K: Clone, V: Clone>(
+    root: &'a mut Arc<Vec<Arc<Chunk<K, V>>>>,
+    changed: &mut ChangedGroups,
     b: usize,
-) -> &mut Bucket<K, V> {
+) -> &'a mut Bucket<K, V> {
+    changed.mark(b);
     let chunk = &mut Arc::make_mut(root)[b / PER_CHUNK];
     let slot = &mut Arc::make_mut(chunk)[b % PER_CHUNK];
     Arc::make_mut(slot.get_or_insert_with(|| Arc::new(Bucket::default())))
@@ -153,7 +183,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// The bucket `b` for writing (see [`bucket_in`]).
     #[inline]
     fn bucket_mut(&mut self, b: usize) -> &mut Bucket<K, V> {
-        bucket_in(&mut self.root, b)
+        bucket_in(&mut self.root, &mut self.changed, b)
     }
 
     /// The value of `key` for update, if any.
@@ -183,7 +213,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         }
         let b = bucket_of(&key);
         let (len, stamp) = (&mut self.len, self.stamp);
-        &mut bucket_in(&mut self.root, b)
+        &mut bucket_in(&mut self.root, &mut self.changed, b)
             .entry(key)
             .or_insert_with(|| {
                 *len += 1;
@@ -202,7 +232,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     pub fn get_or_insert_cloned(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
         let b = bucket_of(key);
         let (stamp, expire_before) = (self.stamp, self.expire_before);
-        let bucket = bucket_in(&mut self.root, b);
+        let bucket = bucket_in(&mut self.root, &mut self.changed, b);
         match bucket.get_mut(key) {
             Some(slot) if slot.touched >= expire_before => {}
             Some(slot) => {
@@ -228,7 +258,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
                 }
             }
         }
-        let bucket = bucket_in(&mut self.root, b);
+        let bucket = bucket_in(&mut self.root, &mut self.changed, b);
         match bucket.get_mut(key) {
             Some(slot) => {
                 slot.touched = stamp;
@@ -244,7 +274,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         let (stamp, expire_before) = (self.stamp, self.expire_before);
         let b = bucket_of(&key);
         let queued = self.expiry.is_some().then(|| key.clone());
-        let old = bucket_in(&mut self.root, b).insert(
+        let old = bucket_in(&mut self.root, &mut self.changed, b).insert(
             key,
             Slot {
                 value,
@@ -339,7 +369,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
                 continue;
             };
             if slot.touched < expire_before {
-                bucket_in(&mut self.root, b).remove(&key);
+                bucket_in(&mut self.root, &mut self.changed, b).remove(&key);
                 self.len -= 1;
                 expiry.expired += 1;
             } else {
@@ -376,10 +406,15 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     }
 
     /// Freezes the current contents, in O(1), for a checkpoint.
-    pub fn snapshot(&self) -> KeyedSnapshot<K, V> {
+    ///
+    /// The snapshot also carries which key groups were written since the previous snapshot,
+    /// so that an incremental checkpoint stores only those
+    /// ([`StateSnapshot::encode_changes`]).
+    pub fn snapshot(&mut self) -> KeyedSnapshot<K, V> {
         KeyedSnapshot {
             root: self.root.clone(),
             expire_before: self.expire_before,
+            changed: std::mem::take(&mut self.changed),
         }
     }
 
@@ -399,7 +434,10 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
             value: slot.value,
             touched,
         };
-        if bucket_in(&mut self.root, b).insert(key, slot).is_none() {
+        if bucket_in(&mut self.root, &mut self.changed, b)
+            .insert(key, slot)
+            .is_none()
+        {
             self.len += 1;
         }
     }
@@ -417,7 +455,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
 impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// Freezes the current contents for a checkpoint, boxed for
     /// [`Operator::snapshot`](crate::Operator::snapshot).
-    pub fn boxed_snapshot(&self) -> Option<Box<dyn StateSnapshot>> {
+    pub fn boxed_snapshot(&mut self) -> Option<Box<dyn StateSnapshot>> {
         Some(Box::new(self.snapshot()))
     }
 
@@ -425,7 +463,10 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// is stored with it, so that whichever worker restores the group knows which of its
     /// windows or buffered records were already final (see
     /// [`restore_with_watermark`](Self::restore_with_watermark)).
-    pub fn boxed_snapshot_with_watermark(&self, watermark: i64) -> Option<Box<dyn StateSnapshot>> {
+    pub fn boxed_snapshot_with_watermark(
+        &mut self,
+        watermark: i64,
+    ) -> Option<Box<dyn StateSnapshot>> {
         Some(Box::new(WatermarkedSnapshot {
             keys: self.snapshot(),
             watermark,
@@ -499,20 +540,26 @@ pub struct KeyedSnapshot<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
     /// Entries stamped before this had expired when the snapshot was taken: left out.
     expire_before: i64,
+    /// Key groups written since the previous snapshot.
+    changed: ChangedGroups,
 }
 
-impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
+impl<K, V> KeyedSnapshot<K, V>
 where
     K: Hash + Eq + Clone + Serialize + Send + Sync + 'static,
     V: Clone + Serialize + Send + Sync + 'static,
 {
-    fn encode(&self) -> Result<EncodedState, StateError> {
+    /// Encodes the key groups `include` picks, each that holds a live entry.
+    fn encode_groups(
+        &self,
+        include: impl Fn(usize) -> bool,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StateError> {
         // Key group g lives in buckets g, g + KEY_GROUPS, ...: gathered one group at a time
         // into one reused vector, so encoding allocates little beyond its output.
         let groups = KEY_GROUPS as usize;
         let mut entries: Vec<(&K, &Slot<V>)> = Vec::new();
         let mut out = Vec::new();
-        for g in 0..groups {
+        for g in (0..groups).filter(|g| include(*g)) {
             entries.clear();
             for b in (g..BUCKETS).step_by(groups) {
                 if let Some(bucket) = &self.root[b / PER_CHUNK][b % PER_CHUNK] {
@@ -527,7 +574,25 @@ where
                 out.push((g as u32, encode(&entries)?));
             }
         }
-        Ok(EncodedState::Keyed(out))
+        Ok(out)
+    }
+}
+
+impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + Send + Sync + 'static,
+    V: Clone + Serialize + Send + Sync + 'static,
+{
+    fn encode(&self) -> Result<EncodedState, StateError> {
+        Ok(EncodedState::Keyed(self.encode_groups(|_| true)?))
+    }
+
+    fn encode_changes(&self) -> Result<Option<EncodedState>, StateError> {
+        let changed: Vec<u32> = (0..KEY_GROUPS)
+            .filter(|g| self.changed.contains(*g as usize))
+            .collect();
+        let groups = self.encode_groups(|g| self.changed.contains(g))?;
+        Ok(Some(EncodedState::KeyedChanges { groups, changed }))
     }
 }
 
@@ -572,7 +637,7 @@ mod tests {
             let w = crate::state::worker_for_key(&key, 2);
             old[w].insert(key, i);
         }
-        let snaps: Vec<_> = old.iter().map(|s| s.snapshot()).collect();
+        let snaps: Vec<_> = old.iter_mut().map(|s| s.snapshot()).collect();
         for s in &mut old {
             for (_, v) in s.clone().iter() {
                 let _ = v;

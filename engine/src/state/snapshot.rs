@@ -44,13 +44,25 @@ pub enum EncodedState {
     /// State of one worker's instance (a source position): restored by position in the old
     /// run's worker order.
     Worker(Vec<u8>),
+    /// Keyed state, only the key groups written since the previous snapshot: `changed` names
+    /// them all, `groups` holds those of them that still have entries. An incremental
+    /// checkpoint stores these and takes every other key group from the checkpoint that
+    /// last stored it. Never stored as such: the coordinator turns it into `Keyed`.
+    KeyedChanges {
+        /// The changed key groups that hold entries, encoded.
+        groups: Vec<(u32, Vec<u8>)>,
+        /// Every key group written since the previous snapshot (emptied ones included).
+        changed: Vec<u32>,
+    },
 }
 
 impl EncodedState {
     /// Bytes of payload held.
     pub fn len(&self) -> usize {
         match self {
-            EncodedState::Keyed(groups) => groups.iter().map(|(_, b)| b.len() + 4).sum(),
+            EncodedState::Keyed(groups) | EncodedState::KeyedChanges { groups, .. } => {
+                groups.iter().map(|(_, b)| b.len() + 4).sum()
+            }
             EncodedState::Worker(b) => b.len(),
         }
     }
@@ -67,6 +79,13 @@ impl EncodedState {
 pub trait StateSnapshot: Send + 'static {
     /// Encodes the captured state.
     fn encode(&self) -> Result<EncodedState, StateError>;
+
+    /// Encodes only what changed since the previous snapshot of the same state, as
+    /// [`EncodedState::KeyedChanges`], for an incremental checkpoint; `None` (the default)
+    /// when this state cannot tell, and the checkpoint then stores it whole.
+    fn encode_changes(&self) -> Result<Option<EncodedState>, StateError> {
+        Ok(None)
+    }
 
     /// Names the state's type; stored in the checkpoint so that a job whose state type
     /// changed refuses to restore instead of decoding garbage.
