@@ -219,7 +219,7 @@ impl<T: ToKafka + 'static> Sink<T> for KafkaSink<T> {
             })
             .map_err(KafkaConnectorError::Config)?;
         if config.get("enable.idempotence") == Some("true") {
-            warm_up(&producer, self.topic.as_deref());
+            warm_up(&producer);
         }
         Ok(KafkaSinkWriter::Plain(KafkaPlainWriter {
             producer,
