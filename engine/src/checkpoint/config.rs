@@ -19,7 +19,10 @@ use crate::checkpoint::storage::CheckpointStorage;
 pub struct CheckpointConfig {
     /// The checkpoint directory; created if missing. A job restores from it at start.
     pub location: PathBuf,
-    /// Time between the completion of one checkpoint and the start of the next. Default 1 s.
+    /// Time from the start of one checkpoint to the start of the next (Flink's checkpoint
+    /// interval), and at least half of it from the completion of one to the start of the
+    /// next, so that a checkpoint slower than the interval is not followed at once by another.
+    /// Exactly-once output becomes visible once per interval. Default 1 s.
     pub interval: Duration,
     /// Complete checkpoints kept; older ones are deleted, except the files a kept incremental
     /// checkpoint still refers to. Default 3 (at least 1).

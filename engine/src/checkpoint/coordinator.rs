@@ -193,7 +193,12 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
                 complete(s, f, &mut stored)?;
                 since_full = if full { 1 } else { since_full + 1 };
                 next_trigger = match s.trigger {
-                    None => Instant::now() + s.config.interval,
+                    // Start to start, as Flink's interval: exactly-once output becomes
+                    // visible once per interval, not once per interval plus a checkpoint's
+                    // duration. At least half an interval of pause after a slow one.
+                    None => {
+                        (started + s.config.interval).max(Instant::now() + s.config.interval / 2)
+                    }
                     Some(Trigger::ProcessingTime(d)) => started + d,
                     Some(Trigger::AsFastAsPossible | Trigger::AvailableNow) => Instant::now(),
                 };
