@@ -181,6 +181,10 @@ pub(crate) struct Args {
     /// prints the checkpoints' durations and sizes. Micro-batch runs checkpoint every batch.
     #[arg(long, value_parser = parse_seconds)]
     pub(crate) checkpoint_interval: Option<Duration>,
+    /// With checkpoints: every this many checkpoints one stores all keyed state, the others
+    /// only the key groups written since the previous one (1: every checkpoint is full).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) full_every: u32,
     /// Kafka: write results with the exactly-once (transactional) sink and read them
     /// `read_committed`: a result becomes visible when its checkpoint commits. Checkpoints
     /// every second unless `--checkpoint-interval` says otherwise.

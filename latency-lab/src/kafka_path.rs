@@ -142,7 +142,7 @@ pub(crate) fn run_once(
     let checkpoint_dir = settings.checkpoint_dir(&format!("kafka-{id}"));
     let mut config = settings.job_config().with_mode(mode);
     if let (Some(dir), Some(every)) = (&checkpoint_dir, settings.checkpoint_interval) {
-        config = config.with_checkpoints(CheckpointConfig::new(dir).with_interval(every));
+        config = config.with_checkpoints(settings.checkpoints(dir, every));
     }
     let pipeline = job.run(config).context("starting the job")?;
 

@@ -134,7 +134,7 @@ pub(crate) fn run_memory(
 
     let mut config = settings.job_config().with_mode(mode);
     if let (Some(dir), Some(every)) = (&checkpoint_dir, settings.checkpoint_interval) {
-        config = config.with_checkpoints(CheckpointConfig::new(dir).with_interval(every));
+        config = config.with_checkpoints(settings.checkpoints(dir, every));
     }
     let mut handle = job.run(config).context("starting the job")?;
     let bar = progress_bar(format!("{}, {rate} rec/s", mode_name(mode)), total);

@@ -265,12 +265,27 @@ pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
         String::new()
     };
     let size = if stored {
-        let last = &done[done.len() - 1];
-        format!(
-            ", last {} bytes written in {:.1} ms",
-            last.bytes,
-            last.write_time.as_secs_f64() * 1e3
-        )
+        // Full and incremental checkpoints apart: what each kind writes, at the median.
+        let median_bytes = |full: bool| {
+            let mut b: Vec<u64> = done
+                .iter()
+                .filter(|c| c.full == full && !c.last)
+                .map(|c| c.bytes)
+                .collect();
+            b.sort_unstable();
+            b.get(b.len() / 2).map(|m| (*m, b.len()))
+        };
+        let kinds: Vec<String> = [(true, "full"), (false, "incremental")]
+            .into_iter()
+            .filter_map(|(full, name)| {
+                median_bytes(full).map(|(m, n)| format!("{n} {name} median {m} bytes"))
+            })
+            .collect();
+        format!(", {}; write time median {:.1} ms", kinds.join(", "), {
+            let mut w: Vec<Duration> = done.iter().map(|c| c.write_time).collect();
+            w.sort();
+            w[w.len() / 2].as_secs_f64() * 1e3
+        })
     } else {
         String::new()
     };

@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) runs: usize,
     /// Checkpoint interval, if checkpointing.
     pub(crate) checkpoint_interval: Option<Duration>,
+    /// Every how many checkpoints one is full.
+    pub(crate) full_every: u32,
     /// Exactly-once Kafka sink.
     pub(crate) exactly_once: bool,
     /// Producer `linger.ms`.
@@ -116,6 +118,7 @@ impl Settings {
             duration,
             runs: args.runs,
             checkpoint_interval,
+            full_every: args.full_every.max(1),
             exactly_once: args.exactly_once,
             linger_ms: args
                 .linger_ms
@@ -123,6 +126,13 @@ impl Settings {
             fetch_wait_ms: args.fetch_wait_ms,
             modes,
         })
+    }
+
+    /// Checkpoints into `dir` at the run's interval and full-checkpoint cadence.
+    pub(crate) fn checkpoints(&self, dir: &std::path::Path, every: Duration) -> CheckpointConfig {
+        CheckpointConfig::new(dir)
+            .with_interval(every)
+            .with_full_every(self.full_every)
     }
 
     /// The job's configuration, without mode and checkpoints.
@@ -231,6 +241,7 @@ impl Settings {
             "duration_s": self.duration.as_secs_f64(),
             "runs": self.runs,
             "checkpoint_interval_s": self.checkpoint_interval.map(|d| d.as_secs_f64()),
+            "full_every": self.full_every,
             "exactly_once": self.exactly_once,
             "linger_ms": self.linger_ms,
             "fetch_wait_max_ms": self.fetch_wait_ms,

@@ -28,11 +28,12 @@ pub struct CheckpointConfig {
     /// checkpoint still refers to. Default 3 (at least 1).
     pub retain: usize,
     /// Every `full_every`-th checkpoint (and the first of every run) stores all keyed state;
-    /// the ones in between are incremental: they store only the key groups written since the
-    /// previous checkpoint and refer to earlier checkpoints for the rest, so a checkpoint of
-    /// 1 M keys of which a few hundred changed writes kilobytes, not megabytes. A larger value
-    /// makes checkpoints cheaper and restores read more files. Default 10; 1 makes every
-    /// checkpoint full.
+    /// the ones in between are incremental: they store only the entries written and the keys
+    /// removed since the previous checkpoint, and a restore applies them in order on top of
+    /// the last full one, so a checkpoint of 1 M keys of which a few hundred changed writes
+    /// kilobytes, not megabytes. A larger value makes checkpoints cheaper and restores read
+    /// more files. Default 10; 1 makes every checkpoint full. (State kept with an event-time
+    /// watermark, such as windows and state functions, is stored whole every time.)
     pub full_every: u32,
     /// A checkpoint not complete after this long fails the job. Default 60 s.
     pub timeout: Duration,

@@ -6,7 +6,7 @@
 //! the epoch is complete. A graceful stop, or every bounded source running dry, becomes a final
 //! epoch after which the sources end.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,7 @@ use crate::checkpoint::commit::Committer;
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::epoch::{BarrierAck, CoordinatorEvent, EpochControl};
 use crate::checkpoint::store::{
-    BatchPlan, CheckpointStore, FileEntry, Inherited, Manifest, PlannedEnd, StoredNode, FORMAT,
+    BatchPlan, ChainLink, CheckpointStore, FileEntry, Manifest, PlannedEnd, StoredNode, FORMAT,
 };
 use crate::dataflow::mode::Trigger;
 use crate::error::{ErrorChain, JobError};
@@ -40,7 +40,7 @@ pub struct CheckpointStats {
     /// Bytes of state written.
     pub bytes: u64,
     /// Whether it stored all keyed state (the first of a run, every `full_every`-th), or
-    /// only the key groups written since the previous checkpoint.
+    /// only the changes since the previous checkpoint.
     pub full: bool,
     /// Whether this was the final checkpoint of a stopping job.
     pub last: bool,
@@ -85,13 +85,6 @@ struct InFlight {
     last: bool,
     /// Stores all keyed state, not only what changed.
     full: bool,
-    /// Per keyed node stored incrementally: the key groups written since the previous
-    /// checkpoint (over all workers).
-    changed: HashMap<usize, HashSet<u32>>,
-    /// Keyed nodes stored whole.
-    whole: HashSet<usize>,
-    /// The key groups written, with the file each went to.
-    written: Vec<(usize, u32, FileEntry)>,
     started: Instant,
     pending: HashSet<(usize, usize)>,
     files: Vec<FileEntry>,
@@ -135,12 +128,11 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
     let mut exhausted = 0;
     let mut want_last = false;
     let mut last_started = false;
-    // Where each key group's newest stored bytes are, and how many incremental checkpoints
-    // followed the last full one. The first checkpoint of a run is full: nothing is known
-    // about earlier files.
-    let mut stored = StoredGroups::default();
+    // The checkpoints the next incremental one builds on: the last full one and every
+    // incremental one since. The first checkpoint of a run is full: the changes it would
+    // store are relative to a state this run never checkpointed.
+    let mut chain: Vec<ChainLink> = Vec::new();
     let full_every = s.config.full_every.max(1);
-    let mut since_full = full_every;
     loop {
         let deadline = match &in_flight {
             Some(f) => f.started + s.config.timeout,
@@ -189,9 +181,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
             if f.pending.is_empty() {
                 let f = in_flight.take().expect("checked above");
                 let started = f.started;
-                let full = f.full;
-                complete(s, f, &mut stored)?;
-                since_full = if full { 1 } else { since_full + 1 };
+                complete(s, f, &mut chain)?;
                 next_trigger = match s.trigger {
                     // Start to start, as Flink's interval: exactly-once output becomes
                     // visible once per interval, not once per interval plus a checkpoint's
@@ -220,10 +210,7 @@ fn coordinate(s: &CoordinatorSetup) -> Result<(), JobError> {
             in_flight = Some(InFlight {
                 epoch,
                 last: want_last,
-                full: since_full >= full_every,
-                changed: HashMap::new(),
-                whole: HashSet::new(),
-                written: Vec::new(),
+                full: chain.is_empty() || chain.len() >= full_every as usize,
                 started: Instant::now(),
                 pending: live.clone(),
                 files: Vec::new(),
@@ -276,7 +263,6 @@ fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result
     f.barrier_time = f.started.elapsed();
     let write_started = Instant::now();
     let mut nodes = Vec::with_capacity(snapshots.len());
-    let mut groups_written = Vec::new();
     for (node, snapshot) in snapshots {
         let changes = match f.full || s.store.is_none() {
             true => None,
@@ -285,24 +271,11 @@ fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result
                 .map_err(|e| checkpoint_error(f.epoch, e))?,
         };
         let state = match changes {
-            Some(EncodedState::KeyedChanges { groups, changed }) => {
-                f.changed.entry(node).or_default().extend(changed);
-                EncodedState::Keyed(groups)
-            }
-            Some(other) => other,
-            None => {
-                let state = snapshot
-                    .encode()
-                    .map_err(|e| checkpoint_error(f.epoch, e))?;
-                if matches!(state, EncodedState::Keyed(_)) {
-                    f.whole.insert(node);
-                }
-                state
-            }
+            Some(delta @ EncodedState::KeyedDelta(_)) => delta,
+            _ => snapshot
+                .encode()
+                .map_err(|e| checkpoint_error(f.epoch, e))?,
         };
-        if let EncodedState::Keyed(groups) = &state {
-            groups_written.extend(groups.iter().map(|(g, _)| (node, *g)));
-        }
         nodes.push(StoredNode {
             node,
             type_name: snapshot.type_name().to_string(),
@@ -314,76 +287,24 @@ fn record_ack(s: &CoordinatorSetup, f: &mut InFlight, ack: BarrierAck) -> Result
             .write_state(f.epoch, task, worker, nodes)
             .map_err(|e| checkpoint_error(f.epoch, format!("writing state: {}", ErrorChain(&e))))?;
         f.bytes += entry.len;
-        f.written.extend(
-            groups_written
-                .into_iter()
-                .map(|(node, g)| (node, g, entry.clone())),
-        );
         f.files.push(entry);
     }
     f.write_time += write_started.elapsed();
     Ok(())
 }
 
-/// Where each key group's newest stored bytes are: `(node, key group)` to the checkpoint and
-/// file that last wrote it. What an incremental checkpoint refers to for the groups it does
-/// not store again.
-#[derive(Debug, Default)]
-struct StoredGroups {
-    at: HashMap<(usize, u32), (Epoch, FileEntry)>,
-}
-
-impl StoredGroups {
-    /// The key groups checkpoint `f` keeps from earlier ones: those of its incrementally
-    /// stored nodes that did not change, grouped by the file holding them.
-    fn inherited_by(&self, f: &InFlight) -> Vec<Inherited> {
-        let mut by_file: BTreeMap<(Epoch, String), Inherited> = BTreeMap::new();
-        for (&(node, group), (epoch, file)) in &self.at {
-            let unchanged = f
-                .changed
-                .get(&node)
-                .is_some_and(|changed| !changed.contains(&group));
-            if unchanged && !f.whole.contains(&node) {
-                by_file
-                    .entry((*epoch, file.name.clone()))
-                    .or_insert_with(|| Inherited {
-                        epoch: *epoch,
-                        file: file.clone(),
-                        groups: Vec::new(),
-                    })
-                    .groups
-                    .push((node, group));
-            }
-        }
-        let mut inherited: Vec<Inherited> = by_file.into_values().collect();
-        for i in &mut inherited {
-            i.groups.sort_unstable();
-        }
-        inherited
-    }
-
-    /// Checkpoint `f` is complete: what it wrote is now where those key groups are.
-    fn update(&mut self, f: &InFlight) {
-        self.at.retain(|&(node, group), _| {
-            !f.whole.contains(&node)
-                && f.changed
-                    .get(&node)
-                    .is_none_or(|changed| !changed.contains(&group))
-        });
-        for (node, group, file) in &f.written {
-            self.at.insert((*node, *group), (f.epoch, file.clone()));
-        }
-    }
-}
-
+/// Makes checkpoint `f` complete (manifest, sink commit) and moves `chain`, the checkpoints
+/// the next incremental one builds on, past it.
 fn complete(
     s: &CoordinatorSetup,
     mut f: InFlight,
-    stored: &mut StoredGroups,
+    chain: &mut Vec<ChainLink>,
 ) -> Result<(), JobError> {
     let write_started = Instant::now();
     f.files.sort_by(|a, b| a.name.cmp(&b.name));
-    let inherited = stored.inherited_by(&f);
+    if f.full {
+        chain.clear();
+    }
     let manifest = Manifest {
         format: FORMAT,
         job: s.job.clone(),
@@ -391,7 +312,7 @@ fn complete(
         workers: s.workers,
         nodes: s.nodes.clone(),
         files: f.files.clone(),
-        inherited,
+        chain: chain.clone(),
         created_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -425,7 +346,12 @@ fn complete(
             })?;
         }
     }
-    stored.update(&f);
+    if s.store.is_some() {
+        chain.push(ChainLink {
+            epoch: f.epoch,
+            files: std::mem::take(&mut f.files),
+        });
+    }
     s.control.complete(f.epoch);
     // Old checkpoints are only garbage: failing to delete them must not fail the job.
     if let Some(store) = &s.store {

@@ -19,10 +19,11 @@
 //!
 //! The manifest lists every state file with its length and CRC-32, the job graph's node names
 //! and kinds, and the number of workers; it carries a CRC-32 of its own. An *incremental*
-//! checkpoint's files hold only the key groups written since the previous checkpoint; its
-//! manifest lists, for every other key group, the earlier checkpoint's file that holds it
-//! (with that file's length and CRC-32), and retention keeps every file a kept manifest
-//! lists. An epoch without a
+//! checkpoint's files hold only the keyed state's changes since the previous checkpoint (the
+//! entries written, the keys removed); its manifest lists the chain it builds on, the last
+//! full checkpoint and every incremental one since, with each file's length and CRC-32. A
+//! restore loads the full one and applies the changes in order; retention keeps every
+//! checkpoint a kept manifest lists. An epoch without a
 //! valid manifest, or whose files do not match it, is not a checkpoint: loading skips it with
 //! a warning and falls back to the previous complete one.
 
@@ -44,9 +45,8 @@ const MAGIC: &[u8; 8] = b"RILLCKP1";
 const PLAN_MAGIC: &[u8; 8] = b"RILLPLN1";
 /// The manifest's format. 2: keys are routed to key groups by their [`EncodeKey`] encoding
 /// (format 1 hashed what `std::hash::Hash` fed the hasher, so its key groups differ).
-/// 3: the manifest records the newest committed epoch. 4: the manifest lists the key groups
-/// an incremental checkpoint takes from earlier ones (format 3 manifests are read as
-/// checkpoints that take none).
+/// 3: the manifest records the newest committed epoch. 4: the manifest lists the checkpoints
+/// an incremental one builds on (format 3 manifests are read as full checkpoints).
 ///
 /// [`EncodeKey`]: crate::state::EncodeKey
 pub(crate) const FORMAT: u32 = 4;
@@ -91,20 +91,18 @@ pub(crate) struct Manifest {
     /// manifest was written (0 if none; `None` without a transactional sink): the store's own
     /// evidence of commits, checked against the sink's record at restore.
     pub(crate) committed: Option<Epoch>,
-    /// Key groups kept from earlier checkpoints, by the file that holds them.
-    pub(crate) inherited: Vec<Inherited>,
+    /// An incremental checkpoint: the checkpoints it builds on, oldest (the last full one)
+    /// first. Empty for a full checkpoint.
+    pub(crate) chain: Vec<ChainLink>,
 }
 
-/// Key groups an incremental checkpoint takes from an earlier checkpoint's file.
+/// An earlier checkpoint an incremental one builds on, with the files it wrote.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct Inherited {
-    /// The checkpoint that wrote the file.
+pub(crate) struct ChainLink {
+    /// The checkpoint.
     pub(crate) epoch: Epoch,
-    /// The file, with the length and checksum it was written with.
-    pub(crate) file: FileEntry,
-    /// `(node, key group)` pairs to take from it; the file may hold others, which later
-    /// checkpoints replaced.
-    pub(crate) groups: Vec<(usize, u32)>,
+    /// Its state files, with the lengths and checksums they were written with.
+    pub(crate) files: Vec<FileEntry>,
 }
 
 /// A format 3 manifest: a [`Manifest`] without `inherited`.
@@ -132,7 +130,7 @@ impl From<ManifestV3> for Manifest {
             files: m.files,
             created_unix_ms: m.created_unix_ms,
             committed: m.committed,
-            inherited: Vec::new(),
+            chain: Vec::new(),
         }
     }
 }
@@ -614,52 +612,56 @@ impl CheckpointStore {
     fn load_epoch(&self, epoch: Epoch) -> Result<Loaded, Invalid> {
         let manifest = self.read_manifest(epoch)?;
         let mut nodes: Vec<NodeRestore> = vec![NodeRestore::default(); manifest.nodes.len()];
-        for inherited in &manifest.inherited {
-            let file = self.read_state_file(inherited.epoch, &inherited.file)?;
-            let wanted: std::collections::HashSet<(usize, u32)> =
-                inherited.groups.iter().copied().collect();
-            for stored in file.nodes {
-                let (Some(node), EncodedState::Keyed(groups)) =
-                    (nodes.get_mut(stored.node), stored.state)
-                else {
-                    continue;
-                };
-                node.type_name = stored.type_name;
-                node.keyed.extend(
-                    groups
-                        .into_iter()
-                        .filter(|(g, _)| wanted.contains(&(stored.node, *g))),
-                );
-            }
-        }
-        for entry in &manifest.files {
-            let file = self.read_state_file(epoch, entry)?;
-            for stored in file.nodes {
-                let Some(node) = nodes.get_mut(stored.node) else {
-                    return Err(Invalid::Corrupt(format!(
-                        "{} holds state of node {} of {}",
-                        entry.name,
-                        stored.node,
-                        manifest.nodes.len()
-                    )));
-                };
-                node.type_name = stored.type_name;
-                match stored.state {
-                    EncodedState::Keyed(groups) => node.keyed.extend(groups),
-                    EncodedState::KeyedChanges { .. } => {
+        let own = ChainLink {
+            epoch,
+            files: manifest.files.clone(),
+        };
+        // The last full checkpoint first, then each incremental one, this one last.
+        for link in manifest.chain.iter().chain(std::iter::once(&own)) {
+            // A node stored whole in this checkpoint replaces what earlier ones held of it.
+            let mut whole: std::collections::HashSet<usize> = std::collections::HashSet::new();
+            let mut changes: std::collections::BTreeMap<usize, Vec<(u32, Vec<u8>)>> =
+                std::collections::BTreeMap::new();
+            for entry in &link.files {
+                let file = self.read_state_file(link.epoch, entry)?;
+                for stored in file.nodes {
+                    let Some(node) = nodes.get_mut(stored.node) else {
                         return Err(Invalid::Corrupt(format!(
-                            "{} holds unmerged changes of node {}",
-                            entry.name, stored.node
-                        )))
-                    }
-                    EncodedState::Worker(blob) => {
-                        if node.per_worker.len() < manifest.workers {
-                            node.per_worker.resize(manifest.workers, None);
+                            "{} of checkpoint {} holds state of node {} of {}",
+                            entry.name,
+                            link.epoch,
+                            stored.node,
+                            manifest.nodes.len()
+                        )));
+                    };
+                    node.type_name = stored.type_name;
+                    match stored.state {
+                        EncodedState::Keyed(groups) => {
+                            if whole.insert(stored.node) {
+                                node.keyed.clear();
+                                node.deltas.clear();
+                            }
+                            node.keyed.extend(groups);
                         }
-                        if let Some(slot) = node.per_worker.get_mut(file.worker) {
-                            *slot = Some(blob);
+                        EncodedState::KeyedDelta(groups) => {
+                            changes.entry(stored.node).or_default().extend(groups);
                         }
+                        // Positions are stored whole by every checkpoint: this one's count.
+                        EncodedState::Worker(blob) if link.epoch == epoch => {
+                            if node.per_worker.len() < manifest.workers {
+                                node.per_worker.resize(manifest.workers, None);
+                            }
+                            if let Some(slot) = node.per_worker.get_mut(file.worker) {
+                                *slot = Some(blob);
+                            }
+                        }
+                        EncodedState::Worker(_) => {}
                     }
+                }
+            }
+            for (node, groups) in changes {
+                if let Some(node) = nodes.get_mut(node) {
+                    node.deltas.push(groups);
                 }
             }
         }
@@ -750,7 +752,7 @@ impl CheckpointStore {
             let manifest = self.read_manifest(e).ok();
             if let Some(m) = manifest.as_ref().filter(|_| kept < retain) {
                 kept += 1;
-                referenced.extend(m.inherited.iter().map(|i| i.epoch));
+                referenced.extend(m.chain.iter().map(|link| link.epoch));
             } else if e != newest && !referenced.contains(&e) {
                 self.remove_epoch(e)?;
             }
@@ -777,7 +779,7 @@ mod tests {
             files,
             created_unix_ms: 0,
             committed: None,
-            inherited: Vec::new(),
+            chain: Vec::new(),
         }
     }
 
@@ -923,7 +925,7 @@ mod tests {
         let loaded = loaded.expect("the format 3 checkpoint");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(loaded.manifest.epoch, 7);
-        assert!(loaded.manifest.inherited.is_empty());
+        assert!(loaded.manifest.chain.is_empty());
         assert_eq!(loaded.nodes[1].keyed, vec![(3, vec![42])]);
         fs::remove_dir_all(&root).unwrap();
     }

@@ -20,35 +20,43 @@ const CHUNKS: usize = 128;
 const BUCKETS: usize = PER_CHUNK * CHUNKS;
 const _: () = assert!(BUCKETS.is_multiple_of(KEY_GROUPS as usize));
 
-/// A value with the time it was last written (on the TTL's clock; `i64::MIN` without a TTL).
+/// A value with the time it was last written (on the TTL's clock; `i64::MIN` without a TTL),
+/// and the snapshot interval it was last written in (not stored: it only tells an
+/// incremental checkpoint which entries changed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot<V> {
     value: V,
     touched: i64,
+    #[serde(skip)]
+    version: u32,
 }
 
 type Bucket<K, V> = std::collections::HashMap<K, Slot<V>, BuildKeyHasher>;
 
-/// The key groups written since the last snapshot, one bit each: what an incremental
-/// checkpoint has to store again (the rest it takes from earlier checkpoints).
+/// The buckets written since the last snapshot, one bit each: where an incremental
+/// checkpoint looks for the entries that changed.
 #[derive(Debug, Clone)]
-struct ChangedGroups(Box<[u64; KEY_GROUPS as usize / 64]>);
+struct ChangedBuckets(Box<[u64; BUCKETS / 64]>);
 
-impl Default for ChangedGroups {
+impl Default for ChangedBuckets {
     fn default() -> Self {
-        Self(Box::new([0; KEY_GROUPS as usize / 64]))
+        Self(Box::new([0; BUCKETS / 64]))
     }
 }
 
-impl ChangedGroups {
+impl ChangedBuckets {
     #[inline]
     fn mark(&mut self, bucket: usize) {
-        let group = bucket % KEY_GROUPS as usize;
-        self.0[group / 64] |= 1 << (group % 64);
+        self.0[bucket / 64] |= 1 << (bucket % 64);
     }
 
-    fn contains(&self, group: usize) -> bool {
-        self.0[group / 64] & (1 << (group % 64)) != 0
+    /// The marked buckets, in order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(word, bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| word * 64 + bit)
+        })
     }
 }
 type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
@@ -85,8 +93,12 @@ type Chunk<K, V> = Vec<Option<Arc<Bucket<K, V>>>>;
 pub struct KeyedState<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
     len: usize,
-    /// Key groups written since the last snapshot.
-    changed: ChangedGroups,
+    /// Buckets written since the last snapshot.
+    changed: ChangedBuckets,
+    /// Keys removed since the last snapshot (explicitly or by the TTL), with their key group.
+    removed: Vec<(u32, K)>,
+    /// The snapshot interval: entries written now carry it; every snapshot moves it on.
+    version: u32,
     /// The stamp writes leave: the TTL clock's reading, `i64::MIN` without a TTL.
     stamp: i64,
     /// Values stamped before this have expired (`i64::MIN`: none).
@@ -100,6 +112,8 @@ impl<K: Clone, V> Clone for KeyedState<K, V> {
             root: self.root.clone(),
             len: self.len,
             changed: self.changed.clone(),
+            removed: self.removed.clone(),
+            version: self.version,
             stamp: self.stamp,
             expire_before: self.expire_before,
             expiry: self.expiry.clone(),
@@ -113,7 +127,9 @@ impl<K, V> Default for KeyedState<K, V> {
         Self {
             root: Arc::new(vec![chunk; CHUNKS]),
             len: 0,
-            changed: ChangedGroups::default(),
+            changed: ChangedBuckets::default(),
+            removed: Vec::new(),
+            version: 0,
             stamp: i64::MIN,
             expire_before: i64::MIN,
             expiry: None,
@@ -158,7 +174,7 @@ fn bucket_of<Q: EncodeKey + ?Sized>(key: &Q) -> usize {
 #[inline]
 fn bucket_in<'a, K: Clone, V: Clone>(
     root: &'a mut Arc<Vec<Arc<Chunk<K, V>>>>,
-    changed: &mut ChangedGroups,
+    changed: &mut ChangedBuckets,
     b: usize,
 ) -> &'a mut Bucket<K, V> {
     changed.mark(b);
@@ -199,9 +215,10 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         if slot.touched < self.expire_before {
             return None;
         }
-        let stamp = self.stamp;
+        let (stamp, version) = (self.stamp, self.version);
         let slot = self.bucket_mut(b).get_mut(key)?;
         slot.touched = stamp;
+        slot.version = version;
         Some(&mut slot.value)
     }
 
@@ -212,17 +229,19 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
             return self.get_or_insert_cloned(&key, init);
         }
         let b = bucket_of(&key);
-        let (len, stamp) = (&mut self.len, self.stamp);
-        &mut bucket_in(&mut self.root, &mut self.changed, b)
+        let (len, stamp, version) = (&mut self.len, self.stamp, self.version);
+        let slot = bucket_in(&mut self.root, &mut self.changed, b)
             .entry(key)
             .or_insert_with(|| {
                 *len += 1;
                 Slot {
                     value: init(),
                     touched: stamp,
+                    version,
                 }
-            })
-            .value
+            });
+        slot.version = version;
+        &mut slot.value
     }
 
     /// The value of `key` for update, inserting `init()` under a clone of `key` first if it is
@@ -231,7 +250,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     #[inline]
     pub fn get_or_insert_cloned(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
         let b = bucket_of(key);
-        let (stamp, expire_before) = (self.stamp, self.expire_before);
+        let (stamp, expire_before, version) = (self.stamp, self.expire_before, self.version);
         let bucket = bucket_in(&mut self.root, &mut self.changed, b);
         match bucket.get_mut(key) {
             Some(slot) if slot.touched >= expire_before => {}
@@ -241,6 +260,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
                 *slot = Slot {
                     value: init(),
                     touched: stamp,
+                    version,
                 }
             }
             None => {
@@ -250,6 +270,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
                     Slot {
                         value: init(),
                         touched: stamp,
+                        version,
                     },
                 );
                 if let Some(expiry) = &mut self.expiry {
@@ -262,6 +283,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         match bucket.get_mut(key) {
             Some(slot) => {
                 slot.touched = stamp;
+                slot.version = version;
                 &mut slot.value
             }
             None => unreachable!("inserted just above"),
@@ -271,7 +293,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     /// Sets the value of `key`, returning the previous one.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let (stamp, expire_before) = (self.stamp, self.expire_before);
+        let (stamp, expire_before, version) = (self.stamp, self.expire_before, self.version);
         let b = bucket_of(&key);
         let queued = self.expiry.is_some().then(|| key.clone());
         let old = bucket_in(&mut self.root, &mut self.changed, b).insert(
@@ -279,6 +301,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
             Slot {
                 value,
                 touched: stamp,
+                version,
             },
         );
         match old {
@@ -303,9 +326,20 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
     {
         let b = bucket_of(key);
         self.root[b / PER_CHUNK][b % PER_CHUNK].as_ref()?.get(key)?;
-        let old = self.bucket_mut(b).remove(key)?;
+        let (key, old) = self.bucket_mut(b).remove_entry(key)?;
         self.len -= 1;
+        self.note_removed(b, key);
         (old.touched >= self.expire_before).then_some(old.value)
+    }
+
+    /// Keeps a removed key for the next incremental checkpoint, once checkpoints are taken
+    /// (before the first snapshot nothing needs it, and a job without checkpoints never
+    /// takes one, so the list cannot grow without bound).
+    fn note_removed(&mut self, bucket: usize, key: K) {
+        if self.version > 0 {
+            self.removed
+                .push(((bucket % KEY_GROUPS as usize) as u32, key));
+        }
     }
 
     /// Moves the TTL clock of `domain` to `now` (the watermark for an event-time TTL, the
@@ -372,6 +406,9 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
                 bucket_in(&mut self.root, &mut self.changed, b).remove(&key);
                 self.len -= 1;
                 expiry.expired += 1;
+                if self.version > 0 {
+                    self.removed.push(((b % KEY_GROUPS as usize) as u32, key));
+                }
             } else {
                 expiry.schedule(slot.touched, key);
             }
@@ -407,15 +444,20 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
 
     /// Freezes the current contents, in O(1), for a checkpoint.
     ///
-    /// The snapshot also carries which key groups were written since the previous snapshot,
-    /// so that an incremental checkpoint stores only those
+    /// The snapshot also carries which entries were written or removed since the previous
+    /// snapshot, so that an incremental checkpoint stores only those
     /// ([`StateSnapshot::encode_changes`]).
     pub fn snapshot(&mut self) -> KeyedSnapshot<K, V> {
-        KeyedSnapshot {
+        let snapshot = KeyedSnapshot {
             root: self.root.clone(),
             expire_before: self.expire_before,
             changed: std::mem::take(&mut self.changed),
-        }
+            removed: std::mem::take(&mut self.removed),
+            version: self.version,
+        };
+        // Entries written from now on belong to the next snapshot's changes.
+        self.version = self.version.wrapping_add(1).max(1);
+        snapshot
     }
 
     /// Puts a restored entry back, queuing its expiry. An entry written without a TTL
@@ -433,6 +475,7 @@ impl<K: EncodeKey + Hash + Eq + Clone, V: Clone> KeyedState<K, V> {
         let slot = Slot {
             value: slot.value,
             touched,
+            version: self.version,
         };
         if bucket_in(&mut self.root, &mut self.changed, b)
             .insert(key, slot)
@@ -507,6 +550,24 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
                 self.restore_entry(k, slot, fallback);
             }
         }
+        // Then the changes of every incremental checkpoint since, oldest first.
+        for (_, bytes) in state.owned_changes() {
+            let changes: Vec<(K, Option<Slot<V>>)> = decode(bytes, state.node())?;
+            for (k, slot) in changes {
+                match slot {
+                    Some(slot) => self.restore_entry(k, slot, fallback),
+                    None => {
+                        let b = bucket_of(&k);
+                        if bucket_in(&mut self.root, &mut self.changed, b)
+                            .remove(&k)
+                            .is_some()
+                        {
+                            self.len -= 1;
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -540,8 +601,12 @@ pub struct KeyedSnapshot<K, V> {
     root: Arc<Vec<Arc<Chunk<K, V>>>>,
     /// Entries stamped before this had expired when the snapshot was taken: left out.
     expire_before: i64,
-    /// Key groups written since the previous snapshot.
-    changed: ChangedGroups,
+    /// Buckets written since the previous snapshot.
+    changed: ChangedBuckets,
+    /// Keys removed since the previous snapshot, with their key group.
+    removed: Vec<(u32, K)>,
+    /// Entries written since the previous snapshot carry this.
+    version: u32,
 }
 
 impl<K, V> KeyedSnapshot<K, V>
@@ -587,12 +652,34 @@ where
         Ok(EncodedState::Keyed(self.encode_groups(|_| true)?))
     }
 
+    /// The entries written since the previous snapshot and the keys removed, per key group:
+    /// removals first, so that a key removed and written again ends up written.
     fn encode_changes(&self) -> Result<Option<EncodedState>, StateError> {
-        let changed: Vec<u32> = (0..KEY_GROUPS)
-            .filter(|g| self.changed.contains(*g as usize))
-            .collect();
-        let groups = self.encode_groups(|g| self.changed.contains(g))?;
-        Ok(Some(EncodedState::KeyedChanges { groups, changed }))
+        type Change<'a, K, V> = (&'a K, Option<&'a Slot<V>>);
+        let mut by_group: std::collections::BTreeMap<u32, Vec<Change<'_, K, V>>> =
+            std::collections::BTreeMap::new();
+        for (group, key) in &self.removed {
+            by_group.entry(*group).or_default().push((key, None));
+        }
+        for b in self.changed.iter() {
+            let Some(bucket) = &self.root[b / PER_CHUNK][b % PER_CHUNK] else {
+                continue;
+            };
+            let written = bucket.iter().filter(|(_, slot)| {
+                slot.version == self.version && slot.touched >= self.expire_before
+            });
+            for (key, slot) in written {
+                by_group
+                    .entry((b % KEY_GROUPS as usize) as u32)
+                    .or_default()
+                    .push((key, Some(slot)));
+            }
+        }
+        let groups = by_group
+            .into_iter()
+            .map(|(g, changes)| Ok((g, encode(&changes)?)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(Some(EncodedState::KeyedDelta(groups)))
     }
 }
 
@@ -626,6 +713,76 @@ mod tests {
             })
             .unwrap();
         state
+    }
+
+    /// Every entry of `state`, sorted.
+    fn entries(state: &KeyedState<String, u64>) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = state.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_full_snapshot_and_the_changes_after_it_restore_the_live_state_at_any_parallelism() {
+        let mut live: KeyedState<String, u64> = KeyedState::default();
+        for i in 0..2_000u64 {
+            live.insert(format!("k{i}"), i);
+        }
+        let base = live.snapshot().encode().unwrap();
+        // Interval 1: updates, removals, new keys, and a key removed and written again.
+        for i in 0..100u64 {
+            *live.get_or_insert_with(format!("k{i}"), || 0) += 1_000;
+        }
+        for i in 100..150u64 {
+            live.remove(&format!("k{i}"));
+        }
+        live.insert("new-1".into(), 1);
+        live.remove("k150");
+        live.insert("k150".into(), 150_150);
+        let first = live.snapshot();
+        // Interval 2: a key new in interval 1 removed, another updated twice.
+        live.remove("new-1");
+        live.insert("k7".into(), 7);
+        live.insert("k7".into(), 77);
+        let second = live.snapshot();
+        let changes = |s: &KeyedSnapshot<String, u64>| match s.encode_changes().unwrap() {
+            Some(EncodedState::KeyedDelta(groups)) => groups,
+            other => panic!("keyed state encodes its changes, not {other:?}"),
+        };
+        let (first, second) = (changes(&first), changes(&second));
+        let all: usize = first.iter().chain(&second).map(|(_, b)| b.len()).sum();
+        let EncodedState::Keyed(base) = base else {
+            panic!("a full snapshot encodes per key group")
+        };
+        let whole: usize = base.iter().map(|(_, b)| b.len()).sum();
+        assert!(
+            all * 5 < whole,
+            "changes {all} bytes, the whole state {whole}"
+        );
+        let data = NodeRestore {
+            type_name: std::any::type_name::<KeyedSnapshot<String, u64>>().into(),
+            keyed: base,
+            deltas: vec![first, second],
+            ..Default::default()
+        };
+        for workers in [1, 3] {
+            let mut restored = Vec::new();
+            for worker in 0..workers {
+                let mut state: KeyedState<String, u64> = KeyedState::default();
+                state
+                    .restore(&RestoredState {
+                        node: "count",
+                        data: &data,
+                        worker,
+                        workers,
+                    })
+                    .unwrap();
+                assert_eq!(state.len(), state.iter().count());
+                restored.extend(entries(&state));
+            }
+            restored.sort();
+            assert_eq!(restored, entries(&live), "restored at {workers} worker(s)");
+        }
     }
 
     #[test]

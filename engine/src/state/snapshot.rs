@@ -44,23 +44,17 @@ pub enum EncodedState {
     /// State of one worker's instance (a source position): restored by position in the old
     /// run's worker order.
     Worker(Vec<u8>),
-    /// Keyed state, only the key groups written since the previous snapshot: `changed` names
-    /// them all, `groups` holds those of them that still have entries. An incremental
-    /// checkpoint stores these and takes every other key group from the checkpoint that
-    /// last stored it. Never stored as such: the coordinator turns it into `Keyed`.
-    KeyedChanges {
-        /// The changed key groups that hold entries, encoded.
-        groups: Vec<(u32, Vec<u8>)>,
-        /// Every key group written since the previous snapshot (emptied ones included).
-        changed: Vec<u32>,
-    },
+    /// Keyed state's changes since the previous snapshot, one `bincode` blob per key group
+    /// that has any: the entries written and the keys removed. An incremental checkpoint
+    /// stores these; a restore applies them, oldest first, on top of the last full one.
+    KeyedDelta(Vec<(u32, Vec<u8>)>),
 }
 
 impl EncodedState {
     /// Bytes of payload held.
     pub fn len(&self) -> usize {
         match self {
-            EncodedState::Keyed(groups) | EncodedState::KeyedChanges { groups, .. } => {
+            EncodedState::Keyed(groups) | EncodedState::KeyedDelta(groups) => {
                 groups.iter().map(|(_, b)| b.len() + 4).sum()
             }
             EncodedState::Worker(b) => b.len(),
@@ -81,7 +75,7 @@ pub trait StateSnapshot: Send + 'static {
     fn encode(&self) -> Result<EncodedState, StateError>;
 
     /// Encodes only what changed since the previous snapshot of the same state, as
-    /// [`EncodedState::KeyedChanges`], for an incremental checkpoint; `None` (the default)
+    /// [`EncodedState::KeyedDelta`], for an incremental checkpoint; `None` (the default)
     /// when this state cannot tell, and the checkpoint then stores it whole.
     fn encode_changes(&self) -> Result<Option<EncodedState>, StateError> {
         Ok(None)
@@ -135,6 +129,9 @@ pub struct NodeRestore {
     pub(crate) type_name: String,
     /// Every key group's blob, from all old workers.
     pub(crate) keyed: Vec<(u32, Vec<u8>)>,
+    /// The changes of each incremental checkpoint after `keyed`'s, oldest first: per
+    /// checkpoint, every key group's changes.
+    pub(crate) deltas: Vec<Vec<(u32, Vec<u8>)>>,
     /// Per-worker blobs, indexed by the old worker.
     pub(crate) per_worker: Vec<Option<Vec<u8>>>,
 }
@@ -165,6 +162,19 @@ impl<'a> RestoredState<'a> {
         self.data
             .keyed
             .iter()
+            .filter(move |(g, _)| worker_for_group(*g, workers) == worker)
+            .map(|(g, b)| (*g, b.as_slice()))
+    }
+
+    /// The changes stored by incremental checkpoints after the full one
+    /// [`owned_groups`](Self::owned_groups) comes from, for the key groups this worker owns:
+    /// to apply in the order given (oldest checkpoint first).
+    pub fn owned_changes(&self) -> impl Iterator<Item = (u32, &'a [u8])> + 'a {
+        let (worker, workers) = (self.worker, self.workers);
+        self.data
+            .deltas
+            .iter()
+            .flatten()
             .filter(move |(g, _)| worker_for_group(*g, workers) == worker)
             .map(|(g, b)| (*g, b.as_slice()))
     }
