@@ -237,8 +237,12 @@ fn state_ttl_keeps_a_running_jobs_state_and_checkpoints_flat() {
             Config::default()
                 .with_workers(2)
                 .with_clock(ProcessingClock::Manual(clock))
+                // Full checkpoints: their size is the live state's, which the TTL keeps
+                // flat (an incremental one's is what changed in its interval).
                 .with_checkpoints(
-                    CheckpointConfig::new(&dir).with_interval(Duration::from_millis(10)),
+                    CheckpointConfig::new(&dir)
+                        .with_interval(Duration::from_millis(10))
+                        .with_full_every(1),
                 ),
         )
         .expect("starts");

@@ -703,11 +703,16 @@ mod tests {
             };
             data.keyed.extend(groups);
         }
+        restore_from(&data, worker, workers)
+    }
+
+    /// Worker `worker` of `workers`' state, restored from `data`.
+    fn restore_from(data: &NodeRestore, worker: usize, workers: usize) -> KeyedState<String, u64> {
         let mut state = KeyedState::default();
         state
             .restore(&RestoredState {
                 node: "count",
-                data: &data,
+                data,
                 worker,
                 workers,
             })
@@ -768,15 +773,7 @@ mod tests {
         for workers in [1, 3] {
             let mut restored = Vec::new();
             for worker in 0..workers {
-                let mut state: KeyedState<String, u64> = KeyedState::default();
-                state
-                    .restore(&RestoredState {
-                        node: "count",
-                        data: &data,
-                        worker,
-                        workers,
-                    })
-                    .unwrap();
+                let state = restore_from(&data, worker, workers);
                 assert_eq!(state.len(), state.iter().count());
                 restored.extend(entries(&state));
             }
