@@ -2,36 +2,47 @@
 
 use std::process::Command;
 
+/// Runs latency-lab as `command` says, checks that it succeeded, and returns what it printed.
+fn run_lab(command: &mut Command) -> String {
+    let out = command.output().expect("latency-lab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The `--json` report at `path`.
+fn read_report(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written"))
+        .expect("valid JSON")
+}
+
 #[test]
 fn json_report_and_chart_have_one_entry_per_mode() {
     let path = std::env::temp_dir().join(format!("latency-lab-{}.json", std::process::id()));
     let chart = path.with_extension("svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
-        .args(["--source", "memory", "--modes", "continuous,asap,20ms"])
-        .args(["--rates", "20000"])
-        .args([
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--runs",
-            "1",
-            "--no-baseline",
-        ])
-        .args(["--workers", "2", "--idle", "backoff", "--json"])
-        .arg(&path)
-        .arg("--plot")
-        .arg(&chart)
-        .output()
-        .expect("latency-lab runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_lab(
+        Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+            .args(["--source", "memory", "--modes", "continuous,asap,20ms"])
+            .args(["--rates", "20000"])
+            .args([
+                "--duration",
+                "0.5",
+                "--warmup",
+                "0.1",
+                "--runs",
+                "1",
+                "--no-baseline",
+            ])
+            .args(["--workers", "2", "--idle", "backoff", "--json"])
+            .arg(&path)
+            .arg("--plot")
+            .arg(&chart),
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
-            .expect("valid JSON");
+    let doc = read_report(&path);
     let modes = doc["modes"].as_array().expect("modes");
     let names: Vec<(&str, &serde_json::Value)> = modes
         .iter()
@@ -74,38 +85,30 @@ fn json_report_and_chart_have_one_entry_per_mode() {
 #[test]
 fn kafka_path_measures_every_record_in_both_modes() {
     let path = std::env::temp_dir().join(format!("latency-lab-kafka-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
-        .args(["--source", "kafka"])
-        .args([
-            "--modes",
-            "continuous,micro-batch",
-            "--trigger",
-            "asap,50ms",
-        ])
-        .args(["--rates", "2000", "--duration", "1", "--warmup", "0.5"])
-        .args([
-            "--runs",
-            "1",
-            "--workers",
-            "2",
-            "--partitions",
-            "2",
-            "--json",
-        ])
-        .arg(&path)
-        .output()
-        .expect("latency-lab runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_lab(
+        Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+            .args(["--source", "kafka"])
+            .args([
+                "--modes",
+                "continuous,micro-batch",
+                "--trigger",
+                "asap,50ms",
+            ])
+            .args(["--rates", "2000", "--duration", "1", "--warmup", "0.5"])
+            .args([
+                "--runs",
+                "1",
+                "--workers",
+                "2",
+                "--partitions",
+                "2",
+                "--json",
+            ])
+            .arg(&path),
     );
     assert!(stdout.contains("EMBEDDED"), "says which broker: {stdout}");
     assert!(!stdout.contains("WARNING"), "no result missing: {stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
-            .expect("valid JSON");
+    let doc = read_report(&path);
     assert_eq!(doc["source"], "embedded-kafka");
     assert_eq!(doc["settings"]["pacing"], "sleep");
     assert_eq!(doc["settings"]["fetch_wait_max_ms"], 1);
@@ -131,28 +134,21 @@ fn kafka_path_measures_every_record_in_both_modes() {
 #[test]
 fn the_floor_rows_come_first_in_the_same_run_and_the_ring_hop_has_every_record() {
     let path = std::env::temp_dir().join(format!("latency-lab-floors-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
-        .args([
-            "--source",
-            "memory",
-            "--modes",
-            "continuous",
-            "--rates",
-            "20000",
-        ])
-        .args(["--duration", "0.5", "--warmup", "0.1", "--runs", "1"])
-        .args(["--workers", "2", "--idle", "backoff", "--json"])
-        .arg(&path)
-        .output()
-        .expect("latency-lab runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_lab(
+        Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+            .args([
+                "--source",
+                "memory",
+                "--modes",
+                "continuous",
+                "--rates",
+                "20000",
+            ])
+            .args(["--duration", "0.5", "--warmup", "0.1", "--runs", "1"])
+            .args(["--workers", "2", "--idle", "backoff", "--json"])
+            .arg(&path),
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
-            .expect("valid JSON");
+    let doc = read_report(&path);
     let modes = doc["modes"].as_array().expect("modes");
     let names: Vec<&str> = modes.iter().filter_map(|m| m["mode"].as_str()).collect();
     assert_eq!(names, ["baseline", "floor: ring hop", "continuous"]);
@@ -167,18 +163,12 @@ fn the_floor_rows_come_first_in_the_same_run_and_the_ring_hop_has_every_record()
 #[test]
 fn both_paths_end_with_one_ratio_line_each() {
     let path = std::env::temp_dir().join(format!("latency-lab-both-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
-        .args(["--modes", "continuous,micro-batch", "--trigger", "asap"])
-        .args(["--rates", "2000", "--duration", "0.5", "--warmup", "0.2"])
-        .args(["--runs", "1", "--workers", "2", "--no-baseline", "--json"])
-        .arg(&path)
-        .output()
-        .expect("latency-lab runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_lab(
+        Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+            .args(["--modes", "continuous,micro-batch", "--trigger", "asap"])
+            .args(["--rates", "2000", "--duration", "0.5", "--warmup", "0.2"])
+            .args(["--runs", "1", "--workers", "2", "--no-baseline", "--json"])
+            .arg(&path),
     );
     let memory = stdout.find("== path: memory").expect("memory path first");
     let kafka = stdout
@@ -204,9 +194,7 @@ fn both_paths_end_with_one_ratio_line_each() {
             "{l}"
         );
     }
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("report written"))
-            .expect("valid JSON");
+    let doc = read_report(&path);
     assert_eq!(doc["source"], "both");
     let paths: Vec<&serde_json::Value> = doc["modes"]
         .as_array()
