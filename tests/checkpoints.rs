@@ -667,7 +667,10 @@ fn a_full_sink_pauses_the_input_until_its_checkpoint_completes() {
         delivered: Arc::default(),
     };
     let job = Job::new("holding");
-    job.source(MemorySource::new((0..200_000u64).collect()))
+    // Paced over 200 ms, so that barriers come while records flow (an in-memory list could
+    // be written out before the first one, 5 ms after the start, and nothing held).
+    job.source(Generator::new(1_000_000.0, |i| i).with_count(200_000))
+        .map(|g: Generated<u64>| g.value)
         .rebalance()
         .sink(sink.clone());
     finish(job.run(config(2, &dir, 5)).expect("starts")).expect("runs");

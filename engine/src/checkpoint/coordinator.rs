@@ -311,7 +311,7 @@ fn complete(
         epoch: f.epoch,
         workers: s.workers,
         nodes: s.nodes.clone(),
-        files: f.files.clone(),
+        files: std::mem::take(&mut f.files),
         chain: chain.clone(),
         created_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -349,7 +349,7 @@ fn complete(
     if s.store.is_some() {
         chain.push(ChainLink {
             epoch: f.epoch,
-            files: std::mem::take(&mut f.files),
+            files: manifest.files,
         });
     }
     s.control.complete(f.epoch);

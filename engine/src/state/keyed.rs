@@ -609,22 +609,18 @@ pub struct KeyedSnapshot<K, V> {
     version: u32,
 }
 
-impl<K, V> KeyedSnapshot<K, V>
+impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
 where
     K: Hash + Eq + Clone + Serialize + Send + Sync + 'static,
     V: Clone + Serialize + Send + Sync + 'static,
 {
-    /// Encodes the key groups `include` picks, each that holds a live entry.
-    fn encode_groups(
-        &self,
-        include: impl Fn(usize) -> bool,
-    ) -> Result<Vec<(u32, Vec<u8>)>, StateError> {
+    fn encode(&self) -> Result<EncodedState, StateError> {
         // Key group g lives in buckets g, g + KEY_GROUPS, ...: gathered one group at a time
         // into one reused vector, so encoding allocates little beyond its output.
         let groups = KEY_GROUPS as usize;
         let mut entries: Vec<(&K, &Slot<V>)> = Vec::new();
         let mut out = Vec::new();
-        for g in (0..groups).filter(|g| include(*g)) {
+        for g in 0..groups {
             entries.clear();
             for b in (g..BUCKETS).step_by(groups) {
                 if let Some(bucket) = &self.root[b / PER_CHUNK][b % PER_CHUNK] {
@@ -639,17 +635,7 @@ where
                 out.push((g as u32, encode(&entries)?));
             }
         }
-        Ok(out)
-    }
-}
-
-impl<K, V> StateSnapshot for KeyedSnapshot<K, V>
-where
-    K: Hash + Eq + Clone + Serialize + Send + Sync + 'static,
-    V: Clone + Serialize + Send + Sync + 'static,
-{
-    fn encode(&self) -> Result<EncodedState, StateError> {
-        Ok(EncodedState::Keyed(self.encode_groups(|_| true)?))
+        Ok(EncodedState::Keyed(out))
     }
 
     /// The entries written since the previous snapshot and the keys removed, per key group:
