@@ -224,6 +224,7 @@ impl Committer for Transaction {
         producer
             .send_offsets_to_transaction(&tpl, &metadata, self.timeout)
             .map_err(client)?;
+        await_acknowledgements(producer, self.timeout);
         producer.commit_transaction(self.timeout).map_err(client)?;
         if let Some(e) = self.take_failure() {
             return Err(e.into());
@@ -233,6 +234,26 @@ impl Committer for Transaction {
 
     fn name(&self) -> &str {
         &self.id
+    }
+}
+
+/// How often [`await_acknowledgements`] looks at what librdkafka still holds: about a tenth of
+/// a loopback round trip.
+const ACKNOWLEDGEMENT_POLL: Duration = Duration::from_micros(50);
+
+/// Waits (at most `timeout`) until librdkafka holds no record and no unserved delivery report
+/// of `producer`.
+///
+/// rdkafka's `commit_transaction` first flushes, and its flush waits by polling the producer's
+/// event queue in slices of up to 100 ms. A [`ThreadedProducer`]'s own thread serves that queue
+/// too and takes the delivery reports the slice waits for, so the slice runs to its end: a
+/// commit with records still in flight took 100 ms more (measured on noida-db at 5,000
+/// records/s with 20 ms checkpoints: about 1 commit in 30 took 100 to 140 ms instead of 1 to 2).
+/// With nothing outstanding, the flush returns at its first look.
+fn await_acknowledgements(producer: &ThreadedProducer<DeliveryContext>, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(ACKNOWLEDGEMENT_POLL);
     }
 }
 
