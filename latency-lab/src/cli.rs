@@ -142,7 +142,9 @@ pub(crate) struct Args {
     /// Runs per mode and rate; the table shows the median of each percentile and its spread.
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
-    /// Skip the platform baseline (memory: the same schedule on bare threads, no engine).
+    /// Skip the floor rows: in memory, the same schedule on bare threads and through bare
+    /// rings (no engine); through Kafka, the same schedule through the same two Kafka hops
+    /// with bare librdkafka clients (no engine).
     #[arg(long)]
     pub(crate) no_baseline: bool,
     /// Distinct keys of the running count.

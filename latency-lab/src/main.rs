@@ -11,7 +11,8 @@
 //!
 //! - [`cli`]: the options; [`settings`]: what they resolve to.
 //! - [`memory_path`] and [`kafka_path`]: one run each way; [`baseline`]: the bare-thread floor;
-//!   [`ring_hop`]: the floor with the pipeline's ring mesh.
+//!   [`ring_hop`]: the floor with the pipeline's ring mesh; [`kafka_floor`]: the Kafka path's
+//!   two hops with bare librdkafka clients.
 //! - [`report`]: the table, the JSON entries; [`plot`]: the SVG chart.
 //!
 //! ```text
@@ -22,6 +23,7 @@
 mod allocator;
 mod baseline;
 mod cli;
+mod kafka_floor;
 mod kafka_path;
 mod memory_path;
 mod plot;
@@ -180,6 +182,20 @@ fn measure_path(
             ));
             out.table.push(("floor: ring hop".into(), summary));
         }
+        if !args.no_baseline && !memory {
+            let h = kafka_floor::measure(settings, rate).context("measuring the Kafka floor")?;
+            let summary = Summary::from_histogram(rate, seconds, &h);
+            print_row("kafka floor", &summary, None);
+            out.entries.push(json_entry(
+                &path,
+                KAFKA_FLOOR,
+                serde_json::Value::Null,
+                &summary,
+                &Summary::default(),
+                1,
+            ));
+            out.table.push((KAFKA_FLOOR.into(), summary));
+        }
         for &mode in &settings.modes {
             println!("mode: {}, {rate} rec/s", mode_name(mode));
             let mut runs = Vec::with_capacity(settings.runs);
@@ -224,6 +240,9 @@ fn measure_path(
     }
     Ok(out)
 }
+
+/// The Kafka path's floor row: its name in the tables and the JSON's `mode`.
+const KAFKA_FLOOR: &str = "floor: kafka relay";
 
 fn main() -> anyhow::Result<()> {
     keep_freed_memory()?;
@@ -336,6 +355,14 @@ fn main() -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&doc).context("encoding the JSON report")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
+    }
+    if measured
+        .iter()
+        .any(|(a, s, _)| !a.no_baseline && s.source == SourceKind::Kafka)
+    {
+        println!(
+            "{KAFKA_FLOOR} = the same schedule through the same two Kafka hops on the same broker with bare librdkafka clients (producer -> topic -> relay thread -> topic -> reader), no engine: the floor of the Kafka path"
+        );
     }
     if let Some((_, settings, _)) = measured
         .iter()
