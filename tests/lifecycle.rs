@@ -12,6 +12,7 @@ fn bounded_jobs_terminate_at_every_parallelism_and_idle_strategy() {
         IdleStrategy::Spin,
         IdleStrategy::Yield,
         IdleStrategy::Park,
+        IdleStrategy::Auto.resolve(false),
         IdleStrategy::default(),
     ];
     for workers in 1..=4 {

@@ -14,8 +14,10 @@ pub(crate) enum Idle {
     Yield,
     /// Park at once when idle; wake on push or at the generator's next due time.
     Park,
-    /// Spin 50 us, yield 500 us, then park (the library default).
+    /// Spin 50 us, yield 500 us, then park.
     Backoff,
+    /// The library default: park when every source wakes its workers (Kafka), else backoff.
+    Auto,
 }
 
 impl Idle {
@@ -24,7 +26,8 @@ impl Idle {
             Idle::Spin => IdleStrategy::Spin,
             Idle::Yield => IdleStrategy::Yield,
             Idle::Park => IdleStrategy::Park,
-            Idle::Backoff => IdleStrategy::default(),
+            Idle::Backoff => IdleStrategy::Auto.resolve(false),
+            Idle::Auto => IdleStrategy::Auto,
         }
     }
 }
@@ -130,8 +133,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) pin: bool,
     /// What idle workers do. rill's latency targets assume `spin`. Default: spin in memory;
-    /// backoff through Kafka, where producer, broker, reader and librdkafka's threads need
-    /// the cores too.
+    /// auto (the library default, which parks a Kafka job's workers) through Kafka, where
+    /// producer, broker, reader and librdkafka's threads need the cores too.
     #[arg(long, value_enum)]
     pub(crate) idle: Option<Idle>,
     /// How the generator waits for each record's due time. `sleep` is the fair setting next

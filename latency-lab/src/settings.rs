@@ -99,7 +99,7 @@ impl Settings {
             pin: args.pin,
             idle: args
                 .idle
-                .unwrap_or(if kafka { Idle::Backoff } else { Idle::Spin }),
+                .unwrap_or(if kafka { Idle::Auto } else { Idle::Spin }),
             pacing: match args.pacing.unwrap_or(if kafka {
                 PacingArg::Sleep
             } else {
@@ -126,6 +126,19 @@ impl Settings {
             fetch_wait_ms: args.fetch_wait_ms,
             modes,
         })
+    }
+
+    /// The job's idle strategy as the report names it: `auto` with what it resolves to on this
+    /// path (the Kafka path's source wakes its workers; the in-memory generator does not).
+    fn idle_shown(&self) -> String {
+        let strategy = self.idle.strategy();
+        match strategy {
+            IdleStrategy::Auto => format!(
+                "auto: {}",
+                strategy.resolve(self.source == SourceKind::Kafka)
+            ),
+            other => other.to_string(),
+        }
     }
 
     /// Checkpoints into `dir` at the run's interval and full-checkpoint cadence.
@@ -201,7 +214,7 @@ impl Settings {
             "{pipeline}\n\
              settings: workers {} on {cores} cores, idle {}, pin {}, pacing {}, ring {} msgs, warm-up {}s, measured {}s, runs {}, checkpoints {}, {}={}",
             self.workers,
-            self.idle.strategy(),
+            self.idle_shown(),
             self.pin,
             self.pacing,
             self.ring_capacity,
@@ -232,7 +245,7 @@ impl Settings {
             "workers": self.workers,
             "cores": cores,
             "pin": self.pin,
-            "idle": self.idle.strategy().to_string(),
+            "idle": self.idle_shown(),
             "pacing": self.pacing.to_string(),
             "ring_capacity": self.ring_capacity,
             "keys": self.keys,

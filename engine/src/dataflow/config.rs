@@ -21,7 +21,8 @@ pub struct Config {
     pub pin_workers: bool,
     /// Capacity, in messages, of each SPSC ring of an exchange. Default: 1024.
     pub ring_capacity: usize,
-    /// What an idle worker does. Default: spin 50 us, yield 500 us, then park.
+    /// What an idle worker does. Default: [`IdleStrategy::Auto`] (park when every source wakes
+    /// its workers itself, as Kafka's does; otherwise spin 50 us, yield 500 us, then park).
     pub idle: IdleStrategy,
     /// Records a task processes per poll before the worker moves to its next task: bounds how
     /// long one task can keep the others (and the rings they drain) waiting. Default: 256.

@@ -68,6 +68,8 @@ impl Job {
                 let interval = graph.acknowledgement_interval.get_or_insert(wanted);
                 *interval = (*interval).min(wanted);
             }
+            graph.sources += 1;
+            graph.waking_sources += usize::from(factory.wakes_workers());
             graph.add_node(factory.name(), NodeKind::Source)
         };
         Stream::from_parts(self.graph.clone(), SourceBuilder { factory, node }, node)

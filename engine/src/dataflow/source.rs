@@ -131,6 +131,15 @@ pub trait Source: Send + Sync + 'static {
     /// A short name for metrics and errors.
     fn name(&self) -> &str;
 
+    /// Whether this source's readers wake their parked worker themselves as soon as input
+    /// arrives (through [`WorkerContext::waker`](crate::WorkerContext::waker), from a client
+    /// library's callback), rather than needing it to poll. A job whose sources all do this
+    /// parks idle workers at once by default ([`IdleStrategy::Auto`](crate::IdleStrategy::Auto)):
+    /// spinning would win nothing and hold a core the client's threads need. Default: `false`.
+    fn wakes_workers(&self) -> bool {
+        false
+    }
+
     /// For a source that acknowledges input upstream (commits Kafka offsets to its consumer
     /// group): how often, in a job *without* checkpoints, the job should find out what every
     /// sink has acknowledged. The job then runs stateless epochs this often (a barrier

@@ -21,7 +21,12 @@ use crate::runtime::worker::{self, WorkerSetup};
 
 /// Starts the workers of `graph` (and its checkpoint coordinator) and returns at once with a
 /// handle to the running job.
-pub(crate) fn launch(name: String, graph: Graph, config: Config) -> Result<JobHandle, JobError> {
+pub(crate) fn launch(
+    name: String,
+    graph: Graph,
+    mut config: Config,
+) -> Result<JobHandle, JobError> {
+    config.idle = config.idle.resolve(graph.sources_wake_workers());
     if config.workers == 0 {
         return Err(JobError::Invalid("workers must be at least 1".into()));
     }

@@ -271,6 +271,11 @@ impl Source for KafkaSource {
         "kafka"
     }
 
+    /// librdkafka's queue callback wakes the worker when a fetch brings records.
+    fn wakes_workers(&self) -> bool {
+        true
+    }
+
     fn acknowledgement_interval(&self) -> Option<Duration> {
         Some(self.commit_interval)
     }
