@@ -81,7 +81,8 @@ fn json_report_and_chart_have_one_entry_per_mode() {
 }
 
 /// The Kafka path on the embedded cluster, at two workers over two partitions, in both modes:
-/// every record produced in the measured window comes back as a result and is measured once.
+/// every record produced in the measured window comes back as a result and is measured once,
+/// and the floor row (the same two hops with bare clients) comes first, measured in full.
 #[test]
 fn kafka_path_measures_every_record_in_both_modes() {
     let path = std::env::temp_dir().join(format!("latency-lab-kafka-{}.json", std::process::id()));
@@ -107,25 +108,34 @@ fn kafka_path_measures_every_record_in_both_modes() {
             .arg(&path),
     );
     assert!(stdout.contains("EMBEDDED"), "says which broker: {stdout}");
+    assert!(
+        stdout.contains("idle auto: park"),
+        "a Kafka job parks by default: {stdout}"
+    );
     assert!(!stdout.contains("WARNING"), "no result missing: {stdout}");
     let doc = read_report(&path);
     assert_eq!(doc["source"], "embedded-kafka");
     assert_eq!(doc["settings"]["pacing"], "sleep");
     assert_eq!(doc["settings"]["fetch_wait_max_ms"], 1);
     let modes = doc["modes"].as_array().expect("modes");
-    let triggers: Vec<&serde_json::Value> = modes.iter().map(|m| &m["trigger"]).collect();
+    let rows: Vec<(&str, &serde_json::Value)> = modes
+        .iter()
+        .map(|m| (m["mode"].as_str().unwrap_or_default(), &m["trigger"]))
+        .collect();
     assert_eq!(
-        triggers,
+        rows,
         [
-            &serde_json::Value::Null,
-            &serde_json::json!("as_fast_as_possible"),
-            &serde_json::json!("processing_time_50ms"),
+            ("floor: kafka relay", &serde_json::Value::Null),
+            ("continuous", &serde_json::Value::Null),
+            ("micro_batch", &serde_json::json!("as_fast_as_possible")),
+            ("micro_batch", &serde_json::json!("processing_time_50ms")),
         ]
     );
     for m in modes {
         // 1 s at 2,000 records/s after the warm-up: every one measured, none twice.
         assert_eq!(m["samples"], 2_000, "{m}");
     }
+    let modes = &modes[1..];
     // A 50 ms trigger: the median record waits for it, far above continuous.
     assert!(modes[2]["p50_us"].as_f64().unwrap() > modes[0]["p50_us"].as_f64().unwrap());
     let _ = std::fs::remove_file(&path);

@@ -96,3 +96,58 @@ impl Job {
         launch(self.name, graph, config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BoxError, Emit, IdleStrategy, Progress, SourceReader, WorkerContext};
+
+    /// A source with nothing to read, that says whether it wakes its workers.
+    struct Quiet(bool);
+    struct QuietReader;
+
+    impl Source for Quiet {
+        type Reader = QuietReader;
+        fn create(&self, _ctx: &WorkerContext) -> Result<QuietReader, BoxError> {
+            Ok(QuietReader)
+        }
+        fn name(&self) -> &str {
+            "quiet"
+        }
+        fn wakes_workers(&self) -> bool {
+            self.0
+        }
+    }
+
+    impl SourceReader for QuietReader {
+        type Out = u64;
+        fn poll<E: Emit<u64>>(
+            &mut self,
+            _out: &mut E,
+            _budget: usize,
+        ) -> Result<Progress, BoxError> {
+            Ok(Progress::Done)
+        }
+    }
+
+    fn idle_of(sources: &[bool]) -> IdleStrategy {
+        let job = Job::new("idle");
+        for &wakes in sources {
+            let _ = job.source(Quiet(wakes));
+        }
+        let waking = job.graph.borrow().sources_wake_workers();
+        IdleStrategy::Auto.resolve(waking)
+    }
+
+    #[test]
+    fn workers_park_by_default_only_when_every_source_wakes_them() {
+        assert_eq!(idle_of(&[true]), IdleStrategy::Park);
+        assert_eq!(idle_of(&[true, true]), IdleStrategy::Park);
+        // One source that must be polled (a generator, a file) keeps the backoff.
+        assert!(matches!(
+            idle_of(&[true, false]),
+            IdleStrategy::Backoff { .. }
+        ));
+        assert!(matches!(idle_of(&[]), IdleStrategy::Backoff { .. }));
+    }
+}
