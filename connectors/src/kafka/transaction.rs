@@ -15,13 +15,20 @@
 //! [`Committer::recover`] fences the previous producer with `init_transactions` (aborting its
 //! open transaction) and reads the marker; the job then restores the newest checkpoint at or
 //! below it. Readers with `isolation.level=read_committed` see every record exactly once.
+//!
+//! **The marker goes in early.** The transaction opened after checkpoint n-1 commits as
+//! checkpoint n or not at all (epochs are consecutive, and a failed checkpoint fails the job),
+//! so its marker `n` is added (`send_offsets_to_transaction`, two broker round trips) on a
+//! thread of its own as soon as the transaction opens, while the epoch's records flow. The
+//! commit then only waits for the records' acknowledgements and `EndTxn`. Nothing of it is
+//! visible before the commit, and an aborted transaction takes its marker with it.
 
 use rill_engine::sync::Lock;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -43,7 +50,15 @@ pub(crate) struct Transaction {
     producer: OnceLock<ThreadedProducer<DeliveryContext>>,
     marker: OnceLock<BaseConsumer>,
     failure: Arc<Mutex<Option<KafkaConnectorError>>>,
+    /// The open transaction's marker being added: its epoch, and the thread adding it.
+    pending_marker: Mutex<Option<PendingMarker>>,
 }
+
+/// A commit marker being added to the open transaction on a thread of its own.
+type PendingMarker = (
+    Epoch,
+    std::thread::JoinHandle<Result<(), KafkaConnectorError>>,
+);
 
 impl std::fmt::Debug for Transaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +93,7 @@ impl Transaction {
             producer: OnceLock::new(),
             marker: OnceLock::new(),
             failure: Arc::default(),
+            pending_marker: Mutex::new(None),
         }
     }
 
@@ -91,6 +107,41 @@ impl Transaction {
 
     fn take_failure(&self) -> Option<KafkaConnectorError> {
         self.failure.locked().take()
+    }
+
+    /// What adds `epoch`'s commit marker to the open transaction: the partition offset, and
+    /// the marker group's metadata.
+    fn marker_of(
+        &self,
+        epoch: Epoch,
+    ) -> Result<(TopicPartitionList, ConsumerGroupMetadata), BoxError> {
+        let marker = self.marker.get().ok_or(KafkaConnectorError::NotRecovered)?;
+        let metadata = marker
+            .group_metadata()
+            .ok_or("the commit-marker consumer has no group metadata")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.marker_topic, 0, Offset::Offset(epoch as i64))
+            .map_err(client)?;
+        Ok((tpl, metadata))
+    }
+
+    /// Adds `epoch`'s commit marker to the open transaction: at once if none is being added
+    /// for it, else waits for the thread adding it.
+    fn add_marker(&self, epoch: Epoch) -> Result<(), BoxError> {
+        let pending = self.pending_marker.locked().take();
+        if let Some((for_epoch, adding)) = pending {
+            let added = adding
+                .join()
+                .map_err(|_| "the thread adding the commit marker panicked")?;
+            if for_epoch == epoch {
+                return Ok(added?);
+            }
+        }
+        let (tpl, metadata) = self.marker_of(epoch)?;
+        self.producer()?
+            .send_offsets_to_transaction(&tpl, &metadata, self.timeout)
+            .map_err(client)?;
+        Ok(())
     }
 }
 
@@ -203,27 +254,33 @@ impl Committer for Transaction {
         )
     }
 
-    fn begin(&self, _after: Epoch) -> Result<(), BoxError> {
-        self.producer()?.begin_transaction().map_err(client)?;
+    /// Opens the transaction of epoch `after + 1` and starts adding its commit marker.
+    fn begin(&self, after: Epoch) -> Result<(), BoxError> {
+        let producer = self.producer()?;
+        producer.begin_transaction().map_err(client)?;
+        let epoch = after + 1;
+        let (tpl, metadata) = self.marker_of(epoch)?;
+        let (producer, timeout) = (producer.clone(), self.timeout);
+        let adding = std::thread::Builder::new()
+            .name("rill-kafka-marker".into())
+            .spawn(move || {
+                producer
+                    .send_offsets_to_transaction(&tpl, &metadata, timeout)
+                    .map_err(client)
+            })
+            .map_err(|e| format!("starting the thread that adds the commit marker: {e}"))?;
+        *self.pending_marker.locked() = Some((epoch, adding));
         Ok(())
     }
 
     fn commit(&self, epoch: Epoch) -> Result<(), BoxError> {
         let producer = self.producer()?;
+        let marked = self.add_marker(epoch);
         if let Some(e) = self.take_failure() {
             let _ = producer.abort_transaction(self.timeout);
             return Err(e.into());
         }
-        let marker = self.marker.get().ok_or(KafkaConnectorError::NotRecovered)?;
-        let metadata = marker
-            .group_metadata()
-            .ok_or("the commit-marker consumer has no group metadata")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.marker_topic, 0, Offset::Offset(epoch as i64))
-            .map_err(client)?;
-        producer
-            .send_offsets_to_transaction(&tpl, &metadata, self.timeout)
-            .map_err(client)?;
+        marked?;
         await_acknowledgements(producer, self.timeout);
         producer.commit_transaction(self.timeout).map_err(client)?;
         if let Some(e) = self.take_failure() {
