@@ -21,10 +21,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use rill::connectors::kafka::{create_topics, EmbeddedKafka};
 use rill::time::now_nanos;
 
 use crate::baseline::new_histogram;
+use crate::kafka_path::open_broker;
 use crate::settings::Settings;
 
 /// How long the clients may take to connect and see the topics.
@@ -37,30 +37,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// Runs the schedule at `rate` records/s for the settings' warm-up and duration, returning the
 /// latency histogram (ns, due time to read) of the records due after the warm-up.
 pub(crate) fn measure(settings: &Settings, rate: f64) -> anyhow::Result<Histogram<u64>> {
-    let embedded = match &settings.brokers {
-        Some(_) => None,
-        None => Some(EmbeddedKafka::start().context("starting the embedded Kafka")?),
-    };
-    let brokers = match (&settings.brokers, &embedded) {
-        (Some(b), _) => b.clone(),
-        (_, Some(k)) => k.bootstrap_servers(),
-        (None, None) => anyhow::bail!("no broker for the Kafka floor"),
-    };
     let id = format!("{}-{}", std::process::id(), now_nanos());
     let (input, output) = (format!("floor-in-{id}"), format!("floor-out-{id}"));
     let partitions = settings.partitions;
-    match &embedded {
-        Some(k) => {
-            k.create_topic(&input, partitions)?;
-            k.create_topic(&output, partitions)?;
-        }
-        None => create_topics(
-            &brokers,
-            &[(&input, partitions), (&output, partitions)],
-            CONNECT_TIMEOUT,
-        )
-        .with_context(|| format!("creating the floor's topics on {brokers}"))?,
-    }
+    // Kept until the end: an embedded cluster stops when dropped.
+    let (_embedded, brokers) = open_broker(settings, &[&input, &output])?;
     let producer_config = {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &brokers)

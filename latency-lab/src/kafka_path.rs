@@ -71,6 +71,37 @@ fn read_every_partition(positions: &SourcePositions, partitions: i32) -> bool {
     })
 }
 
+/// The broker a run uses, with `topics` created fresh on it (`settings.partitions` each): the
+/// cluster `--brokers` names, or an embedded one started for the run (dropped with it).
+pub(crate) fn open_broker(
+    settings: &Settings,
+    topics: &[&str],
+) -> anyhow::Result<(Option<EmbeddedKafka>, String)> {
+    let embedded = match &settings.brokers {
+        Some(_) => None,
+        None => Some(EmbeddedKafka::start().context("starting the embedded Kafka")?),
+    };
+    let brokers = match (&settings.brokers, &embedded) {
+        (Some(b), _) => b.clone(),
+        (_, Some(k)) => k.bootstrap_servers(),
+        (None, None) => anyhow::bail!("no broker: an embedded one starts when none is named"),
+    };
+    match &embedded {
+        Some(k) => {
+            for topic in topics {
+                k.create_topic(topic, settings.partitions)?;
+            }
+        }
+        None => {
+            let wanted: Vec<(&str, i32)> =
+                topics.iter().map(|t| (*t, settings.partitions)).collect();
+            create_topics(&brokers, &wanted, Duration::from_secs(30))
+                .with_context(|| format!("creating the lab's topics on {brokers}"))?;
+        }
+    }
+    Ok((embedded, brokers))
+}
+
 /// One run of `mode` at `rate` records/s; `run` makes topic and group names unique.
 pub(crate) fn run_once(
     settings: &Settings,
@@ -78,30 +109,11 @@ pub(crate) fn run_once(
     mode: Mode,
     run: usize,
 ) -> anyhow::Result<KafkaRun> {
-    let embedded = match &settings.brokers {
-        Some(_) => None,
-        None => Some(EmbeddedKafka::start().context("starting the embedded Kafka")?),
-    };
-    let brokers = match (&settings.brokers, &embedded) {
-        (Some(b), _) => b.clone(),
-        (None, Some(k)) => k.bootstrap_servers(),
-        (None, None) => unreachable!("an embedded cluster is started when no brokers are given"),
-    };
     let id = format!("{}-{}-{run}", std::process::id(), rill::time::now_nanos());
     let (input, output) = (format!("lab-in-{id}"), format!("lab-out-{id}"));
     let partitions = settings.partitions;
-    match &embedded {
-        Some(k) => {
-            k.create_topic(&input, partitions)?;
-            k.create_topic(&output, partitions)?;
-        }
-        None => create_topics(
-            &brokers,
-            &[(&input, partitions), (&output, partitions)],
-            Duration::from_secs(30),
-        )
-        .with_context(|| format!("creating the lab's topics on {brokers}"))?,
-    }
+    // Kept until the end: an embedded cluster stops when dropped.
+    let (_embedded, brokers) = open_broker(settings, &[&input, &output])?;
     let linger = settings.linger_ms.to_string();
     let fetch_wait = settings.fetch_wait_ms.to_string();
     let keys = settings.keys;
