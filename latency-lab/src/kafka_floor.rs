@@ -34,6 +34,19 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// How long a blocking poll waits before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Sends `record`, waiting while librdkafka's queue is full (it empties as the broker
+/// acknowledges).
+fn send<K, V>(producer: &BaseProducer, mut record: BaseRecord<'_, K, V>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    V: rdkafka::message::ToBytes + ?Sized,
+{
+    while let Err((_, r)) = producer.send(record) {
+        record = r;
+        producer.poll(Duration::from_millis(1));
+    }
+}
+
 /// Runs the schedule at `rate` records/s for the settings' warm-up and duration, returning the
 /// latency histogram (ns, due time to read) of the records due after the warm-up.
 pub(crate) fn measure(settings: &Settings, rate: f64) -> anyhow::Result<Histogram<u64>> {
@@ -88,10 +101,7 @@ pub(crate) fn measure(settings: &Settings, rate: f64) -> anyhow::Result<Histogra
                 if let Some(key) = msg.key() {
                     record = record.key(key);
                 }
-                while let Err((_, r)) = relay_out.send(record) {
-                    record = r;
-                    relay_out.poll(Duration::from_millis(1));
-                }
+                send(&relay_out, record);
             }
             let _ = relay_out.flush(Duration::from_secs(5));
         })
@@ -139,11 +149,7 @@ pub(crate) fn measure(settings: &Settings, rate: f64) -> anyhow::Result<Histogra
             std::thread::sleep(Duration::from_nanos(due - now));
         }
         let (key, value) = (sent.to_string(), due.to_string());
-        let mut record = BaseRecord::to(&input).key(&key).payload(&value);
-        while let Err((_, r)) = writer.send(record) {
-            record = r;
-            writer.poll(Duration::from_millis(1));
-        }
+        send(&writer, BaseRecord::to(&input).key(&key).payload(&value));
         writer.poll(Duration::ZERO);
         sent += 1;
     }

@@ -138,11 +138,26 @@ impl Transaction {
             }
         }
         let (tpl, metadata) = self.marker_of(epoch)?;
-        self.producer()?
-            .send_offsets_to_transaction(&tpl, &metadata, self.timeout)
-            .map_err(client)?;
-        Ok(())
+        Ok(send_marker(
+            self.producer()?,
+            &tpl,
+            &metadata,
+            self.timeout,
+        )?)
     }
+}
+
+/// Adds the commit marker `tpl` (for the marker group `metadata`) to `producer`'s open
+/// transaction: two broker round trips, visible only with the commit.
+fn send_marker(
+    producer: &ThreadedProducer<DeliveryContext>,
+    tpl: &TopicPartitionList,
+    metadata: &ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Result<(), KafkaConnectorError> {
+    producer
+        .send_offsets_to_transaction(tpl, metadata, timeout)
+        .map_err(client)
 }
 
 /// The longest `transaction.timeout.ms` a broker accepts by default
@@ -263,11 +278,7 @@ impl Committer for Transaction {
         let (producer, timeout) = (producer.clone(), self.timeout);
         let adding = std::thread::Builder::new()
             .name("rill-kafka-marker".into())
-            .spawn(move || {
-                producer
-                    .send_offsets_to_transaction(&tpl, &metadata, timeout)
-                    .map_err(client)
-            })
+            .spawn(move || send_marker(&producer, &tpl, &metadata, timeout))
             .map_err(|e| format!("starting the thread that adds the commit marker: {e}"))?;
         *self.pending_marker.locked() = Some((epoch, adding));
         Ok(())

@@ -28,15 +28,19 @@ pub(crate) struct Graph {
     /// The shortest [`Source::acknowledgement_interval`](crate::Source::acknowledgement_interval)
     /// of the job's sources.
     pub(crate) acknowledgement_interval: Option<std::time::Duration>,
-    /// Sources added, and how many of them [wake their workers](crate::Source::wakes_workers).
-    pub(crate) sources: usize,
+    /// How many sources [wake their workers](crate::Source::wakes_workers) themselves.
     pub(crate) waking_sources: usize,
 }
 
 impl Graph {
     /// Whether the job has sources and every one wakes its workers itself.
     pub(crate) fn sources_wake_workers(&self) -> bool {
-        self.sources > 0 && self.waking_sources == self.sources
+        let sources = self
+            .nodes
+            .iter()
+            .filter(|(_, kind)| *kind == NodeKind::Source)
+            .count();
+        sources > 0 && self.waking_sources == sources
     }
 
     /// Adds a node and returns its id. Repeated names get a `#n` suffix so metrics stay

@@ -68,7 +68,6 @@ impl Job {
                 let interval = graph.acknowledgement_interval.get_or_insert(wanted);
                 *interval = (*interval).min(wanted);
             }
-            graph.sources += 1;
             graph.waking_sources += usize::from(factory.wakes_workers());
             graph.add_node(factory.name(), NodeKind::Source)
         };
