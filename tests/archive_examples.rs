@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::s3_server::S3Server;
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rill::connectors::kafka::EmbeddedKafka;
@@ -150,8 +149,7 @@ type Letter = (Option<Vec<u8>>, Vec<u8>, i64);
 
 /// Dead letters as a rill job writes them: original key and value, provenance in headers.
 fn produce_dead_letters(brokers: &str, letters: &[Letter]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: BaseProducer = rill::connectors::kafka::client_config(brokers)
         .create()
         .expect("producer");
     for (key, value, offset) in letters {

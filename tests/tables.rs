@@ -196,8 +196,7 @@ fn a_kafka_topic_is_a_table_of_its_latest_values_and_reloads_when_it_grows() {
     // A tombstone deletes key 3 (rdkafka's producer: no payload).
     {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let producer: BaseProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let producer: BaseProducer = rill::connectors::kafka::client_config(&brokers)
             .create()
             .expect("producer");
         producer

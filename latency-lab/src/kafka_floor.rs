@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use rill::connectors::kafka::client_config;
 use rill::time::now_nanos;
 
 use crate::baseline::new_histogram;
@@ -56,15 +56,13 @@ pub(crate) fn measure(settings: &Settings, rate: f64) -> anyhow::Result<Histogra
     // Kept until the end: an embedded cluster stops when dropped.
     let (_embedded, brokers) = open_broker(settings, &[&input, &output])?;
     let producer_config = {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &brokers)
-            .set("linger.ms", settings.linger_ms.to_string())
+        let mut c = client_config(&brokers);
+        c.set("linger.ms", settings.linger_ms.to_string())
             .set("enable.idempotence", "true");
         c
     };
     let consumer = |group: &str, topic: &str| -> anyhow::Result<BaseConsumer> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let consumer: BaseConsumer = client_config(&brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())

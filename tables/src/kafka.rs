@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use rill_connectors::kafka::client_config;
 use serde::de::DeserializeOwned;
 
 use crate::error::TableError;
 use crate::pace::Pacer;
 
 fn consumer(table: &str, brokers: &str, topic: &str) -> Result<BaseConsumer, TableError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    client_config(brokers)
         // No group: the table assigns every partition itself and commits nothing.
         .set("group.id", format!("rill-table-{table}"))
         .set("enable.auto.commit", "false")

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -29,8 +28,7 @@ fn partitions(consumer: &BaseConsumer, topic: &str, offset: Offset) -> TopicPart
 
 /// Produces `(key, value)` records to `topic` and waits until all are acknowledged.
 pub(crate) fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: BaseProducer = rill::connectors::kafka::client_config(brokers)
         .set("linger.ms", "1")
         .create()
         .expect("test producer");
@@ -60,8 +58,7 @@ pub(crate) fn read(brokers: &str, topic: &str, n: usize, timeout: Duration) -> V
 
 /// A test reader of every partition of `topic` from the beginning (no group).
 fn reader(brokers: &str, topic: &str, isolation: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = rill::connectors::kafka::client_config(brokers)
         .set("group.id", "rill-test-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
@@ -150,8 +147,7 @@ pub(crate) fn read_to_end(brokers: &str, topic: &str, timeout: Duration) -> Vec<
 
 /// The sum over `topic`'s partitions of the offsets `group` has committed (0 where none).
 pub(crate) fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = rill::connectors::kafka::client_config(brokers)
         .set("group.id", group)
         .create()
         .expect("test consumer");
@@ -174,8 +170,7 @@ pub(crate) fn committed_total(brokers: &str, group: &str, topic: &str) -> i64 {
 pub(crate) fn delete_records(brokers: &str, topic: &str, partition: i32, before: i64) -> i64 {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = rill::connectors::kafka::client_config(brokers)
         .create()
         .expect("admin client");
     let mut tpl = TopicPartitionList::new();
@@ -326,8 +321,7 @@ pub(crate) const POKE: &[u8] = b"~poke";
 /// Kafka does; the test pokes the output partitions instead of waiting forever.
 pub(crate) fn poke(brokers: &str, topic: &str) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: BaseProducer = rill::connectors::kafka::client_config(brokers)
         .create()
         .expect("poke producer");
     for partition in 0..2 {

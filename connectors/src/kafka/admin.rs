@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
 
-use super::KafkaConnectorError;
+use super::{client_config, KafkaConnectorError};
 
 /// Creates `topics` (name, partitions), replication factor 1, on the cluster at `brokers`,
 /// waiting up to `timeout` for the broker's answer. A topic that already exists is an error:
@@ -25,8 +24,7 @@ pub fn create_topics(
     topics: &[(&str, i32)],
     timeout: Duration,
 ) -> Result<(), KafkaConnectorError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers)
         .create()
         .map_err(KafkaConnectorError::Config)?;
     let new: Vec<NewTopic<'_>> = topics

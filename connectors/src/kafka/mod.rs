@@ -13,10 +13,12 @@
 //!
 //! Defaults favour latency over batching: the consumer's `fetch.wait.max.ms` is 5 (librdkafka's
 //! 500 ms default dominates latency when traffic is light) and the producer's `linger.ms` is 0
-//! (librdkafka's default is 5). Every librdkafka property can be overridden with `set`.
+//! (librdkafka's default is 5). Every client opens its broker connections at once
+//! ([`client_config`]). Every librdkafka property can be overridden with `set`.
 
 mod admin;
 mod archived;
+mod client;
 mod embedded;
 mod error;
 mod output;
@@ -29,6 +31,7 @@ mod transaction;
 
 pub use admin::create_topics;
 pub use archived::{ArchivedBytes, ArchivedBytesError, ArchivedRecord};
+pub use client::client_config;
 pub use embedded::EmbeddedKafka;
 pub use error::KafkaConnectorError;
 pub use output::{dead_letter_headers, KafkaOutput, ToKafka};

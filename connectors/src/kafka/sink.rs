@@ -9,6 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::BaseProducer;
 use rill_engine::{BoxError, Committer, DeadLetter, Epoch, Sink, SinkWriter, WorkerContext};
 
+use super::client::client_config;
 use super::error::KafkaConnectorError;
 use super::output::ToKafka;
 use super::plain::KafkaPlainWriter;
@@ -154,9 +155,8 @@ impl<T> KafkaSink<T> {
 
 impl<T> KafkaSink<T> {
     fn producer_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        let mut config = client_config(&self.brokers);
         config
-            .set("bootstrap.servers", &self.brokers)
             // librdkafka waits 5 ms by default to fill batches: pure latency on this path.
             .set("linger.ms", "0")
             // Retries after a broker restart or a lost acknowledgement neither duplicate nor

@@ -35,6 +35,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_engine::{AbortSignal, BoxError, CheckpointConfig, Committer, Epoch, SinkWriter};
 
+use super::client::client_config;
 use super::error::KafkaConnectorError;
 use super::output::{KafkaOutput, ToKafka};
 use super::producer::{record_of, DeliveryContext};
@@ -234,8 +235,7 @@ impl Committer for Transaction {
         // Fences every earlier producer with this transactional id and aborts the transaction
         // it left open (a crash before its checkpoint completed).
         producer.init_transactions(self.timeout).map_err(client)?;
-        let marker: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let marker: BaseConsumer = client_config(&self.brokers)
             .set("group.id", self.marker_group())
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")

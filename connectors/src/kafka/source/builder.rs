@@ -14,6 +14,7 @@ use super::positions::{PositionTable, SourcePositions, SourceStats};
 use super::reader::KafkaReader;
 use super::rebalance::{Ownership, RebalanceContext};
 use super::start::StartFrom;
+use crate::kafka::client_config;
 use crate::kafka::error::KafkaConnectorError;
 
 /// Reads Kafka topics as [`KafkaRecord`](crate::kafka::KafkaRecord)s.
@@ -176,9 +177,8 @@ impl KafkaSource {
     }
 
     pub(super) fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        let mut config = client_config(&self.brokers);
         config
-            .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             // Where a partition with no committed offset starts: consistent with `start`.
