@@ -310,4 +310,14 @@ mod tests {
             Some("false")
         );
     }
+
+    #[test]
+    fn sources_and_sinks_open_their_broker_connections_at_once() {
+        let sink = KafkaSink::<String>::new("127.0.0.1:9");
+        let source = crate::kafka::KafkaSource::new("127.0.0.1:9", "group");
+        for config in [sink.producer_config(), source.client_config()] {
+            assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9"));
+            assert_eq!(config.get("enable.sparse.connections"), Some("false"));
+        }
+    }
 }

@@ -176,7 +176,7 @@ impl KafkaSource {
         self.stats.clone()
     }
 
-    pub(super) fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = client_config(&self.brokers);
         config
             .set("group.id", &self.group_id)
