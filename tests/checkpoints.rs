@@ -794,3 +794,114 @@ fn incremental_checkpoints_store_only_what_changed_and_restore_like_full_ones() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A transactional sink whose commit takes `COMMIT_TAKES`: a sink whose system is slow.
+#[derive(Clone, Default)]
+struct SlowCommits(Published<u64>);
+
+const COMMIT_TAKES: Duration = Duration::from_millis(15);
+
+impl Committer for SlowCommits {
+    fn recover(&self) -> Result<Option<Epoch>, BoxError> {
+        self.0.recover()
+    }
+    fn begin(&self, after: Epoch) -> Result<(), BoxError> {
+        self.0.begin(after)
+    }
+    fn commit(&self, epoch: Epoch) -> Result<(), BoxError> {
+        std::thread::sleep(COMMIT_TAKES);
+        self.0.commit(epoch)
+    }
+    fn name(&self) -> &str {
+        "slow-commits"
+    }
+}
+
+impl Sink<u64> for SlowCommits {
+    type Writer = <Published<u64> as Sink<u64>>::Writer;
+    fn create(&self, ctx: &WorkerContext) -> Result<Self::Writer, BoxError> {
+        self.0.create(ctx)
+    }
+    fn name(&self) -> &str {
+        "slow-commits"
+    }
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+#[test]
+fn checkpoint_stats_say_which_step_took_the_time_and_old_ones_are_deleted() {
+    let dir = temp_dir("steps");
+    let sink = SlowCommits::default();
+    let job = Job::new("steps");
+    job.source(Generator::new(20_000.0, |i| i).with_count(4_000))
+        .map(|g: Generated<u64>| g.value)
+        .key_by(|i: &u64| i % 64)
+        .reduce(|a: &u64, b: u64| a + b)
+        .map(|(_, sum): (u64, u64)| sum)
+        .sink(sink.clone());
+    // Every checkpoint full, so that retention keeps exactly the newest ones.
+    let checkpoints = CheckpointConfig::new(&dir)
+        .with_interval(Duration::from_millis(5))
+        .with_full_every(1);
+    let retain = checkpoints.retain;
+    let handle = job
+        .run(
+            Config::default()
+                .with_workers(2)
+                .with_checkpoints(checkpoints),
+        )
+        .expect("starts");
+    // The generator paces the run over 200 ms, so several checkpoints complete before it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = handle.checkpoints().expect("checkpointing");
+        if log.completed.len() >= 4 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    finish(handle).expect("runs");
+    assert!(
+        log.completed.len() >= 4,
+        "{} checkpoints",
+        log.completed.len()
+    );
+    for c in &log.completed {
+        assert!(
+            c.commit_time >= COMMIT_TAKES,
+            "checkpoint {} says its commit took {:?}; it took at least {COMMIT_TAKES:?}",
+            c.epoch,
+            c.commit_time
+        );
+        // Barriers, then the manifest's write, then the commit, one after another; the
+        // state writes overlap the barriers.
+        assert!(
+            c.barrier_time + c.commit_time <= c.duration,
+            "checkpoint {}: barriers {:?} and commit {:?} exceed its duration {:?}",
+            c.epoch,
+            c.barrier_time,
+            c.commit_time,
+            c.duration
+        );
+        assert!(
+            c.write_time > Duration::ZERO,
+            "state and manifest were written"
+        );
+    }
+    assert_eq!(sink.0.published().len(), 4_000, "every sum published once");
+    // Retention runs on a thread of its own, which the job joins before it ends.
+    let kept = std::fs::read_dir(&dir)
+        .expect("checkpoint directory")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+        })
+        .count();
+    assert!(
+        kept <= retain,
+        "{kept} checkpoints left after retention, more than the {retain} retained"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

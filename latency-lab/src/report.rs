@@ -243,8 +243,8 @@ pub(crate) fn mode_name(mode: Mode) -> String {
     }
 }
 
-/// One line about a run's epochs: checkpoints (how many, how long, how big), or, for a
-/// micro-batch run without a checkpoint store, its batches.
+/// One line about a run's epochs: checkpoints (how many, how long, how big, and where the
+/// slowest spent its time), or, for a micro-batch run without a checkpoint store, its batches.
 pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
     let done = &log.completed;
     let what = if stored { "checkpoints" } else { "batches" };
@@ -256,6 +256,20 @@ pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
     durations.sort();
     let median = durations[durations.len() / 2];
     let max = durations[durations.len() - 1];
+    // Which step the slowest one spent its time in: the graph, the disk or the sink's system.
+    let slowest = done
+        .iter()
+        .max_by_key(|c| c.duration)
+        .map(|c| {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            format!(
+                "; the slowest: barriers {:.1} ms, writes {:.1} ms, sink commit {:.1} ms",
+                ms(c.barrier_time),
+                ms(c.write_time),
+                ms(c.commit_time)
+            )
+        })
+        .unwrap_or_default();
     let align = done.iter().map(|c| c.alignment).max().unwrap_or_default();
     // The log keeps the newest 1,000; epochs count from the restored one.
     let count = done[done.len() - 1].epoch - log.restored_from.unwrap_or(0);
@@ -290,7 +304,7 @@ pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
         String::new()
     };
     println!(
-        "      {what}: {count} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms",
+        "      {what}: {count} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms{slowest}",
         median.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
         align.as_secs_f64() * 1e3,
