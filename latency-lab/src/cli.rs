@@ -192,7 +192,9 @@ pub(crate) struct Args {
     pub(crate) full_every: u32,
     /// Kafka: write results with the exactly-once (transactional) sink and read them
     /// `read_committed`: a result becomes visible when its checkpoint commits. Checkpoints
-    /// every second unless `--checkpoint-interval` says otherwise.
+    /// every second unless `--checkpoint-interval` says otherwise. Needs `--broker noida` or
+    /// `--brokers`: the embedded mock cluster does not keep uncommitted results from
+    /// `read_committed` readers, so what it measured would not be exactly-once latency.
     #[arg(long)]
     pub(crate) exactly_once: bool,
     /// Kafka: producer `linger.ms` (the lab's producer and the job's sink). Default: 1 on the

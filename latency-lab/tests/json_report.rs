@@ -223,3 +223,50 @@ fn both_paths_end_with_one_ratio_line_each() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn exactly_once_is_refused_on_the_embedded_mock_which_shows_uncommitted_results() {
+    let out = Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+        .args(["--source", "kafka", "--exactly-once", "--runs", "1"])
+        .output()
+        .expect("latency-lab runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains("--broker noida"),
+        "says what to use instead: {stderr}"
+    );
+}
+
+#[test]
+fn exactly_once_results_become_visible_at_their_checkpoint_on_a_separate_broker() {
+    let path = std::env::temp_dir().join(format!("latency-lab-eos-{}.json", std::process::id()));
+    let stdout = run_lab(
+        Command::new(env!("CARGO_BIN_EXE_latency-lab"))
+            .args(["--source", "kafka", "--broker", "noida", "--exactly-once"])
+            .args(["--checkpoint-interval", "200ms", "--modes", "continuous"])
+            .args(["--rates", "1000", "--duration", "1", "--warmup", "0.5"])
+            .args(["--runs", "1", "--no-baseline", "--json"])
+            .arg(&path),
+    );
+    assert!(!stdout.contains("WARNING"), "no result missing: {stdout}");
+    assert!(
+        stdout.contains("checkpoints:") && stdout.contains("sink commit"),
+        "says where the slowest checkpoint spent its time: {stdout}"
+    );
+    let doc = read_report(&path);
+    assert_eq!(doc["source"], "noida-kafka");
+    let modes = doc["modes"].as_array().expect("modes");
+    assert_eq!(modes.len(), 1, "{modes:?}");
+    let continuous = &modes[0];
+    assert_eq!(continuous["samples"], 1_000, "every result read once");
+    // A result is read only once the checkpoint after it commits: with 200 ms between
+    // checkpoints the median one waits about half of that. Continuous results without a
+    // transaction are read within a few milliseconds.
+    let p50 = continuous["p50_us"].as_f64().expect("p50");
+    assert!(
+        p50 > 40_000.0,
+        "read_committed results were read {p50} us after they were due, before their commit"
+    );
+    let _ = std::fs::remove_file(&path);
+}
