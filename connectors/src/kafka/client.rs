@@ -16,7 +16,9 @@ use rdkafka::ClientConfig;
 /// another on a worker (the source, then the sink), which was a third of a 100,000-record
 /// bounded relay's run. A client of a job talks to the leaders of the partitions it reads or
 /// writes and to its coordinators, which on most clusters is most brokers, so connecting to
-/// every broker costs at most a few idle connections.
+/// every broker costs at most a few idle connections. On a cluster of many brokers, where a
+/// worker reads and writes partitions led by a few of them, `.set("enable.sparse.connections",
+/// "true")` on the source or sink trades the 50 ms at start for fewer connections.
 ///
 /// ```
 /// let config = rill_connectors::kafka::client_config("localhost:9092");
