@@ -174,7 +174,9 @@ pub(crate) struct Args {
     #[arg(long, value_delimiter = ',', default_value = "asap,100ms", value_parser = parse_trigger)]
     pub(crate) trigger: Vec<Trigger>,
     /// Also write every figure and setting as JSON to FILE (top level: `modes`, one entry per
-    /// mode and rate with the medians over the runs).
+    /// mode and rate with the medians over the runs; with checkpoints or micro-batches, its
+    /// `epochs`: how many, how long, how big, and where the slowest spent its time, over all
+    /// runs).
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<std::path::PathBuf>,
     /// Also write an SVG percentile-distribution chart to FILE: latency (log) against

@@ -46,7 +46,7 @@ use crate::memory_path::run_memory;
 use crate::progress::progress_bar;
 use crate::report::{
     json_entry, mode_name, print_checkpoints, print_header, print_row, print_summary, ratio_line,
-    trigger_name, Summary,
+    trigger_name, EpochFigures, Summary,
 };
 use crate::settings::Settings;
 
@@ -59,7 +59,7 @@ fn run_kafka(
     rate: f64,
     mode: Mode,
     run: usize,
-) -> anyhow::Result<Histogram<u64>> {
+) -> anyhow::Result<(Histogram<u64>, Option<rill::CheckpointLog>)> {
     let total = settings.warmup + settings.duration;
     let bar = progress_bar(format!("{}, {rate} rec/s", mode_name(mode)), total);
     let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -87,7 +87,7 @@ fn run_kafka(
             run.produced, run.read_back
         );
     }
-    Ok(run.histogram)
+    Ok((run.histogram, run.checkpoints))
 }
 
 /// What one path's measurements produced.
@@ -200,9 +200,10 @@ fn measure_path(
             println!("mode: {}, {rate} rec/s", mode_name(mode));
             let mut runs = Vec::with_capacity(settings.runs);
             let mut merged: Option<Histogram<u64>> = None;
+            let mut logs = Vec::new();
             for run in 1..=settings.runs {
                 *run_id += 1;
-                let histogram = if memory {
+                let (histogram, log) = if memory {
                     run_memory(settings, rate, mode)?
                 } else {
                     run_kafka(settings, rate, mode, *run_id)?
@@ -210,6 +211,7 @@ fn measure_path(
                 let summary = Summary::from_histogram(rate, seconds, &histogram);
                 print_row(&format!("run {run}"), &summary, None);
                 runs.push(summary);
+                logs.extend(log);
                 match merged.as_mut() {
                     Some(m) => m.add(&histogram).context("merging the runs' histograms")?,
                     None => merged = Some(histogram),
@@ -225,14 +227,20 @@ fn measure_path(
                 out.curves
                     .push((format!("{path}: {}, {rate} rec/s", mode_name(mode)), m));
             }
-            out.entries.push(json_entry(
+            let mut entry = json_entry(
                 &path,
                 name,
                 trigger_name(mode),
                 &median,
                 &spread,
                 runs.len(),
-            ));
+            );
+            let logs: Vec<&rill::CheckpointLog> = logs.iter().collect();
+            if let Some(epochs) = EpochFigures::of(&logs) {
+                // Over every run's epochs together.
+                entry["epochs"] = epochs.json(settings.checkpoint_interval.is_some());
+            }
+            out.entries.push(entry);
             out.table.push((mode_name(mode), median.clone()));
             out.modes.push((mode, median));
             println!();

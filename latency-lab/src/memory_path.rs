@@ -17,7 +17,7 @@ pub(crate) fn run_memory(
     settings: &Settings,
     rate: f64,
     mode: Mode,
-) -> anyhow::Result<Histogram<u64>> {
+) -> anyhow::Result<(Histogram<u64>, Option<CheckpointLog>)> {
     let checkpoint_dir = settings.checkpoint_dir("memory");
     let warmup = settings.warmup;
     let total = warmup + settings.duration;
@@ -147,8 +147,9 @@ pub(crate) fn run_memory(
     };
     bar.finish_and_clear();
     result.context("running the job")?;
-    if let Some(log) = handle.checkpoints() {
-        print_checkpoints(&log, settings.checkpoint_interval.is_some());
+    let log = handle.checkpoints();
+    if let Some(log) = &log {
+        print_checkpoints(log, settings.checkpoint_interval.is_some());
     }
     for (table, path) in tables {
         let _ = std::fs::remove_file(path);
@@ -161,7 +162,7 @@ pub(crate) fn run_memory(
     if let Some(dir) = checkpoint_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
-    Ok(sink.histogram())
+    Ok((sink.histogram(), log))
 }
 
 /// Row id -> (id, value).

@@ -243,43 +243,40 @@ pub(crate) fn mode_name(mode: Mode) -> String {
     }
 }
 
-/// One line about a run's epochs: checkpoints (how many, how long, how big, and where the
-/// slowest spent its time), or, for a micro-batch run without a checkpoint store, its batches.
-pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
-    let done = &log.completed;
-    let what = if stored { "checkpoints" } else { "batches" };
-    if done.is_empty() {
-        println!("      {what}: none completed");
-        return;
-    }
-    let mut durations: Vec<Duration> = done.iter().map(|c| c.duration).collect();
-    durations.sort();
-    let median = durations[durations.len() / 2];
-    let max = durations[durations.len() - 1];
-    // Which step the slowest one spent its time in: the graph, the disk or the sink's system.
-    let slowest = done
-        .iter()
-        .max_by_key(|c| c.duration)
-        .map(|c| {
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            format!(
-                "; the slowest: barriers {:.1} ms, writes {:.1} ms, sink commit {:.1} ms",
-                ms(c.barrier_time),
-                ms(c.write_time),
-                ms(c.commit_time)
-            )
-        })
-        .unwrap_or_default();
-    let align = done.iter().map(|c| c.alignment).max().unwrap_or_default();
-    // The log keeps the newest 1,000; epochs count from the restored one.
-    let count = done[done.len() - 1].epoch - log.restored_from.unwrap_or(0);
-    let over = if count as usize > done.len() {
-        format!(" (figures over the last {})", done.len())
-    } else {
-        String::new()
-    };
-    let size = if stored {
-        // Full and incremental checkpoints apart: what each kind writes, at the median.
+/// What the completed epochs of one run, or of several runs together, add up to.
+pub(crate) struct EpochFigures {
+    /// Epochs completed (counted from each run's restored epoch).
+    pub completed: u64,
+    /// Epochs the figures are over: each run's log keeps its newest 1,000.
+    pub sampled: usize,
+    pub median: Duration,
+    pub max: Duration,
+    pub longest_alignment: Duration,
+    pub write_median: Duration,
+    /// Median bytes and count of the full checkpoints, then of the incremental ones (a
+    /// stopping job's final checkpoint left out).
+    pub full: Option<(u64, usize)>,
+    pub incremental: Option<(u64, usize)>,
+    /// The slowest epoch: its duration, and where it went (barriers, writes, sink commit).
+    pub slowest: [Duration; 4],
+}
+
+impl EpochFigures {
+    /// The figures of `logs` together; `None` when no epoch completed.
+    pub(crate) fn of(logs: &[&CheckpointLog]) -> Option<Self> {
+        let done: Vec<&rill::CheckpointStats> = logs.iter().flat_map(|l| &l.completed).collect();
+        let completed = logs
+            .iter()
+            .filter_map(|l| {
+                l.completed
+                    .last()
+                    .map(|c| c.epoch - l.restored_from.unwrap_or(0))
+            })
+            .sum();
+        let median_of = |mut v: Vec<Duration>| {
+            v.sort();
+            v.get(v.len() / 2).copied().unwrap_or_default()
+        };
         let median_bytes = |full: bool| {
             let mut b: Vec<u64> = done
                 .iter()
@@ -289,24 +286,92 @@ pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
             b.sort_unstable();
             b.get(b.len() / 2).map(|m| (*m, b.len()))
         };
-        let kinds: Vec<String> = [(true, "full"), (false, "incremental")]
-            .into_iter()
-            .filter_map(|(full, name)| {
-                median_bytes(full).map(|(m, n)| format!("{n} {name} median {m} bytes"))
-            })
-            .collect();
-        format!(", {}; write time median {:.1} ms", kinds.join(", "), {
-            let mut w: Vec<Duration> = done.iter().map(|c| c.write_time).collect();
-            w.sort();
-            w[w.len() / 2].as_secs_f64() * 1e3
+        let slowest = done.iter().max_by_key(|c| c.duration)?;
+        Some(Self {
+            completed,
+            sampled: done.len(),
+            median: median_of(done.iter().map(|c| c.duration).collect()),
+            max: slowest.duration,
+            longest_alignment: done.iter().map(|c| c.alignment).max().unwrap_or_default(),
+            write_median: median_of(done.iter().map(|c| c.write_time).collect()),
+            full: median_bytes(true),
+            incremental: median_bytes(false),
+            slowest: [
+                slowest.duration,
+                slowest.barrier_time,
+                slowest.write_time,
+                slowest.commit_time,
+            ],
         })
+    }
+
+    /// The figures in the `--json` report (durations in milliseconds); `stored` says whether
+    /// the epochs were checkpoints or, without a checkpoint store, micro-batches.
+    pub(crate) fn json(&self, stored: bool) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut figures = serde_json::json!({
+            "kind": if stored { "checkpoints" } else { "batches" },
+            "completed": self.completed,
+            "duration_median_ms": ms(self.median),
+            "duration_max_ms": ms(self.max),
+            "longest_alignment_ms": ms(self.longest_alignment),
+            "slowest": {
+                "duration_ms": ms(self.slowest[0]),
+                "barriers_ms": ms(self.slowest[1]),
+                "writes_ms": ms(self.slowest[2]),
+                "sink_commit_ms": ms(self.slowest[3]),
+            },
+        });
+        if stored {
+            figures["write_time_median_ms"] = ms(self.write_median).into();
+            for (kind, size) in [("full", self.full), ("incremental", self.incremental)] {
+                if let Some((median, count)) = size {
+                    figures[kind] = serde_json::json!({ "count": count, "median_bytes": median });
+                }
+            }
+        }
+        figures
+    }
+}
+
+/// One line about a run's epochs: checkpoints (how many, how long, how big, and where the
+/// slowest spent its time), or, for a micro-batch run without a checkpoint store, its batches.
+pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
+    let what = if stored { "checkpoints" } else { "batches" };
+    let Some(f) = EpochFigures::of(&[log]) else {
+        println!("      {what}: none completed");
+        return;
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let over = if f.completed as usize > f.sampled {
+        format!(" (figures over the last {})", f.sampled)
     } else {
         String::new()
     };
+    let size = if stored {
+        // Full and incremental checkpoints apart: what each kind writes, at the median.
+        let kinds: Vec<String> = [("full", f.full), ("incremental", f.incremental)]
+            .into_iter()
+            .filter_map(|(name, size)| size.map(|(m, n)| format!("{n} {name} median {m} bytes")))
+            .collect();
+        format!(
+            ", {}; write time median {:.1} ms",
+            kinds.join(", "),
+            ms(f.write_median)
+        )
+    } else {
+        String::new()
+    };
+    // Which step the slowest one spent its time in: the graph, the disk or the sink's system.
+    let [_, barriers, writes, commit] = f.slowest;
     println!(
-        "      {what}: {count} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms{slowest}",
-        median.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
-        align.as_secs_f64() * 1e3,
+        "      {what}: {} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms; the slowest: barriers {:.1} ms, writes {:.1} ms, sink commit {:.1} ms",
+        f.completed,
+        ms(f.median),
+        ms(f.max),
+        ms(f.longest_alignment),
+        ms(barriers),
+        ms(writes),
+        ms(commit),
     );
 }

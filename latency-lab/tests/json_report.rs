@@ -72,6 +72,14 @@ fn json_report_and_chart_have_one_entry_per_mode() {
     }
     // A 20 ms trigger makes the median record wait for it: far above continuous.
     assert!(modes[2]["p50_us"].as_f64().unwrap() > 1_000.0);
+    // Micro-batches without a checkpoint store: their batches, no checkpoint sizes.
+    assert!(modes[0].get("epochs").is_none(), "{}", modes[0]);
+    for m in &modes[1..] {
+        let epochs = &m["epochs"];
+        assert_eq!(epochs["kind"], "batches", "{m}");
+        assert!(epochs["completed"].as_u64().unwrap() > 0, "{m}");
+        assert!(epochs.get("full").is_none(), "{m}");
+    }
     assert_eq!(doc["settings"]["workers"], 2);
     let svg = std::fs::read_to_string(&chart).expect("chart written");
     assert!(svg.starts_with("<svg"));
@@ -267,6 +275,23 @@ fn exactly_once_results_become_visible_at_their_checkpoint_on_a_separate_broker(
     assert!(
         p50 > 40_000.0,
         "read_committed results were read {p50} us after they were due, before their commit"
+    );
+    // The checkpoints in the report: the first is full, the later ones store what changed
+    // (`--full-every` 10), and the slowest says where its time went.
+    let epochs = &continuous["epochs"];
+    assert_eq!(epochs["kind"], "checkpoints", "{epochs}");
+    assert!(epochs["completed"].as_u64().unwrap() >= 3, "{epochs}");
+    for kind in ["full", "incremental"] {
+        assert!(epochs[kind]["count"].as_u64().expect(kind) >= 1, "{epochs}");
+        assert!(
+            epochs[kind]["median_bytes"].as_u64().expect(kind) > 0,
+            "{epochs}"
+        );
+    }
+    let slowest = |k: &str| epochs["slowest"][k].as_f64().expect(k);
+    assert!(
+        slowest("barriers_ms") + slowest("sink_commit_ms") <= slowest("duration_ms"),
+        "{epochs}"
     );
     let _ = std::fs::remove_file(&path);
 }
