@@ -250,6 +250,7 @@ pub(crate) struct EpochFigures {
     /// Epochs the figures are over: each run's log keeps its newest 1,000.
     pub sampled: usize,
     pub median: Duration,
+    /// The slowest epoch's duration.
     pub max: Duration,
     pub longest_alignment: Duration,
     pub write_median: Duration,
@@ -257,8 +258,15 @@ pub(crate) struct EpochFigures {
     /// stopping job's final checkpoint left out).
     pub full: Option<(u64, usize)>,
     pub incremental: Option<(u64, usize)>,
-    /// The slowest epoch: its duration, and where it went (barriers, writes, sink commit).
-    pub slowest: [Duration; 4],
+    /// Where the slowest epoch's time went.
+    pub slowest: EpochSteps,
+}
+
+/// Where one epoch's time went: the graph, the disk, or the sink's system.
+pub(crate) struct EpochSteps {
+    pub barriers: Duration,
+    pub writes: Duration,
+    pub commit: Duration,
 }
 
 impl EpochFigures {
@@ -296,12 +304,11 @@ impl EpochFigures {
             write_median: median_of(done.iter().map(|c| c.write_time).collect()),
             full: median_bytes(true),
             incremental: median_bytes(false),
-            slowest: [
-                slowest.duration,
-                slowest.barrier_time,
-                slowest.write_time,
-                slowest.commit_time,
-            ],
+            slowest: EpochSteps {
+                barriers: slowest.barrier_time,
+                writes: slowest.write_time,
+                commit: slowest.commit_time,
+            },
         })
     }
 
@@ -316,10 +323,10 @@ impl EpochFigures {
             "duration_max_ms": ms(self.max),
             "longest_alignment_ms": ms(self.longest_alignment),
             "slowest": {
-                "duration_ms": ms(self.slowest[0]),
-                "barriers_ms": ms(self.slowest[1]),
-                "writes_ms": ms(self.slowest[2]),
-                "sink_commit_ms": ms(self.slowest[3]),
+                "duration_ms": ms(self.max),
+                "barriers_ms": ms(self.slowest.barriers),
+                "writes_ms": ms(self.slowest.writes),
+                "sink_commit_ms": ms(self.slowest.commit),
             },
         });
         if stored {
@@ -363,7 +370,11 @@ pub(crate) fn print_checkpoints(log: &CheckpointLog, stored: bool) {
         String::new()
     };
     // Which step the slowest one spent its time in: the graph, the disk or the sink's system.
-    let [_, barriers, writes, commit] = f.slowest;
+    let EpochSteps {
+        barriers,
+        writes,
+        commit,
+    } = f.slowest;
     println!(
         "      {what}: {} completed{over}, duration median {:.1} ms max {:.1} ms (start to completion){size}, longest alignment {:.2} ms; the slowest: barriers {:.1} ms, writes {:.1} ms, sink commit {:.1} ms",
         f.completed,
