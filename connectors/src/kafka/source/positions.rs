@@ -168,6 +168,7 @@ pub struct SourceStats {
     pub(super) failed_commits: AtomicU64,
     pub(super) out_of_range: AtomicU64,
     pub(super) consumer_errors: AtomicU64,
+    pub(super) lost_assignments: AtomicU64,
 }
 
 impl SourceStats {
@@ -180,6 +181,14 @@ impl SourceStats {
     /// the partition's next owner re-read records handed on since the last successful commit.
     pub fn failed_commits(&self) -> u64 {
         self.failed_commits.load(Ordering::Relaxed)
+    }
+
+    /// Times a worker's partitions were lost rather than revoked: the group's coordinator
+    /// dropped the member (a missed session timeout, or a broker that restarted its group).
+    /// What the worker had handed on is where this job's next owner of each partition
+    /// resumes; a consumer of another process would start at the group's last commit.
+    pub fn lost_assignments(&self) -> u64 {
+        self.lost_assignments.load(Ordering::Relaxed)
     }
 
     /// Errors the consumers reported (a broker unreachable, a topic deleted or not

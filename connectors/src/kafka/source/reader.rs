@@ -27,6 +27,11 @@ use crate::kafka::record::KafkaRecord;
 /// woken at least this often to do so, even when no record arrives.
 const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The most events (not records) one poll serves before it yields; the worker comes back at
+/// once for the rest. Bounds the time a burst of log lines keeps the worker from its other
+/// work.
+const MAX_EVENTS_PER_POLL: u32 = 64;
+
 /// One worker's [`KafkaSource`](crate::kafka::KafkaSource): its consumer and the positions of what it handed on.
 pub struct KafkaReader {
     pub(super) consumer: BaseConsumer<RebalanceContext>,
@@ -178,9 +183,25 @@ impl SourceReader for KafkaReader {
             out.emit(record);
             emitted += 1;
         }
+        // A poll that returns nothing may have served an event instead of finding the queue
+        // empty (see `RebalanceContext::events_served`): polling goes on after one, up to
+        // `MAX_EVENTS_PER_POLL` per call.
+        let mut served = 0;
+        let mut more_queued = false;
         while emitted < budget && !out.should_yield() {
+            let before = self.consumer.context().events_served();
             let record = match self.consumer.poll(Duration::ZERO) {
-                None => break,
+                None => {
+                    if self.consumer.context().events_served() == before {
+                        break;
+                    }
+                    served += 1;
+                    if served == MAX_EVENTS_PER_POLL {
+                        more_queued = true;
+                        break;
+                    }
+                    continue;
+                }
                 Some(Ok(msg)) => {
                     if let Some(end) = self.end_of(msg.topic(), msg.partition()) {
                         // Produced after the bounded run started: not part of this run.
@@ -259,7 +280,7 @@ impl SourceReader for KafkaReader {
         if self.ends.is_some() && emitted < budget && self.reached_ends() {
             return Ok(Progress::Done);
         }
-        Ok(if emitted > 0 {
+        Ok(if emitted > 0 || more_queued {
             Progress::Busy
         } else {
             Progress::Idle {

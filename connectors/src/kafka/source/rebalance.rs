@@ -3,12 +3,14 @@
 
 use rill_engine::sync::Lock;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -48,9 +50,24 @@ pub(super) struct RebalanceContext {
     /// The job failed: nothing more is committed (what was handed on may not have been
     /// written by the sinks); a restart re-reads from the last acknowledged commit.
     pub(super) abandoned: std::sync::atomic::AtomicBool,
+    /// How many events the consumer's poll served without returning them: rebalances, commit
+    /// results, log lines, statistics. rdkafka's poll returns `None` both for an empty queue
+    /// and after serving one such event; the reader tells the two apart by this count, so an
+    /// event does not end its poll with more (records, or the next step of a rebalance)
+    /// still queued. Only the polling worker's thread touches it.
+    pub(super) events_served: AtomicU64,
 }
 
 impl RebalanceContext {
+    /// How many events polls have served without returning them, so far.
+    pub(super) fn events_served(&self) -> u64 {
+        self.events_served.load(Ordering::Relaxed)
+    }
+
+    fn served_event(&self) {
+        self.events_served.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn record_error(&self, e: KafkaError) {
         let mut slot = self.error.locked();
         slot.get_or_insert(e);
@@ -94,6 +111,18 @@ impl RebalanceContext {
                 self.stats.failed_commits.fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+
+    /// Partitions lost rather than revoked (the coordinator dropped this member): a commit
+    /// would be refused. What was handed on is kept for this job's worker that gets each
+    /// partition next, as for a refused commit; without it that worker would start at the
+    /// group's last commit and hand on everything since a second time.
+    fn release_lost(&self, partitions: &TopicPartitionList) {
+        let (_, taken) = self.take_positions(Some(partitions));
+        if !taken.is_empty() && !self.abandoned.load(Ordering::Acquire) {
+            lock(&self.ownership.released).extend(taken);
+            self.stats.lost_assignments.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Where each newly assigned partition in `tpl` starts, set in `tpl`: where this job
@@ -147,6 +176,27 @@ impl ClientContext for RebalanceContext {
         }
         self.has_client_errors.store(true, Ordering::Release);
     }
+
+    /// Forwards to the `log` crate as rdkafka's default does, and counts the event.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.served_event();
+        let level = match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => log::Level::Error,
+            RDKafkaLogLevel::Warning => log::Level::Warn,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => log::Level::Info,
+            RDKafkaLogLevel::Debug => log::Level::Debug,
+        };
+        log::log!(target: "librdkafka", level, "librdkafka: {fac} {log_message}");
+    }
+
+    /// Logs the statistics at `info` as rdkafka's default does, and counts the event.
+    fn stats(&self, statistics: Statistics) {
+        self.served_event();
+        log::info!("Client stats: {statistics:?}");
+    }
 }
 
 impl ConsumerContext for RebalanceContext {
@@ -156,6 +206,7 @@ impl ConsumerContext for RebalanceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        self.served_event();
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -175,9 +226,7 @@ impl ConsumerContext for RebalanceContext {
                 if !consumer.assignment_lost() {
                     self.commit_positions(consumer, Some(tpl));
                 } else {
-                    // Lost (not revoked): another member may already own them; drop positions.
-                    self.positions
-                        .take(|topic, partition| tpl.find_partition(topic, partition).is_some());
+                    self.release_lost(tpl);
                 }
                 if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -190,6 +239,12 @@ impl ConsumerContext for RebalanceContext {
         if let Err(e) = result {
             self.record_error(e);
         }
+    }
+
+    /// Asynchronous commit results: counted as served; a failed commit is already counted
+    /// where it was made.
+    fn commit_callback(&self, _result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.served_event();
     }
 }
 
@@ -232,6 +287,7 @@ mod tests {
             client_errors: Mutex::default(),
             has_client_errors: Default::default(),
             abandoned: Default::default(),
+            events_served: AtomicU64::new(0),
         }
     }
 
@@ -282,6 +338,34 @@ mod tests {
         assert!(lock(&ctx.ownership.released).is_empty(), "taken once");
         // Owned again: its position is tracked, so the next revocation commits it.
         assert_eq!(ctx.positions.snapshot(), [position("t", 0, 42)]);
+    }
+
+    #[test]
+    fn lost_partitions_resume_where_this_job_left_them() {
+        let ctx = context(StartFrom::Committed);
+        assert_eq!(
+            assign(&ctx, &[0, 1]),
+            [(0, Offset::Invalid), (1, Offset::Invalid)]
+        );
+        ctx.positions.put(position("t", 0, 120));
+        ctx.positions.put(position("t", 1, 80));
+        let mut lost = TopicPartitionList::new();
+        lost.add_partition("t", 0);
+        lost.add_partition("t", 1);
+        ctx.release_lost(&lost);
+        assert!(ctx.positions.snapshot().is_empty());
+        assert_eq!(ctx.stats.lost_assignments(), 1);
+        // The group hands them out again: each resumes after what was handed on, not at the
+        // group's committed offset.
+        assert_eq!(assign(&ctx, &[1]), [(1, Offset::Offset(80))]);
+        assert_eq!(assign(&ctx, &[0]), [(0, Offset::Offset(120))]);
+
+        // A failed job keeps nothing: a restart reads from the last acknowledged commit.
+        let failed = context(StartFrom::Committed);
+        failed.positions.put(position("t", 0, 120));
+        failed.abandoned.store(true, Ordering::Release);
+        failed.release_lost(&lost);
+        assert!(lock(&failed.ownership.released).is_empty());
     }
 
     #[test]
