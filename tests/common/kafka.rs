@@ -28,11 +28,8 @@ fn partitions(consumer: &BaseConsumer, topic: &str, offset: Offset) -> TopicPart
 
 /// Produces `(key, value)` records to `topic` and waits until all are acknowledged.
 pub(crate) fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
-    // Idempotent: a retried request (a slow or restarting broker) must not write a test's
-    // input twice, or a job's doubled output would be the input's.
     let producer: BaseProducer = rill::connectors::kafka::client_config(brokers)
         .set("linger.ms", "1")
-        .set("enable.idempotence", "true")
         .create()
         .expect("test producer");
     for (k, v) in records {
