@@ -66,7 +66,9 @@ fn a_member_joining_mid_stream_neither_loses_nor_repeats_records() {
     }
     produce(&brokers, "in", &input[total / 2..]);
 
-    let output = read(&brokers, "out", total, Duration::from_secs(60));
+    // noida-db may hold the second step of the cooperative rebalance (handing the joining job
+    // its partitions) for about a minute (see the README's Guarantees): once in 32 runs here.
+    let output = read(&brokers, "out", total, Duration::from_secs(150));
     second.stop();
     first.stop();
     let m2 = common::finish(second).expect("second job stops cleanly");

@@ -195,13 +195,6 @@ impl KafkaSource {
             .set("fetch.error.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "500")
-            // Also the rebalance timeout: how long the coordinator holds the whole group for a
-            // member that does not rejoin. A worker polls at least every 100 ms unless its
-            // pipeline is blocked; one silent for 30 s is stalled, and Kafka's 5 minutes would
-            // stop every partition of the group that long. noida-db 0.2.3 can wait this
-            // long in the second step of a cooperative rebalance (handing a joining member its
-            // partitions), and when a member joins just as a generation completes.
-            .set("max.poll.interval.ms", "30000")
             // Incremental rebalancing: a member keeps its partitions while the group re-forms
             // and gives up only those that move, once the group is stable again, so its
             // commit of what it handed on is accepted (brokers refuse commits while a group
