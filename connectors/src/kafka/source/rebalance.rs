@@ -128,7 +128,9 @@ impl RebalanceContext {
     /// Where each newly assigned partition in `tpl` starts, set in `tpl`: where this job
     /// released it (a refused revoke-time commit), else the configured start the first time
     /// this job gets it, else the group's committed offset (left unset).
-    fn apply_start_positions(&self, tpl: &mut TopicPartitionList) {
+    ///
+    /// Returns the partitions that resume where this job released them.
+    fn apply_start_positions(&self, tpl: &mut TopicPartitionList) -> Vec<PartitionPosition> {
         let start = match self.start {
             StartFrom::Committed => None,
             StartFrom::Earliest => Some(Offset::Beginning),
@@ -141,6 +143,7 @@ impl RebalanceContext {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         let mut released = lock(&self.ownership.released);
+        let mut resumed = Vec::new();
         for (topic, partition) in owned {
             let first_time = before.insert((topic.clone(), partition));
             let resume = released
@@ -152,6 +155,7 @@ impl RebalanceContext {
                     let offset = Some(Offset::Offset(p.next_offset));
                     // Owned again: its position must be committed or released later even if
                     // nothing new is handed on before then.
+                    resumed.push(p.clone());
                     self.positions.put(p);
                     offset
                 }
@@ -164,7 +168,58 @@ impl RebalanceContext {
                 }
             }
         }
+        resumed
     }
+
+    /// Moves each partition in `resumed` up to the group's committed offset where that is
+    /// further on: a consumer of another process may have owned it in between and read
+    /// past where this job left it. Without an answer from the broker the job's own position
+    /// stands (records may be read twice, none are skipped).
+    fn catch_up_with_commits(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        resumed: &[PartitionPosition],
+    ) {
+        let mut asked = TopicPartitionList::new();
+        for p in resumed {
+            asked.add_partition(&p.topic, p.partition);
+        }
+        let Ok(committed) = consumer.committed_offsets(asked, COMMITTED_LOOKUP) else {
+            return;
+        };
+        for p in ahead_of(resumed, &committed) {
+            if let Err(e) =
+                tpl.set_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+            {
+                self.record_error(e);
+            }
+            self.positions.put(p);
+        }
+    }
+}
+
+/// How long a rebalance waits for the group's committed offsets of partitions it resumes.
+const COMMITTED_LOOKUP: Duration = Duration::from_secs(5);
+
+/// The partitions of `resumed` whose committed offset in `committed` is further on, at that
+/// offset.
+fn ahead_of(
+    resumed: &[PartitionPosition],
+    committed: &TopicPartitionList,
+) -> Vec<PartitionPosition> {
+    resumed
+        .iter()
+        .filter_map(
+            |p| match committed.find_partition(&p.topic, p.partition)?.offset() {
+                Offset::Offset(c) if c > p.next_offset => Some(PartitionPosition {
+                    next_offset: c,
+                    ..p.clone()
+                }),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 impl ClientContext for RebalanceContext {
@@ -213,7 +268,10 @@ impl ConsumerContext for RebalanceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.apply_start_positions(tpl);
+                let resumed = self.apply_start_positions(tpl);
+                if !resumed.is_empty() {
+                    self.catch_up_with_commits(consumer, tpl, &resumed);
+                }
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -305,7 +363,7 @@ mod tests {
         for p in partitions {
             tpl.add_partition("t", *p);
         }
-        ctx.apply_start_positions(&mut tpl);
+        let _ = ctx.apply_start_positions(&mut tpl);
         tpl.elements()
             .iter()
             .map(|e| (e.partition(), e.offset()))
@@ -366,6 +424,21 @@ mod tests {
         failed.abandoned.store(true, Ordering::Release);
         failed.release_lost(&lost);
         assert!(lock(&failed.ownership.released).is_empty());
+    }
+
+    #[test]
+    fn a_resumed_partition_moves_up_to_a_commit_that_is_further_on() {
+        let resumed = [
+            position("t", 0, 100),
+            position("t", 1, 100),
+            position("t", 2, 100),
+        ];
+        let mut committed = TopicPartitionList::new();
+        // Another process read partition 0 further; 1 is behind this job; 2 has no commit.
+        let _ = committed.add_partition_offset("t", 0, Offset::Offset(250));
+        let _ = committed.add_partition_offset("t", 1, Offset::Offset(40));
+        let _ = committed.add_partition_offset("t", 2, Offset::Invalid);
+        assert_eq!(ahead_of(&resumed, &committed), [position("t", 0, 250)]);
     }
 
     #[test]
