@@ -186,15 +186,19 @@ impl SourceReader for KafkaReader {
         // A poll that returns nothing may have served an event instead of finding the queue
         // empty (see `RebalanceContext::events_served`): polling goes on after one, up to
         // `MAX_EVENTS_PER_POLL` per call.
+        // Records do not move the count, so it is read once here and again only after a
+        // `None`, not once per record.
         let mut served = 0;
         let mut more_queued = false;
+        let mut events_before = self.consumer.context().events_served();
         while emitted < budget && !out.should_yield() {
-            let before = self.consumer.context().events_served();
             let record = match self.consumer.poll(Duration::ZERO) {
                 None => {
-                    if self.consumer.context().events_served() == before {
+                    let events_now = self.consumer.context().events_served();
+                    if events_now == events_before {
                         break;
                     }
+                    events_before = events_now;
                     served += 1;
                     if served == MAX_EVENTS_PER_POLL {
                         more_queued = true;
